@@ -1,0 +1,10 @@
+//! What workflow and activity code sees: [`WorkflowContext`] and [`ActivityContext`].
+
+mod activity;
+mod futures;
+mod workflow;
+
+pub use activity::ActivityContext;
+pub use futures::{ActivityCall, SignalWait, Sleep};
+pub(crate) use workflow::{ActivityInvocation, RunShared};
+pub use workflow::WorkflowContext;

@@ -1,0 +1,239 @@
+//! The workflow context: the only door from workflow code to durable steps.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use super::futures::{ActivityCall, SignalWait, Sleep};
+use super::ActivityContext;
+use crate::codec::{Codec, CodecError};
+use crate::definition::{Activity, ActivityOptions, BoxFuture, Payload};
+use crate::error::{ActivityError, ParkReason, WorkflowError};
+use crate::journal::SideEffectKind;
+use crate::replay::ReplayMachine;
+
+/// How the driver invokes an activity the workflow asked for.
+pub(crate) struct ActivityInvocation {
+    pub(crate) input: Vec<u8>,
+    pub(crate) options: ActivityOptions,
+    pub(crate) invoke: fn(Codec, ActivityContext, Vec<u8>) -> BoxFuture<Result<Vec<u8>, ActivityError>>,
+}
+
+impl std::fmt::Debug for ActivityInvocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityInvocation")
+            .field("input_len", &self.input.len())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// Decodes the input, runs one attempt of `A`, encodes the output.
+fn invoke_erased<A: Activity>(
+    codec: Codec,
+    ctx: ActivityContext,
+    input: Vec<u8>,
+) -> BoxFuture<Result<Vec<u8>, ActivityError>> {
+    Box::pin(async move {
+        let input: A::Input = codec.decode(&input).map_err(|error| ActivityError::Payload {
+            message: error.to_string(),
+        })?;
+        let output = A::run(ctx, input).await?;
+        codec.encode(&output).map_err(|error| ActivityError::Payload {
+            message: error.to_string(),
+        })
+    })
+}
+
+/// The state one run shares between its context (inside workflow code) and its driver.
+#[derive(Debug)]
+pub(crate) struct RunShared {
+    pub(crate) workflow_id: Arc<str>,
+    pub(crate) codec: Codec,
+    machine: Mutex<ReplayMachine<ActivityInvocation>>,
+}
+
+impl RunShared {
+    pub(crate) fn new(
+        workflow_id: Arc<str>,
+        codec: Codec,
+        machine: ReplayMachine<ActivityInvocation>,
+    ) -> Self {
+        RunShared {
+            workflow_id,
+            codec,
+            machine: Mutex::new(machine),
+        }
+    }
+
+    /// Locks the replay machine. The lock is never held across user code, so a poisoned lock only
+    /// means a panic inside the machine itself; its state is still consistent enough to park the run.
+    pub(crate) fn machine(&self) -> MutexGuard<'_, ReplayMachine<ActivityInvocation>> {
+        self.machine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The handle a `#[workflow]` function uses for everything durable.
+///
+/// Each method that touches the outside world is a *step*: its outcome is journaled, and when the run is
+/// replayed after a crash, the journaled outcome is returned instead of doing the work again. Workflow
+/// code must reach the outside world only through this context (no direct I/O, clocks or randomness),
+/// so that replay takes the same path.
+///
+/// Step futures are lazy: a step is numbered and started when its future is first polled, and steps
+/// polled together (`futures::join!`, [`join_all`](crate::join_all)) replay identically because their
+/// completions are delivered in journal order.
+///
+/// ```
+/// use std::time::Duration;
+/// use orchestrator::prelude::*;
+///
+/// #[activity(retry(max_attempts = 3, backoff = "10ms..1s"))]
+/// async fn double(x: u64) -> Result<u64, ActivityError> {
+///     Ok(x * 2)
+/// }
+///
+/// #[workflow]
+/// async fn pipeline(ctx: WorkflowContext, x: u64) -> Result<u64, WorkflowError> {
+///     let (a, b) = futures::join!(ctx.call(double, x), ctx.call(double, x + 1));
+///     ctx.sleep(Duration::from_millis(5)).await?;
+///     Ok(a? + b?)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), orchestrator::Error> {
+/// let engine = Engine::builder().in_memory().register(pipeline).register(double).start().await?;
+/// let run = engine.start(pipeline, "pipeline-1", 10).await?;
+/// assert_eq!(run.result().await?, 42);
+/// engine.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct WorkflowContext {
+    pub(crate) shared: Arc<RunShared>,
+}
+
+impl WorkflowContext {
+    pub(crate) fn new(shared: Arc<RunShared>) -> Self {
+        WorkflowContext { shared }
+    }
+
+    /// The id of this workflow run.
+    pub fn workflow_id(&self) -> &str {
+        &self.shared.workflow_id
+    }
+
+    /// Calls an activity: runs it (with its retry policy and timeout) unless the journal already holds
+    /// its outcome. Several inputs are passed as a tuple.
+    pub fn call<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<A> {
+        let _ = activity;
+        let input = self.shared.codec.encode(&input);
+        ActivityCall::new(
+            self.clone(),
+            input.map(|input| ActivityInvocation {
+                input,
+                options: A::options(),
+                invoke: invoke_erased::<A>,
+            }),
+        )
+    }
+
+    /// Sleeps durably: the timer survives restarts and fires once, at the journaled time.
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        Sleep::new(self.clone(), duration)
+    }
+
+    /// Waits for the next signal named `name` sent to this workflow
+    /// (see [`Engine::signal`](crate::Engine::signal)). Signals are delivered in the order they were
+    /// sent, each exactly once; add [`.timeout(..)`](SignalWait::timeout) to stop waiting.
+    pub fn signal<T: Payload>(&self, name: &str) -> SignalWait<T> {
+        SignalWait::new(self.clone(), name.to_string())
+    }
+
+    /// The current time, journaled: replay returns the time recorded when the step first ran.
+    pub fn now(&self) -> SystemTime {
+        let fresh = SystemTime::now();
+        let nanos = fresh
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let recorded: u64 = self.record(SideEffectKind::Now, nanos);
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(recorded)
+    }
+
+    /// A random number, journaled.
+    pub fn random_u64(&self) -> u64 {
+        self.record(SideEffectKind::Random, fastrand::u64(..))
+    }
+
+    /// A random (version 4) UUID, journaled.
+    pub fn uuid(&self) -> uuid::Uuid {
+        let fresh = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+        self.record(SideEffectKind::Uuid, fresh)
+    }
+
+    /// Runs `produce` once and journals its value; replay returns the journaled value without running it.
+    /// For small non-deterministic computations that need no retry (use an activity for I/O).
+    pub fn side_effect<T: Payload>(&self, produce: impl FnOnce() -> T) -> Result<T, WorkflowError> {
+        let codec = self.shared.codec;
+        let mut machine = self.shared.machine();
+        let recorded = machine.side_effect(SideEffectKind::Closure, || codec.encode(&produce()));
+        match recorded {
+            Ok(Some((step, bytes))) => match codec.decode(&bytes) {
+                Ok(value) => Ok(value),
+                Err(error) => {
+                    machine.fail(undecodable::<T>(step, &error));
+                    Err(WorkflowError::Payload {
+                        step,
+                        message: error.to_string(),
+                    })
+                }
+            },
+            Ok(None) => Err(WorkflowError::Payload {
+                step: machine.steps_issued(),
+                message: "the run is stopping".to_string(),
+            }),
+            Err(error) => Err(WorkflowError::Payload {
+                step: machine.steps_issued(),
+                message: error.to_string(),
+            }),
+        }
+    }
+
+    /// Journals `fresh` (or returns the journaled value on replay). On a damaged record the run is
+    /// parked and `fresh` is returned; the driver stops the run before anything else happens.
+    fn record<T: Payload + Copy>(&self, kind: SideEffectKind, fresh: T) -> T {
+        let codec = self.shared.codec;
+        let mut machine = self.shared.machine();
+        match machine.side_effect(kind, || codec.encode(&fresh)) {
+            Ok(Some((step, bytes))) => match codec.decode(&bytes) {
+                Ok(value) => value,
+                Err(error) => {
+                    machine.fail(undecodable::<T>(step, &error));
+                    fresh
+                }
+            },
+            Ok(None) => fresh,
+            Err(error) => {
+                // A `Copy` primitive always encodes; if not, park rather than diverge.
+                let step = machine.steps_issued();
+                machine.fail(undecodable::<T>(step, &error));
+                fresh
+            }
+        }
+    }
+}
+
+pub(crate) fn undecodable<T>(step: u32, error: &CodecError) -> ParkReason {
+    ParkReason::UndecodablePayload {
+        step,
+        type_name: std::any::type_name::<T>().to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// Marker so `PhantomData` of output types stays `Send`/`Sync` whatever `T` is.
+pub(crate) type Marker<T> = PhantomData<fn() -> T>;

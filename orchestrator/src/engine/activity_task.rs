@@ -1,0 +1,144 @@
+//! Executes one activity step: attempts, timeouts, durable backoff waits.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::sync::{mpsc, watch};
+
+use super::driver::DriverMsg;
+use crate::clock::{now_ms, until};
+use crate::codec::Codec;
+use crate::context::{ActivityContext, ActivityInvocation};
+use crate::error::ActivityError;
+use crate::journal::{Event, EventBody, encode_event};
+use crate::replay::ActivityResume;
+use crate::store::{Commit, Store};
+
+/// Everything an activity task needs.
+pub(crate) struct ActivityTask {
+    pub(crate) workflow_id: Arc<str>,
+    pub(crate) step: u32,
+    pub(crate) name: &'static str,
+    pub(crate) input_fingerprint: u64,
+    pub(crate) resume: Option<ActivityResume>,
+    pub(crate) invocation: ActivityInvocation,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) codec: Codec,
+    pub(crate) driver: mpsc::UnboundedSender<DriverMsg>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Extracts a panic's message.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_string()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+impl ActivityTask {
+    /// Runs attempts until one succeeds, the error is final, or the engine shuts down (then the step
+    /// is left for the next start: its failed attempts and next due time are journaled).
+    pub(crate) async fn run(mut self) {
+        let mut attempt = 0;
+        if let Some(resume) = self.resume {
+            attempt = resume.failed_attempts;
+            if !self.wait(until(resume.retry_at_ms)).await {
+                return self.stopped();
+            }
+        }
+        loop {
+            attempt += 1;
+            if *self.shutdown.borrow() {
+                return self.stopped();
+            }
+            let ctx = ActivityContext::new(self.workflow_id.clone(), self.name, self.step, attempt);
+            let result = self.attempt(ctx).await;
+            let error = match result {
+                Ok(output) => return self.done(attempt, Ok(output)),
+                Err(error) => error,
+            };
+            let policy = &self.invocation.options.retry;
+            if !error.is_retryable() || !policy.allows_retry_after(attempt) {
+                return self.done(attempt, Err(error));
+            }
+            let wait = policy.backoff(attempt, fastrand::f64());
+            let retry_at_ms = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+            tracing::debug!(workflow_id = %self.workflow_id, step = self.step, activity = self.name, attempt, %error, ?wait, "activity attempt failed; retrying");
+            self.journal_failure(attempt, error, retry_at_ms).await;
+            if !self.wait(wait).await {
+                return self.stopped();
+            }
+        }
+    }
+
+    async fn attempt(&self, ctx: ActivityContext) -> Result<Vec<u8>, ActivityError> {
+        let future = (self.invocation.invoke)(self.codec, ctx, self.invocation.input.clone());
+        let guarded = AssertUnwindSafe(future).catch_unwind();
+        let outcome = match self.invocation.options.timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, guarded).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Err(ActivityError::Timeout { timeout }),
+            },
+            None => guarded.await,
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(panic) => Err(ActivityError::Panicked {
+                message: panic_message(panic.as_ref()),
+            }),
+        }
+    }
+
+    async fn journal_failure(&self, attempt: u32, error: ActivityError, retry_at_ms: i64) {
+        let event = Event {
+            step: self.step,
+            body: EventBody::ActivityAttemptFailed {
+                name: self.name.to_string(),
+                input_fingerprint: self.input_fingerprint,
+                attempt,
+                error,
+                retry_at_ms,
+            },
+        };
+        let written = match encode_event(&self.codec, &event) {
+            Ok(event) => self
+                .store
+                .commit(Commit::events(&self.workflow_id, vec![event]))
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = written {
+            // The retry still happens; only its durability is lost (a restart would retry sooner).
+            tracing::warn!(workflow_id = %self.workflow_id, step = self.step, %error, "could not journal a failed attempt");
+        }
+    }
+
+    /// Sleeps for `wait`; `false` if the engine began shutting down meanwhile.
+    async fn wait(&mut self, wait: std::time::Duration) -> bool {
+        if *self.shutdown.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = self.shutdown.changed() => false,
+        }
+    }
+
+    fn done(&self, attempts: u32, result: Result<Vec<u8>, ActivityError>) {
+        let _ = self.driver.send(DriverMsg::ActivityDone {
+            step: self.step,
+            attempts,
+            result,
+        });
+    }
+
+    fn stopped(&self) {
+        let _ = self.driver.send(DriverMsg::ActivityStopped { step: self.step });
+    }
+}

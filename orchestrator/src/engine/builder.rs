@@ -1,0 +1,168 @@
+//! Configuring and starting an [`Engine`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Engine;
+use super::registry::ErasedWorkflow;
+use crate::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
+use crate::definition::{Registrable, RegistrationKind};
+use crate::error::Error;
+use crate::store::sqlite::SqliteOptions;
+use crate::store::{SqliteStore, Store};
+
+enum StoreChoice {
+    Sqlite(PathBuf),
+    InMemory,
+    Custom(Arc<dyn Store>),
+}
+
+/// Configures an [`Engine`]: where the journal lives, which workflows and activities exist, limits.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), orchestrator::Error> {
+/// use std::time::Duration;
+/// use orchestrator::Engine;
+///
+/// let engine = Engine::builder()
+///     .in_memory()
+///     .payload_limit(1024 * 1024)
+///     .shutdown_grace(Duration::from_secs(5))
+///     .start()
+///     .await?;
+/// engine.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "an engine builder does nothing until `.start()` is awaited"]
+pub struct EngineBuilder {
+    store: Option<StoreChoice>,
+    workflows: HashMap<&'static str, ErasedWorkflow>,
+    activities: Vec<&'static str>,
+    duplicates: Vec<&'static str>,
+    payload_limit: usize,
+    busy_timeout: Duration,
+    shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("workflows", &self.workflows.keys().collect::<Vec<_>>())
+            .field("activities", &self.activities)
+            .field("payload_limit", &self.payload_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    pub(super) fn new() -> Self {
+        EngineBuilder {
+            store: None,
+            workflows: HashMap::new(),
+            activities: Vec::new(),
+            duplicates: Vec::new(),
+            payload_limit: DEFAULT_PAYLOAD_LIMIT,
+            busy_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// Keeps the journal in the SQLite file at `path` (created if missing).
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = Some(StoreChoice::Sqlite(path.into()));
+        self
+    }
+
+    /// Keeps the journal in a private in-memory SQLite database: for tests, nothing survives.
+    pub fn in_memory(mut self) -> Self {
+        self.store = Some(StoreChoice::InMemory);
+        self
+    }
+
+    /// Uses a custom [`Store`].
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(StoreChoice::Custom(store));
+        self
+    }
+
+    /// Registers a `#[workflow]` (required to start or resume it) or an `#[activity]` (optional; checks
+    /// that names are unique).
+    pub fn register(mut self, item: impl Registrable) -> Self {
+        let registration = item.registration();
+        let taken = self.workflows.contains_key(registration.name)
+            || self.activities.contains(&registration.name);
+        if taken {
+            self.duplicates.push(registration.name);
+            return self;
+        }
+        match registration.kind {
+            RegistrationKind::Workflow(workflow) => {
+                self.workflows.insert(registration.name, workflow);
+            }
+            RegistrationKind::Activity => self.activities.push(registration.name),
+        }
+        self
+    }
+
+    /// The largest encoded payload (input, output, signal, error) accepted, in bytes. Default 4 MiB,
+    /// at most 64 MiB.
+    pub fn payload_limit(mut self, bytes: usize) -> Self {
+        self.payload_limit = bytes;
+        self
+    }
+
+    /// How long a write waits for another process's lock on the SQLite file. Default 5 s.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long [`Engine::shutdown`] waits for running activity attempts to finish and be journaled.
+    /// Default 30 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Opens the store, then resumes every unfinished run from its journal.
+    pub async fn start(self) -> Result<Engine, Error> {
+        if let Some(name) = self.duplicates.first() {
+            return Err(Error::DuplicateRegistration {
+                name: (*name).to_string(),
+            });
+        }
+        if self.payload_limit == 0 {
+            return Err(Error::Config {
+                message: "payload_limit must be at least 1 byte".to_string(),
+            });
+        }
+        let store: Arc<dyn Store> = match self.store {
+            None => {
+                return Err(Error::Config {
+                    message: "no journal store chosen: call `.sqlite(path)`, `.in_memory()` or `.store(..)`"
+                        .to_string(),
+                });
+            }
+            Some(StoreChoice::Sqlite(path)) => {
+                let mut options = SqliteOptions::default();
+                options.path = Some(path);
+                options.busy_timeout = self.busy_timeout;
+                Arc::new(SqliteStore::open_with(options).await?)
+            }
+            Some(StoreChoice::InMemory) => Arc::new(SqliteStore::in_memory().await?),
+            Some(StoreChoice::Custom(store)) => store,
+        };
+        let engine = Engine::assemble(
+            store,
+            Codec::new(self.payload_limit),
+            self.workflows,
+            self.shutdown_grace,
+        );
+        engine.recover().await?;
+        Ok(engine)
+    }
+}

@@ -1,0 +1,118 @@
+//! Handles to runs: their status and their typed result.
+
+use std::marker::PhantomData;
+
+use super::{DriverExitView, Engine, Phase};
+use crate::codec::Codec;
+use crate::definition::Payload;
+use crate::error::{Error, ParkReason, WorkflowError};
+use crate::store::{RunRecord, RunState};
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RunStatus {
+    /// Started and not finished: running, sleeping or waiting for a signal.
+    Running,
+    /// Completed with an output.
+    Completed,
+    /// Failed with this error.
+    Failed(WorkflowError),
+    /// Parked for this reason; it needs an operator (the engine retries it at its next start).
+    Parked(ParkReason),
+}
+
+impl RunStatus {
+    pub(crate) fn from_record(run: &RunRecord, codec: Codec) -> Result<Self, Error> {
+        Ok(match run.state {
+            RunState::Running => RunStatus::Running,
+            RunState::Completed => RunStatus::Completed,
+            RunState::Failed => RunStatus::Failed(decode_outcome(run, codec)?),
+            RunState::Parked => RunStatus::Parked(decode_outcome(run, codec)?),
+        })
+    }
+}
+
+fn decode_outcome<T: Payload>(run: &RunRecord, codec: Codec) -> Result<T, Error> {
+    let bytes = run.error.as_deref().ok_or_else(|| {
+        Error::Store(crate::store::StoreError::MalformedRow {
+            operation: "reading a run's outcome",
+            message: format!("run `{}` is {:?} without its error", run.workflow_id, run.state),
+        })
+    })?;
+    Ok(codec.decode(bytes)?)
+}
+
+/// A handle to one run, typed by its workflow's output.
+///
+/// Returned by [`Engine::start`] and [`Engine::handle`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RunHandle<T> {
+    engine: Engine,
+    workflow_id: String,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> RunHandle<T> {
+    pub(super) fn new(engine: Engine, workflow_id: String) -> Self {
+        RunHandle {
+            engine,
+            workflow_id,
+            _output: PhantomData,
+        }
+    }
+
+    /// The run's workflow id.
+    pub fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+
+    /// Where the run stands now.
+    pub async fn status(&self) -> Result<RunStatus, Error> {
+        self.engine.status(&self.workflow_id).await
+    }
+
+    /// Waits for the run to finish and returns its output; [`Error::WorkflowFailed`] if it failed,
+    /// [`Error::RunParked`] if it was parked, [`Error::ShuttingDown`] if the engine stopped first.
+    pub async fn result(&self) -> Result<T, Error> {
+        let store = self.engine.store().clone();
+        loop {
+            let mut phase = self.engine.subscribe(&self.workflow_id);
+            let run = store
+                .run(&self.workflow_id)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    workflow_id: self.workflow_id.clone(),
+                })?;
+            let codec = self.engine.codec();
+            match run.state {
+                RunState::Completed => {
+                    let bytes = run.output.as_deref().unwrap_or_default();
+                    return Ok(codec.decode(bytes)?);
+                }
+                RunState::Failed => {
+                    return Err(Error::WorkflowFailed {
+                        workflow_id: self.workflow_id.clone(),
+                        error: decode_outcome(&run, codec)?,
+                    });
+                }
+                RunState::Parked => {
+                    return Err(Error::RunParked {
+                        workflow_id: self.workflow_id.clone(),
+                        reason: decode_outcome(&run, codec)?,
+                    });
+                }
+                _ => {}
+            }
+            let stopped = matches!(
+                *phase.borrow_and_update(),
+                Phase::Ended(DriverExitView::Stopped)
+            );
+            if stopped || self.engine.is_shutting_down() {
+                return Err(Error::ShuttingDown);
+            }
+            // Wait for the driver to report; a closed channel means it ended, so read the store again.
+            let _ = phase.changed().await;
+        }
+    }
+}

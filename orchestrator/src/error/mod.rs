@@ -1,0 +1,96 @@
+//! Errors: the umbrella [`Error`] returned by the engine's API, and the errors of workflows and activities.
+
+mod activity;
+mod workflow;
+
+pub use activity::ActivityError;
+pub use workflow::{NonDeterminismError, ParkReason, WorkflowError};
+
+use crate::codec::CodecError;
+use crate::store::StoreError;
+
+/// Everything the engine's API can fail with.
+///
+/// Each variant carries the context needed to act on it (the workflow id, the names involved); causes are
+/// chained through [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The journal store failed; see [`StoreError::is_retryable`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A value could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A workflow with this id already exists and is of another type.
+    #[error("workflow id `{workflow_id}` is already used by a `{existing}` run (requested `{requested}`)")]
+    WorkflowIdConflict {
+        /// The contested workflow id.
+        workflow_id: String,
+        /// The type of the existing run.
+        existing: String,
+        /// The type that was asked for.
+        requested: String,
+    },
+    /// The workflow type was not registered with this engine.
+    #[error("workflow type `{name}` is not registered with this engine; call `.register(..)` on the builder")]
+    UnregisteredWorkflow {
+        /// The workflow type's name.
+        name: String,
+    },
+    /// Two registrations use one name.
+    #[error("the name `{name}` is registered twice")]
+    DuplicateRegistration {
+        /// The name used twice.
+        name: String,
+    },
+    /// No run with this workflow id exists.
+    #[error("no workflow with id `{workflow_id}`")]
+    NotFound {
+        /// The workflow id looked up.
+        workflow_id: String,
+    },
+    /// The run has already completed or failed, so it cannot take this request (e.g. a signal).
+    #[error("workflow `{workflow_id}` has already finished")]
+    RunFinished {
+        /// The finished run's workflow id.
+        workflow_id: String,
+    },
+    /// The run was asked for with an output type other than its workflow's.
+    #[error("workflow `{workflow_id}` is a `{actual}` run, not a `{expected}` run")]
+    WrongWorkflowType {
+        /// The run's workflow id.
+        workflow_id: String,
+        /// The type the caller expected.
+        expected: String,
+        /// The run's recorded type.
+        actual: String,
+    },
+    /// The workflow finished with an error.
+    #[error("workflow `{workflow_id}` failed: {error}")]
+    WorkflowFailed {
+        /// The failed run's workflow id.
+        workflow_id: String,
+        /// The error the workflow ended with.
+        #[source]
+        error: WorkflowError,
+    },
+    /// The run was parked and needs an operator (see [`ParkReason`]).
+    #[error("workflow `{workflow_id}` is parked: {reason}")]
+    RunParked {
+        /// The parked run's workflow id.
+        workflow_id: String,
+        /// Why it was parked.
+        #[source]
+        reason: ParkReason,
+    },
+    /// The engine is shutting down and takes no new work.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// The engine's configuration is invalid.
+    #[error("invalid configuration: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+}

@@ -1,0 +1,129 @@
+//! The error a workflow returns, and the reasons a run is parked.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ActivityError;
+
+/// Why a workflow (or one of its steps) failed.
+///
+/// Step futures of [`WorkflowContext`](crate::WorkflowContext) return this error, so `?` inside a
+/// `#[workflow]` function propagates a failed activity or an expired signal wait. A workflow that returns
+/// `Err` is recorded as failed with this error; [`RunHandle::result`](crate::RunHandle::result) returns it
+/// inside [`Error::WorkflowFailed`](crate::Error::WorkflowFailed).
+///
+/// ```
+/// use orchestrator::WorkflowError;
+///
+/// let error = WorkflowError::failed("income below threshold");
+/// assert_eq!(error.to_string(), "income below threshold");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowError {
+    /// An activity failed for good: its error was not retryable or its attempts ran out.
+    #[error("activity `{activity}` (step {step}) failed after {attempts} attempt(s): {error}")]
+    ActivityFailed {
+        /// The activity's registered name.
+        activity: String,
+        /// The step number of the call.
+        step: u32,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        error: ActivityError,
+    },
+    /// A signal wait with a timeout expired before the signal arrived.
+    #[error("no signal `{name}` arrived within {timeout:?} (step {step})")]
+    SignalTimeout {
+        /// The signal's name.
+        name: String,
+        /// The step number of the wait.
+        step: u32,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// A value could not be encoded into (or decoded from) the journal.
+    #[error("payload error at step {step}: {message}")]
+    Payload {
+        /// The step whose payload failed.
+        step: u32,
+        /// The codec's description of the problem.
+        message: String,
+    },
+    /// The workflow function panicked; the panic was caught and the run failed with its message.
+    #[error("workflow panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// A failure decided by the workflow's own logic (see [`WorkflowError::failed`]).
+    #[error("{message}")]
+    Application {
+        /// The workflow's description of the failure.
+        message: String,
+    },
+}
+
+impl WorkflowError {
+    /// A failure decided by the workflow itself, e.g. a business rule that rejects the input.
+    pub fn failed(message: impl Display) -> Self {
+        WorkflowError::Application {
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A change of workflow code that makes it disagree with a run's journal.
+///
+/// Raised when, at some step, the code asks for something other than what the journal recorded there:
+/// another kind of step, another activity, or the same activity with a different input. The run is parked
+/// (see [`ParkReason::NonDeterminism`]) rather than allowed to diverge; other runs continue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("nondeterminism at step {step}: the journal recorded {recorded}, but the code now asks for {requested}")]
+pub struct NonDeterminismError {
+    /// The step number where code and journal disagree.
+    pub step: u32,
+    /// What the journal recorded at that step (e.g. ``activity `parse` (input 0x…)``).
+    pub recorded: String,
+    /// What the current code asked for at that step.
+    pub requested: String,
+}
+
+/// Why a run was parked: it stopped without completing and needs an operator.
+///
+/// A parked run keeps its journal. The engine tries it again the next time it starts (so deploying a fix
+/// and restarting resumes it); until then [`RunHandle::result`](crate::RunHandle::result) returns
+/// [`Error::RunParked`](crate::Error::RunParked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParkReason {
+    /// The code disagrees with the journal.
+    #[error(transparent)]
+    NonDeterminism(#[from] NonDeterminismError),
+    /// The journal names a workflow type this engine has not registered.
+    #[error("workflow type `{name}` is not registered with this engine")]
+    UnknownWorkflowType {
+        /// The recorded workflow type name.
+        name: String,
+    },
+    /// A journaled value no longer decodes into the type the code expects (e.g. the type changed).
+    #[error("journaled payload at step {step} does not decode as `{type_name}`: {message}")]
+    UndecodablePayload {
+        /// The step whose recorded value failed to decode (0 for the workflow input).
+        step: u32,
+        /// The Rust type the code expected.
+        type_name: String,
+        /// The codec's description of the problem.
+        message: String,
+    },
+    /// A journal row could not be read back (corrupted or truncated bytes).
+    #[error("corrupt journal: {message}")]
+    CorruptJournal {
+        /// What was wrong with the row.
+        message: String,
+    },
+}

@@ -1,0 +1,124 @@
+//! The events a run's journal is made of.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ActivityError;
+
+/// One journal entry of a run, attached to a step.
+///
+/// Steps are numbered from 1 in the order the workflow code asks for them. Two families of events exist:
+/// *completions* ([`EventBody::is_completion`]) unblock a waiting step and are delivered to the workflow
+/// in journal order — on replay too, which is what makes concurrency inside a workflow replay
+/// identically; *records* (timer started, side effects, failed attempts) are looked up by step number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The step this event belongs to.
+    pub step: u32,
+    /// What happened.
+    pub body: EventBody,
+}
+
+/// What a journal event records. The numeric kind of each variant is stored beside the encoded event
+/// (see [`EventBody::kind`]) and documented in `docs/journal.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventBody {
+    /// An activity finished for good: success, a non-retryable error or exhausted attempts.
+    ActivityCompleted {
+        /// The activity's name.
+        name: String,
+        /// Fingerprint of the encoded input, to detect a changed call on replay.
+        input_fingerprint: u64,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The encoded output or the last error.
+        result: Result<Vec<u8>, ActivityError>,
+    },
+    /// One attempt of an activity failed and another will follow at `retry_at_ms`.
+    ActivityAttemptFailed {
+        /// The activity's name.
+        name: String,
+        /// Fingerprint of the encoded input.
+        input_fingerprint: u64,
+        /// The failed attempt's number (1-based).
+        attempt: u32,
+        /// Its error.
+        error: ActivityError,
+        /// When the next attempt is due, in milliseconds since the Unix epoch.
+        retry_at_ms: i64,
+    },
+    /// A durable timer was started and fires at `fire_at_ms`.
+    TimerStarted {
+        /// When the timer fires, in milliseconds since the Unix epoch.
+        fire_at_ms: i64,
+    },
+    /// A durable timer fired.
+    TimerFired,
+    /// A wait for a signal with a timeout started; it gives up at `deadline_ms`.
+    SignalWaitStarted {
+        /// The signal's name.
+        name: String,
+        /// When the wait gives up, in milliseconds since the Unix epoch.
+        deadline_ms: i64,
+    },
+    /// A signal was delivered to a waiting step.
+    SignalReceived {
+        /// The signal's name.
+        name: String,
+        /// The signal's inbox id (consumed in the same transaction).
+        signal_id: i64,
+        /// The encoded payload.
+        payload: Vec<u8>,
+    },
+    /// A signal wait expired.
+    SignalTimedOut {
+        /// The signal's name.
+        name: String,
+    },
+    /// A non-deterministic value (clock, random number, UUID, closure result) recorded for replay.
+    SideEffect {
+        /// What produced the value.
+        kind: SideEffectKind,
+        /// The encoded value.
+        value: Vec<u8>,
+    },
+}
+
+/// What produced a [`EventBody::SideEffect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SideEffectKind {
+    /// `ctx.now()`.
+    Now,
+    /// `ctx.random_u64()`.
+    Random,
+    /// `ctx.uuid()`.
+    Uuid,
+    /// `ctx.side_effect(..)`.
+    Closure,
+}
+
+impl EventBody {
+    /// Whether this event resolves a waiting step (and is therefore delivered in journal order).
+    pub fn is_completion(&self) -> bool {
+        matches!(
+            self,
+            EventBody::ActivityCompleted { .. }
+                | EventBody::TimerFired
+                | EventBody::SignalReceived { .. }
+                | EventBody::SignalTimedOut { .. }
+        )
+    }
+
+    /// The numeric kind stored in the `kind` column.
+    pub fn kind(&self) -> u16 {
+        match self {
+            EventBody::ActivityCompleted { .. } => 1,
+            EventBody::ActivityAttemptFailed { .. } => 2,
+            EventBody::TimerStarted { .. } => 3,
+            EventBody::TimerFired => 4,
+            EventBody::SignalWaitStarted { .. } => 5,
+            EventBody::SignalReceived { .. } => 6,
+            EventBody::SignalTimedOut { .. } => 7,
+            EventBody::SideEffect { .. } => 8,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! What the code asks for at a step, and how that is compared with the journal.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::journal::{EventBody, SideEffectKind};
+
+/// What the workflow code asks for at one step.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StepRequest {
+    /// Call an activity with an input of the given fingerprint.
+    Activity {
+        name: &'static str,
+        input_fingerprint: u64,
+    },
+    /// Sleep for a duration.
+    Timer { duration: Duration },
+    /// Wait for a named signal, optionally with a timeout.
+    Signal {
+        name: String,
+        timeout: Option<Duration>,
+    },
+    /// Record a non-deterministic value.
+    SideEffect { kind: SideEffectKind },
+}
+
+impl fmt::Display for StepRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepRequest::Activity {
+                name,
+                input_fingerprint,
+            } => write!(
+                f,
+                "activity `{name}` (input fingerprint {input_fingerprint:#018x})"
+            ),
+            StepRequest::Timer { duration } => write!(f, "timer ({duration:?})"),
+            StepRequest::Signal { name, .. } => write!(f, "signal `{name}`"),
+            StepRequest::SideEffect { kind } => write!(f, "side effect {kind:?}"),
+        }
+    }
+}
+
+/// A short description of a recorded event, for nondeterminism errors.
+pub(crate) fn describe(body: &EventBody) -> String {
+    match body {
+        EventBody::ActivityCompleted {
+            name,
+            input_fingerprint,
+            ..
+        }
+        | EventBody::ActivityAttemptFailed {
+            name,
+            input_fingerprint,
+            ..
+        } => format!("activity `{name}` (input fingerprint {input_fingerprint:#018x})"),
+        EventBody::TimerStarted { .. } | EventBody::TimerFired => "timer".to_string(),
+        EventBody::SignalWaitStarted { name, .. }
+        | EventBody::SignalReceived { name, .. }
+        | EventBody::SignalTimedOut { name } => format!("signal `{name}`"),
+        EventBody::SideEffect { kind, .. } => format!("side effect {kind:?}"),
+    }
+}
+
+/// Whether a recorded event is consistent with the request made at its step.
+pub(crate) fn matches(request: &StepRequest, recorded: &EventBody) -> bool {
+    match (request, recorded) {
+        (
+            StepRequest::Activity {
+                name,
+                input_fingerprint,
+            },
+            EventBody::ActivityCompleted {
+                name: recorded_name,
+                input_fingerprint: recorded_fingerprint,
+                ..
+            }
+            | EventBody::ActivityAttemptFailed {
+                name: recorded_name,
+                input_fingerprint: recorded_fingerprint,
+                ..
+            },
+        ) => name == recorded_name && input_fingerprint == recorded_fingerprint,
+        (StepRequest::Timer { .. }, EventBody::TimerStarted { .. } | EventBody::TimerFired) => true,
+        (
+            StepRequest::Signal { name, .. },
+            EventBody::SignalWaitStarted {
+                name: recorded_name,
+                ..
+            }
+            | EventBody::SignalReceived {
+                name: recorded_name,
+                ..
+            }
+            | EventBody::SignalTimedOut {
+                name: recorded_name,
+            },
+        ) => name == recorded_name,
+        (
+            StepRequest::SideEffect { kind },
+            EventBody::SideEffect {
+                kind: recorded_kind,
+                ..
+            },
+        ) => kind == recorded_kind,
+        _ => false,
+    }
+}

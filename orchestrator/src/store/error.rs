@@ -1,0 +1,96 @@
+//! Errors of journal stores.
+
+/// A journal store operation failed.
+///
+/// [`StoreError::is_retryable`] tells whether trying the same operation again may succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The file exists but is not an SQLite database.
+    #[error("`{path}` is not an SQLite database (or is encrypted or corrupted beyond its header)")]
+    NotADatabase {
+        /// The file's path.
+        path: String,
+    },
+    /// The file is an SQLite database that belongs to another application.
+    #[error("`{path}` is an SQLite database of another application (application_id {application_id:#x}, {tables} tables); refusing to touch it")]
+    ForeignDatabase {
+        /// The file's path.
+        path: String,
+        /// The `PRAGMA application_id` found.
+        application_id: i64,
+        /// How many tables the file already has.
+        tables: i64,
+    },
+    /// The journal was written by a newer orchestrator whose schema this build does not know.
+    #[error("journal schema version {found} is newer than this build supports (up to {supported}); upgrade orchestrator")]
+    SchemaTooNew {
+        /// The schema version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The database stayed locked by another connection past the busy timeout.
+    #[error("database busy or locked during {operation}")]
+    Busy {
+        /// What the store was doing.
+        operation: &'static str,
+    },
+    /// The disk (or a quota) is full.
+    #[error("disk full during {operation}")]
+    DiskFull {
+        /// What the store was doing.
+        operation: &'static str,
+    },
+    /// The database file is damaged.
+    #[error("database corrupt during {operation}: {message}")]
+    Corrupt {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The database's message.
+        message: String,
+    },
+    /// An operating-system I/O error.
+    #[error("I/O error during {operation}: {message}")]
+    Io {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The database's message.
+        message: String,
+    },
+    /// The write contradicts what is stored (a step completed twice, a signal consumed twice, a run
+    /// finished twice); nothing was written.
+    #[error("conflict during {operation}: {message}")]
+    Conflict {
+        /// What the store was doing.
+        operation: &'static str,
+        /// What conflicted.
+        message: String,
+    },
+    /// A stored row does not have the expected shape.
+    #[error("malformed row during {operation}: {message}")]
+    MalformedRow {
+        /// What the store was doing.
+        operation: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// Any other backend failure.
+    #[error("store backend error during {operation}: {message}")]
+    Backend {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The backend's message.
+        message: String,
+    },
+    /// The store has been shut down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// Whether the same operation may succeed if tried again (busy, transient I/O).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Busy { .. } | StoreError::Io { .. })
+    }
+}

@@ -1,0 +1,264 @@
+//! The SQL of the SQLite store. Every value is a bound parameter.
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::errors::Context;
+use crate::clock::now_ms;
+use crate::store::{
+    Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome, SignalRecord,
+    StatusChange, StoreError, StoredEvent,
+};
+
+const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, updated_at_ms";
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
+    let state: i64 = row.get(2)?;
+    Ok((
+        RunRecord {
+            workflow_id: row.get(0)?,
+            workflow_name: row.get(1)?,
+            state: RunState::Running,
+            input: row.get(3)?,
+            output: row.get(4)?,
+            error: row.get(5)?,
+            created_at_ms: row.get(6)?,
+            updated_at_ms: row.get(7)?,
+        },
+        state,
+    ))
+}
+
+fn with_state((mut record, state): (RunRecord, i64)) -> Result<RunRecord, StoreError> {
+    record.state = RunState::from_code(state).ok_or_else(|| StoreError::MalformedRow {
+        operation: "reading a run",
+        message: format!("run `{}` has unknown state {state}", record.workflow_id),
+    })?;
+    Ok(record)
+}
+
+pub(super) fn create_run(conn: &mut Connection, run: &NewRun) -> Result<CreateOutcome, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during("creating a run")?;
+    let existing = tx
+        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1"))
+        .during("creating a run")?
+        .query_row([&run.workflow_id], run_from_row)
+        .optional()
+        .during("creating a run")?;
+    if let Some(existing) = existing {
+        return Ok(CreateOutcome::Existing(with_state(existing)?));
+    }
+    let now = now_ms();
+    tx.prepare_cached(
+        "INSERT INTO runs (workflow_id, workflow_name, state, input, created_at_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )
+    .during("creating a run")?
+    .execute(params![
+        run.workflow_id,
+        run.workflow_name,
+        RunState::Running.code(),
+        run.input,
+        now
+    ])
+    .during("creating a run")?;
+    tx.commit().during("creating a run")?;
+    Ok(CreateOutcome::Created)
+}
+
+pub(super) fn commit(conn: &mut Connection, commit: &Commit) -> Result<(), StoreError> {
+    const OP: &str = "committing journal events";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during(OP)?;
+    let now = now_ms();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO events (workflow_id, step, kind, completion, payload, recorded_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .during(OP)?;
+        for event in &commit.events {
+            insert
+                .execute(params![
+                    commit.workflow_id,
+                    event.step,
+                    event.kind,
+                    event.completion,
+                    event.payload,
+                    now
+                ])
+                .map_err(|error| match super::errors::classify(OP, error) {
+                    StoreError::Conflict { operation, message } => StoreError::Conflict {
+                        operation,
+                        message: format!(
+                            "step {} of `{}` already has a completion ({message})",
+                            event.step, commit.workflow_id
+                        ),
+                    },
+                    other => other,
+                })?;
+        }
+    }
+    if let Some(signal_id) = commit.consume_signal {
+        let step = commit
+            .events
+            .iter()
+            .find(|event| event.completion)
+            .map(|event| event.step)
+            .unwrap_or(0);
+        let changed = tx
+            .prepare_cached(
+                "UPDATE signals SET consumed_by_step = ?1 \
+                 WHERE id = ?2 AND workflow_id = ?3 AND consumed_by_step IS NULL",
+            )
+            .during(OP)?
+            .execute(params![step, signal_id, commit.workflow_id])
+            .during(OP)?;
+        if changed != 1 {
+            return Err(StoreError::Conflict {
+                operation: OP,
+                message: format!(
+                    "signal #{signal_id} of `{}` is unknown or already consumed",
+                    commit.workflow_id
+                ),
+            });
+        }
+    }
+    if let Some(status) = &commit.status {
+        let (state, output, error, allowed): (RunState, Option<&[u8]>, Option<&[u8]>, &str) =
+            match status {
+                StatusChange::Resume => (RunState::Running, None, None, "3"),
+                StatusChange::Complete { output } => {
+                    (RunState::Completed, Some(output), None, "0, 3")
+                }
+                StatusChange::Fail { error } => (RunState::Failed, None, Some(error), "0, 3"),
+                StatusChange::Park { reason } => (RunState::Parked, None, Some(reason), "0"),
+            };
+        let changed = tx
+            .prepare_cached(&format!(
+                "UPDATE runs SET state = ?1, output = ?2, error = ?3, updated_at_ms = ?4 \
+                 WHERE workflow_id = ?5 AND state IN ({allowed})"
+            ))
+            .during(OP)?
+            .execute(params![state.code(), output, error, now, commit.workflow_id])
+            .during(OP)?;
+        if changed != 1 {
+            return Err(StoreError::Conflict {
+                operation: OP,
+                message: format!(
+                    "run `{}` cannot move to {state:?} from its current state",
+                    commit.workflow_id
+                ),
+            });
+        }
+    }
+    tx.commit().during(OP)?;
+    Ok(())
+}
+
+pub(super) fn run(conn: &mut Connection, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1"))
+        .during("reading a run")?
+        .query_row([workflow_id], run_from_row)
+        .optional()
+        .during("reading a run")?
+        .map(with_state)
+        .transpose()
+}
+
+pub(super) fn history(conn: &mut Connection, workflow_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    const OP: &str = "reading a history";
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT seq, step, kind, payload FROM events WHERE workflow_id = ?1 ORDER BY seq",
+        )
+        .during(OP)?;
+    let rows = statement
+        .query_map([workflow_id], |row| {
+            Ok(StoredEvent {
+                seq: row.get(0)?,
+                step: row.get(1)?,
+                kind: row.get(2)?,
+                payload: row.get(3)?,
+            })
+        })
+        .during(OP)?;
+    rows.collect::<Result<Vec<_>, _>>().during(OP)
+}
+
+pub(super) fn unfinished_runs(conn: &mut Connection) -> Result<Vec<RunRecord>, StoreError> {
+    const OP: &str = "listing unfinished runs";
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE state IN (0, 3) ORDER BY created_at_ms, workflow_id"
+        ))
+        .during(OP)?;
+    let rows = statement.query_map([], run_from_row).during(OP)?;
+    let mut runs = Vec::new();
+    for row in rows {
+        runs.push(with_state(row.during(OP)?)?);
+    }
+    Ok(runs)
+}
+
+pub(super) fn send_signal(
+    conn: &mut Connection,
+    workflow_id: &str,
+    name: &str,
+    payload: Vec<u8>,
+) -> Result<SignalOutcome, StoreError> {
+    const OP: &str = "sending a signal";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during(OP)?;
+    let state: Option<i64> = tx
+        .prepare_cached("SELECT state FROM runs WHERE workflow_id = ?1")
+        .during(OP)?
+        .query_row([workflow_id], |row| row.get(0))
+        .optional()
+        .during(OP)?;
+    match state.map(RunState::from_code) {
+        None => return Ok(SignalOutcome::NoSuchRun),
+        Some(Some(state)) if state.is_finished() => return Ok(SignalOutcome::RunFinished),
+        _ => {}
+    }
+    tx.prepare_cached(
+        "INSERT INTO signals (workflow_id, name, payload, sent_at_ms) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .during(OP)?
+    .execute(params![workflow_id, name, payload, now_ms()])
+    .during(OP)?;
+    let id = tx.last_insert_rowid();
+    tx.commit().during(OP)?;
+    Ok(SignalOutcome::Queued(SignalRecord {
+        id,
+        name: name.to_string(),
+        payload,
+    }))
+}
+
+pub(super) fn pending_signals(
+    conn: &mut Connection,
+    workflow_id: &str,
+) -> Result<Vec<SignalRecord>, StoreError> {
+    const OP: &str = "reading pending signals";
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, name, payload FROM signals \
+             WHERE workflow_id = ?1 AND consumed_by_step IS NULL ORDER BY id",
+        )
+        .during(OP)?;
+    let rows = statement
+        .query_map([workflow_id], |row| {
+            Ok(SignalRecord {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                payload: row.get(2)?,
+            })
+        })
+        .during(OP)?;
+    rows.collect::<Result<Vec<_>, _>>().during(OP)
+}

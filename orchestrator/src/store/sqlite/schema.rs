@@ -1,0 +1,124 @@
+//! The SQLite journal schema, its version, and its migrations.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::errors::Context;
+use crate::store::StoreError;
+
+/// `PRAGMA application_id` of an orchestrator journal: "ORCH".
+pub(super) const APPLICATION_ID: i64 = 0x4F52_4348;
+
+/// Migrations, in order: `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // Version 1: runs, events, signals, meta.
+    r#"
+    CREATE TABLE runs (
+        workflow_id   TEXT    NOT NULL PRIMARY KEY,
+        workflow_name TEXT    NOT NULL,
+        state         INTEGER NOT NULL,
+        input         BLOB    NOT NULL,
+        output        BLOB,
+        error         BLOB,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX runs_unfinished ON runs(state) WHERE state IN (0, 3);
+    CREATE TABLE events (
+        seq            INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        workflow_id    TEXT    NOT NULL REFERENCES runs(workflow_id),
+        step           INTEGER NOT NULL,
+        kind           INTEGER NOT NULL,
+        completion     INTEGER NOT NULL,
+        payload        BLOB    NOT NULL,
+        recorded_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_run ON events(workflow_id, seq);
+    CREATE UNIQUE INDEX events_one_completion_per_step
+        ON events(workflow_id, step) WHERE completion = 1;
+    CREATE TABLE signals (
+        id               INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        workflow_id      TEXT    NOT NULL REFERENCES runs(workflow_id),
+        name             TEXT    NOT NULL,
+        payload          BLOB    NOT NULL,
+        sent_at_ms       INTEGER NOT NULL,
+        consumed_by_step INTEGER
+    );
+    CREATE INDEX signals_pending ON signals(workflow_id, id) WHERE consumed_by_step IS NULL;
+    CREATE TABLE meta (
+        key   TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The newest schema version this build knows.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Checks that `conn` is an orchestrator journal (or an empty database) no newer than this build, then
+/// brings its schema up to date.
+pub(super) fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    // The first read of the header: a file that is not a database fails here.
+    let application_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .map_err(|error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase {
+                path: path.to_string(),
+            },
+            _ => super::errors::classify("reading the database header", error),
+        })?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .during("reading the schema version")?;
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )
+        .during("listing tables")?;
+    let fresh = application_id == 0 && version == 0 && tables == 0;
+    if !fresh && application_id != APPLICATION_ID {
+        return Err(StoreError::ForeignDatabase {
+            path: path.to_string(),
+            application_id,
+            tables,
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during("starting the migration")?;
+    // Another process may have migrated while we waited for the lock: read the version again.
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .during("reading the schema version")?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let start = usize::try_from(version).unwrap_or(0);
+    for migration in MIGRATIONS.iter().skip(start) {
+        tx.execute_batch(migration).during("migrating the schema")?;
+    }
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+    .during("stamping the schema version")?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('format_version', ?1)",
+        [crate::journal::FORMAT_VERSION.to_string()],
+    )
+    .during("recording the format version")?;
+    tx.commit().during("committing the migration")?;
+    Ok(())
+}
