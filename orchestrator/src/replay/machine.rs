@@ -87,6 +87,7 @@ impl<A> ReplayMachine<A> {
     }
 
     /// Whether recorded completions remain to be delivered.
+    #[cfg(test)]
     pub(crate) fn is_replaying(&self) -> bool {
         self.replay_cursor < self.history.completions().len()
     }
@@ -317,6 +318,7 @@ impl<A> ReplayMachine<A> {
     }
 
     /// Whether `step` was asked for and still waits for its outcome.
+    #[cfg(test)]
     pub(crate) fn is_waiting(&self, step: u32) -> bool {
         self.waiting.contains(&step)
     }

@@ -1,0 +1,8 @@
+use orchestrator::{ActivityError, activity};
+
+#[activity]
+pub async fn echo<T: Send + 'static>(value: T) -> Result<T, ActivityError> {
+    Ok(value)
+}
+
+fn main() {}

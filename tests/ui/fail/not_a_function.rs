@@ -1,0 +1,6 @@
+use orchestrator::workflow;
+
+#[workflow]
+pub struct Checkout;
+
+fn main() {}
