@@ -4,7 +4,7 @@
 //! Every path into the library goes through `#krate::__private`, so the generated code depends only
 //! on that module (and on `::core`).
 
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Group, Literal, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Visibility};
@@ -90,11 +90,14 @@ pub(crate) fn expand(model: Model) -> TokenStream {
             quote!(activity),
         ),
     };
-    // Spanned on the user's error type, so that a missing `From<E>` impl is reported there.
-    let convert = quote_spanned! {error.span()=>
+    // Spanned on the user's error type, so that a missing `From<E>` impl is reported there. rustc
+    // points at the generic argument of `Into`, so that path is respanned too.
+    let error_span = error.span();
+    let target = respan(quote!(#private::#error_type), error_span);
+    let convert = quote_spanned! {error_span=>
         ::core::result::Result::map_err(
             #ident::invoke(#(#call_args),*).await,
-            ::core::convert::Into::<#private::#error_type>::into,
+            ::core::convert::Into::<#target>::into,
         )
     };
     let options_fn = options.map(|options| options_fn(&private, &options));
@@ -147,6 +150,22 @@ pub(crate) fn expand(model: Model) -> TokenStream {
             }
         }
     }
+}
+
+/// `tokens` with every token's span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                token = TokenTree::Group(respanned);
+            }
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 /// `fn options()` of an activity, setting only the given fields.
@@ -252,7 +271,6 @@ pub(crate) fn item_with_error(item: TokenStream, error: syn::Error) -> TokenStre
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use proc_macro2::Span;
     use quote::ToTokens;
     use syn::{File, ItemFn, parse_quote};
 

@@ -73,8 +73,8 @@ pub mod store;
 
 pub use context::{ActivityCall, ActivityContext, SignalWait, Sleep, WorkflowContext};
 pub use definition::{
-    Activity, ActivityOptions, ActivityOptionsBuilder, BoxFuture, Payload, Registrable, Registration,
-    Workflow,
+    Activity, ActivityOptions, ActivityOptionsBuilder, BoxFuture, Payload, Registrable,
+    Registration, Workflow,
 };
 pub use engine::{Engine, EngineBuilder, RunHandle, RunStatus};
 pub use error::{ActivityError, Error, NonDeterminismError, ParkReason, WorkflowError};

@@ -66,8 +66,8 @@ pub(crate) fn check(kind: Kind, signature: &syn::Signature) -> syn::Result<Signa
         errors.push(syn::Error::new_spanned(
             tokens,
             format!(
-                "generic functions are not supported by `{attribute}` (lifetimes included): \
-                 its input and output are stored in the journal, so their types must be concrete"
+                "generic functions are not supported by `{attribute}`: inputs and outputs are \
+                 stored in the journal, so their types must be concrete (lifetime parameters included)"
             ),
         ));
     }
@@ -211,8 +211,8 @@ fn check_pattern(kind: Kind, pattern: &Pat, errors: &mut Errors) {
     errors.push(syn::Error::new_spanned(
         pattern,
         format!(
-            "{message} in the parameters of a `{}` function; bind a plain name (e.g. `order: Order`) \
-             and destructure it in the body",
+            "{message} in the parameters of `{}` functions; bind a plain name (e.g. \
+             `order: Order`) and destructure it in the body",
             kind.attribute()
         ),
     ));
@@ -533,7 +533,7 @@ mod tests {
         );
         assert_eq!(messages.len(), 4, "{messages:#?}");
         assert!(messages[0].starts_with(
-            "destructuring patterns are not supported in the parameters of a `#[activity]` function"
+            "destructuring patterns are not supported in the parameters of `#[activity]` functions"
         ));
         assert!(messages[1].starts_with("`ref` bindings are not supported"));
         assert!(messages[2].starts_with("borrowed parameters are not supported"));

@@ -27,7 +27,12 @@ pub struct ActivityContext {
 }
 
 impl ActivityContext {
-    pub(crate) fn new(workflow_id: Arc<str>, activity: &'static str, step: u32, attempt: u32) -> Self {
+    pub(crate) fn new(
+        workflow_id: Arc<str>,
+        activity: &'static str,
+        step: u32,
+        attempt: u32,
+    ) -> Self {
         ActivityContext {
             workflow_id,
             activity,

@@ -6,5 +6,5 @@ mod workflow;
 
 pub use activity::ActivityContext;
 pub use futures::{ActivityCall, SignalWait, Sleep};
-pub(crate) use workflow::{ActivityInvocation, RunShared};
 pub use workflow::WorkflowContext;
+pub(crate) use workflow::{ActivityInvocation, RunShared};

@@ -4,19 +4,23 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use super::futures::{ActivityCall, SignalWait, Sleep};
 use super::ActivityContext;
+use super::futures::{ActivityCall, SignalWait, Sleep};
 use crate::codec::{Codec, CodecError};
 use crate::definition::{Activity, ActivityOptions, BoxFuture, Payload};
 use crate::error::{ActivityError, ParkReason, WorkflowError};
 use crate::journal::SideEffectKind;
 use crate::replay::ReplayMachine;
 
+/// Runs one attempt of an activity on encoded input, producing encoded output.
+pub(crate) type ErasedActivity =
+    fn(Codec, ActivityContext, Vec<u8>) -> BoxFuture<Result<Vec<u8>, ActivityError>>;
+
 /// How the driver invokes an activity the workflow asked for.
 pub(crate) struct ActivityInvocation {
     pub(crate) input: Vec<u8>,
     pub(crate) options: ActivityOptions,
-    pub(crate) invoke: fn(Codec, ActivityContext, Vec<u8>) -> BoxFuture<Result<Vec<u8>, ActivityError>>,
+    pub(crate) invoke: ErasedActivity,
 }
 
 impl std::fmt::Debug for ActivityInvocation {
@@ -35,13 +39,17 @@ fn invoke_erased<A: Activity>(
     input: Vec<u8>,
 ) -> BoxFuture<Result<Vec<u8>, ActivityError>> {
     Box::pin(async move {
-        let input: A::Input = codec.decode(&input).map_err(|error| ActivityError::Payload {
-            message: error.to_string(),
-        })?;
+        let input: A::Input = codec
+            .decode(&input)
+            .map_err(|error| ActivityError::Payload {
+                message: error.to_string(),
+            })?;
         let output = A::run(ctx, input).await?;
-        codec.encode(&output).map_err(|error| ActivityError::Payload {
-            message: error.to_string(),
-        })
+        codec
+            .encode(&output)
+            .map_err(|error| ActivityError::Payload {
+                message: error.to_string(),
+            })
     })
 }
 

@@ -67,7 +67,8 @@ impl ActivityTask {
                 return self.done(attempt, Err(error));
             }
             let wait = policy.backoff(attempt, fastrand::f64());
-            let retry_at_ms = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+            let retry_at_ms =
+                now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
             tracing::debug!(workflow_id = %self.workflow_id, step = self.step, activity = self.name, attempt, %error, ?wait, "activity attempt failed; retrying");
             self.journal_failure(attempt, error, retry_at_ms).await;
             if !self.wait(wait).await {
@@ -139,6 +140,8 @@ impl ActivityTask {
     }
 
     fn stopped(&self) {
-        let _ = self.driver.send(DriverMsg::ActivityStopped { step: self.step });
+        let _ = self
+            .driver
+            .send(DriverMsg::ActivityStopped { step: self.step });
     }
 }

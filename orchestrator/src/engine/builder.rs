@@ -148,9 +148,10 @@ impl EngineBuilder {
                 });
             }
             Some(StoreChoice::Sqlite(path)) => {
-                let mut options = SqliteOptions::default();
-                options.path = Some(path);
-                options.busy_timeout = self.busy_timeout;
+                let options = SqliteOptions {
+                    path: Some(path),
+                    busy_timeout: self.busy_timeout,
+                };
                 Arc::new(SqliteStore::open_with(options).await?)
             }
             Some(StoreChoice::InMemory) => Arc::new(SqliteStore::in_memory().await?),

@@ -138,7 +138,11 @@ impl Driver {
             activities: HashMap::new(),
             timers: HashMap::new(),
             signal_waits: BTreeMap::new(),
-            inbox: parts.inbox.into_iter().map(|signal| (signal.id, signal)).collect(),
+            inbox: parts
+                .inbox
+                .into_iter()
+                .map(|signal| (signal.id, signal))
+                .collect(),
             consumed_signals: HashSet::new(),
         }
     }
@@ -260,7 +264,8 @@ impl Driver {
             return Ok(());
         }
         let events = self.encode_events(&records)?;
-        self.commit(Commit::events(self.workflow_id(), events)).await
+        self.commit(Commit::events(self.workflow_id(), events))
+            .await
     }
 
     /// Commits, retrying transient failures with a short backoff.
@@ -321,8 +326,9 @@ impl Driver {
                 name,
                 deadline_ms,
             } => {
-                let deadline = deadline_ms
-                    .map(|deadline| self.after(until(deadline), DriverMsg::SignalDeadline { step }));
+                let deadline = deadline_ms.map(|deadline| {
+                    self.after(until(deadline), DriverMsg::SignalDeadline { step })
+                });
                 self.signal_waits
                     .insert(step, SignalWaitState { name, deadline });
             }
@@ -338,7 +344,12 @@ impl Driver {
     }
 
     /// Journals a completion, then delivers it to the body.
-    async fn complete(&mut self, step: u32, body: EventBody, signal: Option<i64>) -> Result<(), StoreError> {
+    async fn complete(
+        &mut self,
+        step: u32,
+        body: EventBody,
+        signal: Option<i64>,
+    ) -> Result<(), StoreError> {
         let events = self.encode_events(&[Event {
             step,
             body: body.clone(),
@@ -428,7 +439,10 @@ impl Driver {
         Ok(true)
     }
 
-    async fn finish(&mut self, result: Result<Vec<u8>, WorkflowError>) -> Result<DriverExit, StoreError> {
+    async fn finish(
+        &mut self,
+        result: Result<Vec<u8>, WorkflowError>,
+    ) -> Result<DriverExit, StoreError> {
         let records = self.shared.machine().take_records();
         let mut events = self.encode_events(&records)?;
         let status = match result {
@@ -465,10 +479,13 @@ impl Driver {
 
     async fn park(&mut self, reason: ParkReason) -> Result<DriverExit, StoreError> {
         tracing::error!(workflow_id = %self.workflow_id(), %reason, "run parked");
-        let reason = self.codec.encode(&reason).map_err(|error| StoreError::Backend {
-            operation: "encoding a park reason",
-            message: error.to_string(),
-        })?;
+        let reason = self
+            .codec
+            .encode(&reason)
+            .map_err(|error| StoreError::Backend {
+                operation: "encoding a park reason",
+                message: error.to_string(),
+            })?;
         self.commit(Commit {
             workflow_id: self.workflow_id().to_string(),
             events: Vec::new(),
@@ -505,7 +522,10 @@ impl Driver {
                         result,
                     };
                     let written = match self.encode_events(&[Event { step, body }]) {
-                        Ok(events) => self.commit(Commit::events(self.workflow_id(), events)).await,
+                        Ok(events) => {
+                            self.commit(Commit::events(self.workflow_id(), events))
+                                .await
+                        }
                         Err(error) => Err(error),
                     };
                     if let Err(error) = written {

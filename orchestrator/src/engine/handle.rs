@@ -37,7 +37,10 @@ fn decode_outcome<T: Payload>(run: &RunRecord, codec: Codec) -> Result<T, Error>
     let bytes = run.error.as_deref().ok_or_else(|| {
         Error::Store(crate::store::StoreError::MalformedRow {
             operation: "reading a run's outcome",
-            message: format!("run `{}` is {:?} without its error", run.workflow_id, run.state),
+            message: format!(
+                "run `{}` is {:?} without its error",
+                run.workflow_id, run.state
+            ),
         })
     })?;
     Ok(codec.decode(bytes)?)

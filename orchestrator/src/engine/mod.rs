@@ -57,7 +57,10 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("workflows", &self.inner.workflows.keys().collect::<Vec<_>>())
+            .field(
+                "workflows",
+                &self.inner.workflows.keys().collect::<Vec<_>>(),
+            )
             .field("active_runs", &self.inner.active.load(Ordering::Acquire))
             .finish_non_exhaustive()
     }
@@ -77,7 +80,9 @@ struct EngineInner {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Engine {
@@ -128,7 +133,12 @@ impl Engine {
 
     async fn resume(&self, run: RunRecord) -> Result<(), Error> {
         let id: Arc<str> = Arc::from(run.workflow_id.as_str());
-        let Some(workflow) = self.inner.workflows.get(run.workflow_name.as_str()).copied() else {
+        let Some(workflow) = self
+            .inner
+            .workflows
+            .get(run.workflow_name.as_str())
+            .copied()
+        else {
             tracing::error!(workflow_id = %id, workflow = %run.workflow_name, "journal names an unregistered workflow type");
             if run.state == RunState::Running {
                 self.park_stored(
@@ -286,14 +296,11 @@ impl Engine {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
-        let erased = self
-            .inner
-            .workflows
-            .get(W::NAME)
-            .copied()
-            .ok_or_else(|| Error::UnregisteredWorkflow {
+        let erased = self.inner.workflows.get(W::NAME).copied().ok_or_else(|| {
+            Error::UnregisteredWorkflow {
                 name: W::NAME.to_string(),
-            })?;
+            }
+        })?;
         let workflow_id = workflow_id.into();
         let input = self.inner.codec.encode(&input)?;
         let outcome = self

@@ -54,9 +54,11 @@ fn start_erased<W: Workflow>(
     let body = W::run(WorkflowContext::new(shared), input);
     Ok(Box::pin(async move {
         let output = body.await?;
-        codec.encode(&output).map_err(|error| WorkflowError::Payload {
-            step: 0,
-            message: format!("workflow output: {error}"),
-        })
+        codec
+            .encode(&output)
+            .map_err(|error| WorkflowError::Payload {
+                step: 0,
+                message: format!("workflow output: {error}"),
+            })
     }))
 }

@@ -23,7 +23,9 @@ pub enum Error {
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// A workflow with this id already exists and is of another type.
-    #[error("workflow id `{workflow_id}` is already used by a `{existing}` run (requested `{requested}`)")]
+    #[error(
+        "workflow id `{workflow_id}` is already used by a `{existing}` run (requested `{requested}`)"
+    )]
     WorkflowIdConflict {
         /// The contested workflow id.
         workflow_id: String,
@@ -33,7 +35,9 @@ pub enum Error {
         requested: String,
     },
     /// The workflow type was not registered with this engine.
-    #[error("workflow type `{name}` is not registered with this engine; call `.register(..)` on the builder")]
+    #[error(
+        "workflow type `{name}` is not registered with this engine; call `.register(..)` on the builder"
+    )]
     UnregisteredWorkflow {
         /// The workflow type's name.
         name: String,

@@ -83,7 +83,9 @@ impl WorkflowError {
 /// another kind of step, another activity, or the same activity with a different input. The run is parked
 /// (see [`ParkReason::NonDeterminism`]) rather than allowed to diverge; other runs continue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("nondeterminism at step {step}: the journal recorded {recorded}, but the code now asks for {requested}")]
+#[error(
+    "nondeterminism at step {step}: the journal recorded {recorded}, but the code now asks for {requested}"
+)]
 pub struct NonDeterminismError {
     /// The step number where code and journal disagree.
     pub step: u32,

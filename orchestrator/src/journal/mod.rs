@@ -31,11 +31,12 @@ pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<Hist
     let framing = Codec::new(codec.limit().saturating_add(4096));
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let body: EventBody = framing
-            .decode(&row.payload)
-            .map_err(|error| ParkReason::CorruptJournal {
-                message: format!("event #{} (step {}): {error}", row.seq, row.step),
-            })?;
+        let body: EventBody =
+            framing
+                .decode(&row.payload)
+                .map_err(|error| ParkReason::CorruptJournal {
+                    message: format!("event #{} (step {}): {error}", row.seq, row.step),
+                })?;
         if body.kind() != row.kind || row.step == 0 {
             return Err(ParkReason::CorruptJournal {
                 message: format!(

@@ -119,7 +119,12 @@ impl<A> ReplayMachine<A> {
     }
 
     /// The workflow calls an activity.
-    pub(crate) fn issue_activity(&mut self, name: &'static str, input_fingerprint: u64, payload: A) -> u32 {
+    pub(crate) fn issue_activity(
+        &mut self,
+        name: &'static str,
+        input_fingerprint: u64,
+        payload: A,
+    ) -> u32 {
         let request = StepRequest::Activity {
             name,
             input_fingerprint,
@@ -165,10 +170,14 @@ impl<A> ReplayMachine<A> {
         }
         self.waiting.insert(step);
         if self.history.completion(step).is_none() {
-            let recorded = self.history.records(step).iter().find_map(|record| match record {
-                EventBody::TimerStarted { fire_at_ms } => Some(*fire_at_ms),
-                _ => None,
-            });
+            let recorded = self
+                .history
+                .records(step)
+                .iter()
+                .find_map(|record| match record {
+                    EventBody::TimerStarted { fire_at_ms } => Some(*fire_at_ms),
+                    _ => None,
+                });
             let fire_at_ms = match recorded {
                 Some(fire_at_ms) => fire_at_ms,
                 None => {
@@ -186,7 +195,12 @@ impl<A> ReplayMachine<A> {
     }
 
     /// The workflow waits for a signal named `name`, giving up after `timeout` if one is given.
-    pub(crate) fn issue_signal(&mut self, name: String, timeout: Option<Duration>, now_ms: i64) -> u32 {
+    pub(crate) fn issue_signal(
+        &mut self,
+        name: String,
+        timeout: Option<Duration>,
+        now_ms: i64,
+    ) -> u32 {
         let step = self.assign(&StepRequest::Signal {
             name: name.clone(),
             timeout,
@@ -196,10 +210,14 @@ impl<A> ReplayMachine<A> {
         }
         self.waiting.insert(step);
         if self.history.completion(step).is_none() {
-            let recorded = self.history.records(step).iter().find_map(|record| match record {
-                EventBody::SignalWaitStarted { deadline_ms, .. } => Some(*deadline_ms),
-                _ => None,
-            });
+            let recorded = self
+                .history
+                .records(step)
+                .iter()
+                .find_map(|record| match record {
+                    EventBody::SignalWaitStarted { deadline_ms, .. } => Some(*deadline_ms),
+                    _ => None,
+                });
             let deadline_ms = match (recorded, timeout) {
                 (Some(deadline_ms), _) => Some(deadline_ms),
                 (None, Some(timeout)) => {
@@ -235,10 +253,14 @@ impl<A> ReplayMachine<A> {
         if self.failure.is_some() {
             return Ok(None);
         }
-        let recorded = self.history.records(step).iter().find_map(|record| match record {
-            EventBody::SideEffect { value, .. } => Some(value.clone()),
-            _ => None,
-        });
+        let recorded = self
+            .history
+            .records(step)
+            .iter()
+            .find_map(|record| match record {
+                EventBody::SideEffect { value, .. } => Some(value.clone()),
+                _ => None,
+            });
         match recorded {
             Some(value) => Ok(Some((step, value))),
             None => {

@@ -34,8 +34,14 @@ fn a_journaled_step_is_returned_without_a_command() {
     let mut m = machine(vec![completed(1, "parse", 7, b"out")]);
     let step = m.issue_activity("parse", 7, ());
     assert_eq!(step, 1);
-    assert!(m.take_commands().is_empty(), "a journaled step must not run again");
-    assert!(m.poll_step(1, &noop()).is_none(), "not delivered before its turn");
+    assert!(
+        m.take_commands().is_empty(),
+        "a journaled step must not run again"
+    );
+    assert!(
+        m.poll_step(1, &noop()).is_none(),
+        "not delivered before its turn"
+    );
     assert!(m.replay_next());
     match m.poll_step(1, &noop()) {
         Some(EventBody::ActivityCompleted { result, .. }) => assert_eq!(result.unwrap(), b"out"),
@@ -51,7 +57,14 @@ fn an_unjournaled_step_becomes_a_command() {
     m.issue_activity("b", 2, ());
     let commands = m.take_commands();
     assert_eq!(commands.len(), 1);
-    assert!(matches!(commands[0], Command::Activity { step: 2, name: "b", .. }));
+    assert!(matches!(
+        commands[0],
+        Command::Activity {
+            step: 2,
+            name: "b",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -84,7 +97,10 @@ fn another_kind_of_step_is_nondeterminism() {
     }]);
     m.issue_activity("a", 1, ());
     let error = m.failure().unwrap().to_string();
-    assert!(error.contains("timer") && error.contains("activity `a`"), "{error}");
+    assert!(
+        error.contains("timer") && error.contains("activity `a`"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -117,9 +133,17 @@ fn a_timer_keeps_its_journaled_fire_time() {
         body: EventBody::TimerStarted { fire_at_ms: 5_000 },
     }]);
     m.issue_timer(Duration::from_secs(60), 1_000_000);
-    assert!(m.take_records().is_empty(), "the start is already journaled");
+    assert!(
+        m.take_records().is_empty(),
+        "the start is already journaled"
+    );
     match m.take_commands().as_slice() {
-        [Command::Timer { step: 1, fire_at_ms: 5_000 }] => {}
+        [
+            Command::Timer {
+                step: 1,
+                fire_at_ms: 5_000,
+            },
+        ] => {}
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -136,7 +160,13 @@ fn a_new_timer_is_recorded_before_it_is_armed() {
             body: EventBody::TimerStarted { fire_at_ms: 2_500 }
         }]
     );
-    assert!(matches!(m.take_commands().as_slice(), [Command::Timer { fire_at_ms: 2_500, .. }]));
+    assert!(matches!(
+        m.take_commands().as_slice(),
+        [Command::Timer {
+            fire_at_ms: 2_500,
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -149,10 +179,14 @@ fn side_effects_replay_their_recorded_value() {
         },
     }]);
     let value = m
-        .side_effect::<()>(SideEffectKind::Random, || panic!("must not be produced again"))
+        .side_effect::<()>(SideEffectKind::Random, || {
+            panic!("must not be produced again")
+        })
         .unwrap();
     assert_eq!(value, Some((1, vec![42])));
-    let fresh = m.side_effect::<()>(SideEffectKind::Now, || Ok(vec![7])).unwrap();
+    let fresh = m
+        .side_effect::<()>(SideEffectKind::Now, || Ok(vec![7]))
+        .unwrap();
     assert_eq!(fresh, Some((2, vec![7])));
     assert_eq!(m.take_records().len(), 1);
 }
@@ -172,7 +206,12 @@ fn an_interrupted_activity_resumes_after_its_last_failed_attempt() {
     let mut m = machine(vec![failed(1, 100), failed(2, 300)]);
     m.issue_activity("flaky", 3, ());
     match m.take_commands().as_slice() {
-        [Command::Activity { resume: Some(resume), .. }] => {
+        [
+            Command::Activity {
+                resume: Some(resume),
+                ..
+            },
+        ] => {
             assert_eq!(resume.failed_attempts, 2);
             assert_eq!(resume.retry_at_ms, 300);
         }
@@ -193,13 +232,17 @@ fn a_signal_wait_keeps_its_journaled_deadline() {
     assert!(m.take_records().is_empty());
     assert!(matches!(
         m.take_commands().as_slice(),
-        [Command::Signal { deadline_ms: Some(9_000), .. }]
+        [Command::Signal {
+            deadline_ms: Some(9_000),
+            ..
+        }]
     ));
     assert!(m.is_waiting(1));
 }
 
 #[test]
 fn two_completions_for_one_step_are_a_corrupt_journal() {
-    let error = History::new(vec![completed(1, "a", 1, b""), completed(1, "a", 1, b"")]).unwrap_err();
+    let error =
+        History::new(vec![completed(1, "a", 1, b""), completed(1, "a", 1, b"")]).unwrap_err();
     assert!(matches!(error, ParkReason::CorruptJournal { .. }));
 }

@@ -13,7 +13,9 @@ pub enum StoreError {
         path: String,
     },
     /// The file is an SQLite database that belongs to another application.
-    #[error("`{path}` is an SQLite database of another application (application_id {application_id:#x}, {tables} tables); refusing to touch it")]
+    #[error(
+        "`{path}` is an SQLite database of another application (application_id {application_id:#x}, {tables} tables); refusing to touch it"
+    )]
     ForeignDatabase {
         /// The file's path.
         path: String,
@@ -23,7 +25,9 @@ pub enum StoreError {
         tables: i64,
     },
     /// The journal was written by a newer orchestrator whose schema this build does not know.
-    #[error("journal schema version {found} is newer than this build supports (up to {supported}); upgrade orchestrator")]
+    #[error(
+        "journal schema version {found} is newer than this build supports (up to {supported}); upgrade orchestrator"
+    )]
     SchemaTooNew {
         /// The schema version in the file.
         found: i64,

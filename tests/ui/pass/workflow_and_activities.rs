@@ -59,12 +59,13 @@ pub(crate) async fn plain(_input: u8) -> Result<u8, String> {
 /// Charges the order.
 #[workflow(name = "checkout-v2")]
 pub async fn checkout(ctx: WorkflowContext, order: Order) -> Result<Receipt, CheckoutError> {
-    let charge = ctx
+    // A local binding may not reuse an activity's name: the name is a unit struct in scope.
+    let charge_id = ctx
         .call(charge, order.cents)
         .await
         .map_err(|error| CheckoutError(error.to_string()))?;
     ctx.call(notify, order.id).await.map_err(|error| CheckoutError(error.to_string()))?;
-    Ok(Receipt { charge })
+    Ok(Receipt { charge: charge_id })
 }
 
 #[workflow]

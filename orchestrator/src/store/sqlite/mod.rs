@@ -173,7 +173,8 @@ impl Store for SqliteStore {
 
     async fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let workflow_id = workflow_id.to_string();
-        self.call(move |conn| queries::run(conn, &workflow_id)).await
+        self.call(move |conn| queries::run(conn, &workflow_id))
+            .await
     }
 
     async fn history(&self, workflow_id: &str) -> Result<Vec<StoredEvent>, StoreError> {

@@ -5,11 +5,12 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::errors::Context;
 use crate::clock::now_ms;
 use crate::store::{
-    Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome, SignalRecord,
-    StatusChange, StoreError, StoredEvent,
+    Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange,
+    StoreError, StoredEvent,
 };
 
-const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, updated_at_ms";
+const RUN_COLUMNS: &str =
+    "workflow_id, workflow_name, state, input, output, error, created_at_ms, updated_at_ms";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
     let state: i64 = row.get(2)?;
@@ -41,7 +42,9 @@ pub(super) fn create_run(conn: &mut Connection, run: &NewRun) -> Result<CreateOu
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .during("creating a run")?;
     let existing = tx
-        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1"))
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1"
+        ))
         .during("creating a run")?
         .query_row([&run.workflow_id], run_from_row)
         .optional()
@@ -143,7 +146,13 @@ pub(super) fn commit(conn: &mut Connection, commit: &Commit) -> Result<(), Store
                  WHERE workflow_id = ?5 AND state IN ({allowed})"
             ))
             .during(OP)?
-            .execute(params![state.code(), output, error, now, commit.workflow_id])
+            .execute(params![
+                state.code(),
+                output,
+                error,
+                now,
+                commit.workflow_id
+            ])
             .during(OP)?;
         if changed != 1 {
             return Err(StoreError::Conflict {
@@ -159,17 +168,25 @@ pub(super) fn commit(conn: &mut Connection, commit: &Commit) -> Result<(), Store
     Ok(())
 }
 
-pub(super) fn run(conn: &mut Connection, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
-    conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1"))
-        .during("reading a run")?
-        .query_row([workflow_id], run_from_row)
-        .optional()
-        .during("reading a run")?
-        .map(with_state)
-        .transpose()
+pub(super) fn run(
+    conn: &mut Connection,
+    workflow_id: &str,
+) -> Result<Option<RunRecord>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1"
+    ))
+    .during("reading a run")?
+    .query_row([workflow_id], run_from_row)
+    .optional()
+    .during("reading a run")?
+    .map(with_state)
+    .transpose()
 }
 
-pub(super) fn history(conn: &mut Connection, workflow_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+pub(super) fn history(
+    conn: &mut Connection,
+    workflow_id: &str,
+) -> Result<Vec<StoredEvent>, StoreError> {
     const OP: &str = "reading a history";
     let mut statement = conn
         .prepare_cached(
