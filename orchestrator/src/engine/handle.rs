@@ -78,6 +78,12 @@ impl<T: Payload> RunHandle<T> {
     /// Waits for the run to finish and returns its output; [`Error::WorkflowFailed`] if it failed,
     /// [`Error::RunParked`] if it was parked, [`Error::ShuttingDown`] if the engine stopped first.
     pub async fn result(&self) -> Result<T, Error> {
+        let outcome = self.wait_for_outcome().await;
+        self.engine.release(&self.workflow_id);
+        outcome
+    }
+
+    async fn wait_for_outcome(&self) -> Result<T, Error> {
         let store = self.engine.store().clone();
         loop {
             let mut phase = self.engine.subscribe(&self.workflow_id);

@@ -126,7 +126,18 @@ impl Engine {
             tracing::info!(runs = runs.len(), "resuming unfinished workflows");
         }
         for run in runs {
-            self.resume(run).await?;
+            let id = run.workflow_id.clone();
+            match self.resume(run).await {
+                Ok(()) => {}
+                // A damaged row affects only its run: park it and go on with the others.
+                Err(Error::Store(error @ crate::store::StoreError::MalformedRow { .. })) => {
+                    let reason = ParkReason::CorruptJournal {
+                        message: error.to_string(),
+                    };
+                    self.park_stored(&id, &reason).await?;
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(())
     }
@@ -270,6 +281,14 @@ impl Engine {
         let (sender, receiver) = watch::channel(Phase::Active);
         phases.insert(Arc::from(id), sender);
         receiver
+    }
+
+    /// Forgets the waiters' channel of a run that no driver runs here (called once a waiter is done).
+    pub(crate) fn release(&self, id: &str) {
+        let driven = lock(&self.inner.drivers).contains_key(id);
+        if !driven {
+            lock(&self.inner.phases).remove(id);
+        }
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
