@@ -55,6 +55,15 @@ fn expected_outputs() -> Vec<u64> {
         .collect()
 }
 
+/// The longest wait after `READY` before a kill, given the steps journaled so far and the kills left:
+/// about 60 ms per step still to go per kill left, so that the run is mostly unfinished until the
+/// last kills (a step takes ~25 ms: 5–40 ms of activity plus a journal commit).
+fn kill_window_ms(journaled: usize, kills_left: usize) -> u64 {
+    let steps_left = (STEPS as usize).saturating_sub(journaled + 1) as u64;
+    let kills_left = kills_left.max(1) as u64;
+    (15 + 60 * steps_left / kills_left).min(150)
+}
+
 /// A running incarnation of the worker, with its stdout lines arriving on a channel.
 struct Worker {
     child: Child,
@@ -235,7 +244,8 @@ fn survives_30_sigkills() {
     let test_started = Instant::now();
 
     let mut kills: Vec<KillRecord> = Vec::with_capacity(KILLS);
-    for _ in 0..KILLS {
+    let mut journaled = 0;
+    for n in 0..KILLS {
         let log_start = log_len(&log);
         let worker = Worker::spawn(&db, &log);
         let pid = worker.child.id();
@@ -244,9 +254,12 @@ fn survives_30_sigkills() {
             // Early: hit process start, opening the journal and recovery.
             std::thread::sleep(Duration::from_millis(fastrand::u64(0..=10)));
         } else {
-            // Once the run is going (started or resumed): land somewhere in the next step or two.
+            // Once the run is going (started or resumed): land somewhere in the next step or so.
+            // A step takes ~25 ms; the window adapts so that the kills spread over all the steps.
             let _ = worker.wait_for("READY", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(fastrand::u64(0..=30)));
+            std::thread::sleep(Duration::from_millis(fastrand::u64(
+                0..=kill_window_ms(journaled, KILLS - n),
+            )));
         }
         let after_ms = spawned.elapsed().as_millis();
         let status = worker.kill();
@@ -259,6 +272,7 @@ fn survives_30_sigkills() {
         let bytes = std::fs::read(&log).unwrap_or_default();
         let segment = parse_log(&bytes[log_start..], Some(pid));
         let journal = peek_journal(&db);
+        journaled = journal.completed_steps.len();
         let started: BTreeSet<u32> = segment
             .iter()
             .filter_map(|line| match line {

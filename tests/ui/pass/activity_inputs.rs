@@ -58,7 +58,10 @@ fn main() {
         ("a".to_owned(), "b".to_owned(), 5),
     ));
     assert_eq!(out, Ok("wf-1/3:a->b:5".to_owned()));
-    let out = futures::executor::block_on(<several as Activity>::run(ctx.clone(), (2, vec![String::new()], None)));
+    let out = futures::executor::block_on(<several as Activity>::run(
+        ctx.clone(),
+        (2, vec![String::new()], None),
+    ));
     assert_eq!(out, Ok(3));
     let out = futures::executor::block_on(<attempt_number as Activity>::run(ctx.clone(), ()));
     assert_eq!(out, Ok(2));

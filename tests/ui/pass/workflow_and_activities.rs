@@ -39,13 +39,16 @@ impl From<CheckoutError> for WorkflowError {
         max_backoff = "30s",
         multiplier = 1.5,
         jitter = 0.2,
-    ),
+    )
 )]
 pub async fn charge(cents: u64) -> Result<String, ActivityError> {
     Ok(format!("charge-{cents}"))
 }
 
-#[activity(retry(backoff = "1.5s..1m", multiplier = 3, jitter = 0), crate = "::orchestrator")]
+#[activity(
+    retry(backoff = "1.5s..1m", multiplier = 3, jitter = 0),
+    crate = "::orchestrator"
+)]
 async fn notify(order_id: String) -> Result<(), std::io::Error> {
     let _ = order_id;
     Ok(())
@@ -64,7 +67,9 @@ pub async fn checkout(ctx: WorkflowContext, order: Order) -> Result<Receipt, Che
         .call(charge, order.cents)
         .await
         .map_err(|error| CheckoutError(error.to_string()))?;
-    ctx.call(notify, order.id).await.map_err(|error| CheckoutError(error.to_string()))?;
+    ctx.call(notify, order.id)
+        .await
+        .map_err(|error| CheckoutError(error.to_string()))?;
     Ok(Receipt { charge: charge_id })
 }
 
@@ -103,8 +108,14 @@ fn main() {
         .build();
     assert_eq!(<charge as Activity>::options(), expected);
     let notify_options = <notify as Activity>::options();
-    assert_eq!(notify_options.retry.max_attempts, RetryPolicy::default().max_attempts);
-    assert_eq!(notify_options.retry.initial_backoff, Duration::from_millis(1500));
+    assert_eq!(
+        notify_options.retry.max_attempts,
+        RetryPolicy::default().max_attempts
+    );
+    assert_eq!(
+        notify_options.retry.initial_backoff,
+        Duration::from_millis(1500)
+    );
     assert_eq!(notify_options.retry.max_backoff, Duration::from_secs(60));
     assert_eq!(notify_options.retry.multiplier, 3.0);
     assert_eq!(notify_options.retry.jitter, 0.0);

@@ -1,0 +1,62 @@
+//! Compile-time checks that the engine, handles, contexts and step futures can cross threads.
+
+use orchestrator::prelude::*;
+use orchestrator::{ActivityCall, SignalWait, Sleep};
+
+fn is_send<T: Send>() {}
+fn is_sync<T: Sync>() {}
+fn is_send_future<F: std::future::Future + Send>(_: &F) {}
+
+#[activity]
+async fn noop(value: u32) -> Result<u32, ActivityError> {
+    Ok(value)
+}
+
+#[workflow]
+async fn uses_everything(ctx: WorkflowContext, value: u32) -> Result<u32, WorkflowError> {
+    Ok(ctx.call(noop, value).await?)
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    is_send::<Engine>();
+    is_sync::<Engine>();
+    is_send::<RunHandle<String>>();
+    is_sync::<RunHandle<String>>();
+    is_send::<WorkflowContext>();
+    is_sync::<WorkflowContext>();
+    is_send::<ActivityContext>();
+    is_sync::<ActivityContext>();
+    is_send::<ActivityCall<noop>>();
+    is_send::<Sleep>();
+    is_send::<SignalWait<String>>();
+    is_send::<Error>();
+    is_sync::<Error>();
+    is_send::<WorkflowError>();
+    is_send::<ActivityError>();
+}
+
+#[test]
+fn engine_futures_are_send() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let engine = Engine::builder()
+            .in_memory()
+            .register(uses_everything)
+            .start()
+            .await
+            .unwrap();
+        let start = engine.start(uses_everything, "send-check", 7);
+        is_send_future(&start);
+        let run = start.await.unwrap();
+        let result = run.result();
+        is_send_future(&result);
+        assert_eq!(result.await.unwrap(), 7);
+        let shutdown = engine.shutdown();
+        is_send_future(&shutdown);
+        shutdown.await;
+    });
+}
