@@ -71,14 +71,16 @@ mod replay;
 mod retry;
 pub mod store;
 
-pub use context::{ActivityCall, ActivityContext, SignalWait, Sleep, WorkflowContext};
+pub use context::{
+    ActivityCall, ActivityContext, ChildCall, Select, Select2, SignalWait, Sleep, WorkflowContext,
+};
 pub use definition::{
     Activity, ActivityOptions, ActivityOptionsBuilder, BoxFuture, Payload, Registrable,
     Registration, Workflow,
 };
-pub use engine::{Engine, EngineBuilder, RunHandle, RunStatus};
+pub use engine::{Engine, EngineBuilder, RunHandle, RunStatus, StartRun};
 pub use error::{ActivityError, Error, NonDeterminismError, ParkReason, WorkflowError};
-pub use futures::future::{join_all, try_join_all};
+pub use futures::future::{Either, join_all, try_join_all};
 pub use orchestrator_macros::{activity, workflow};
 pub use retry::{RetryPolicy, RetryPolicyBuilder};
 

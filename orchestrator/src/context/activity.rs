@@ -1,6 +1,37 @@
 //! What an activity knows about the step it runs for.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+/// Tells a running activity that its step was abandoned (run cancelled, select lost).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CancellationFlag {
+    inner: Arc<(AtomicBool, Notify)>,
+}
+
+impl CancellationFlag {
+    /// Raises the flag and wakes every waiter.
+    pub(crate) fn cancel(&self) {
+        self.inner.0.store(true, Ordering::Release);
+        self.inner.1.notify_waiters();
+    }
+
+    pub(crate) fn is_raised(&self) -> bool {
+        self.inner.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn raised(&self) {
+        loop {
+            let notified = self.inner.1.notified();
+            if self.is_raised() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
 
 /// Passed to an activity that takes it as its first argument: which workflow and step it runs for, which
 /// attempt this is, and a stable idempotency key.
@@ -24,6 +55,7 @@ pub struct ActivityContext {
     activity: &'static str,
     step: u32,
     attempt: u32,
+    cancellation: CancellationFlag,
 }
 
 impl ActivityContext {
@@ -32,18 +64,39 @@ impl ActivityContext {
         activity: &'static str,
         step: u32,
         attempt: u32,
+        cancellation: CancellationFlag,
     ) -> Self {
         ActivityContext {
             workflow_id,
             activity,
             step,
             attempt,
+            cancellation,
         }
     }
 
     /// A context for calling an activity directly in a unit test.
     pub fn for_testing(workflow_id: &str, step: u32, attempt: u32) -> Self {
-        ActivityContext::new(Arc::from(workflow_id), "test", step, attempt)
+        ActivityContext::new(
+            Arc::from(workflow_id),
+            "test",
+            step,
+            attempt,
+            CancellationFlag::default(),
+        )
+    }
+
+    /// Whether the step this activity runs for was abandoned: the run was cancelled or timed out, or
+    /// the step lost a `select`. Its result will be discarded; a long activity should check this (or
+    /// await [`ActivityContext::cancelled`]) and stop early.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation.is_raised()
+    }
+
+    /// Resolves when the step is abandoned (see [`ActivityContext::is_cancelled`]); use it in a
+    /// `tokio::select!` beside the activity's work.
+    pub async fn cancelled(&self) {
+        self.cancellation.raised().await;
     }
 
     /// The id of the workflow that called this activity.

@@ -1,13 +1,19 @@
 //! The workflow context: the only door from workflow code to durable steps.
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use super::ActivityContext;
-use super::futures::{ActivityCall, SignalWait, Sleep};
+use super::activity_call::ActivityCall;
+use super::child::ChildCall;
+use super::saga::Compensation;
+use super::select::{Select, Select2};
+use super::signal::SignalWait;
+use super::timer::Sleep;
 use crate::codec::{Codec, CodecError};
-use crate::definition::{Activity, ActivityOptions, BoxFuture, Payload};
+use crate::definition::{Activity, ActivityOptions, BoxFuture, Payload, Workflow};
 use crate::error::{ActivityError, ParkReason, WorkflowError};
 use crate::journal::SideEffectKind;
 use crate::replay::ReplayMachine;
@@ -17,6 +23,7 @@ pub(crate) type ErasedActivity =
     fn(Codec, ActivityContext, Vec<u8>) -> BoxFuture<Result<Vec<u8>, ActivityError>>;
 
 /// How the driver invokes an activity the workflow asked for.
+#[derive(Clone)]
 pub(crate) struct ActivityInvocation {
     pub(crate) input: Vec<u8>,
     pub(crate) options: ActivityOptions,
@@ -29,6 +36,17 @@ impl std::fmt::Debug for ActivityInvocation {
             .field("input_len", &self.input.len())
             .field("options", &self.options)
             .finish()
+    }
+}
+
+impl ActivityInvocation {
+    /// The invocation of activity `A` with `input`.
+    pub(crate) fn of<A: Activity>(codec: Codec, input: &A::Input) -> Result<Self, CodecError> {
+        Ok(ActivityInvocation {
+            input: codec.encode(input)?,
+            options: A::options(),
+            invoke: invoke_erased::<A>,
+        })
     }
 }
 
@@ -59,6 +77,7 @@ pub(crate) struct RunShared {
     pub(crate) workflow_id: Arc<str>,
     pub(crate) codec: Codec,
     machine: Mutex<ReplayMachine<ActivityInvocation>>,
+    compensations: Mutex<Vec<Compensation>>,
 }
 
 impl RunShared {
@@ -71,7 +90,15 @@ impl RunShared {
             workflow_id,
             codec,
             machine: Mutex::new(machine),
+            compensations: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The compensations registered so far, in registration order.
+    pub(crate) fn compensations(&self) -> MutexGuard<'_, Vec<Compensation>> {
+        self.compensations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Locks the replay machine. The lock is never held across user code, so a poisoned lock only
@@ -138,15 +165,177 @@ impl WorkflowContext {
     /// its outcome. Several inputs are passed as a tuple.
     pub fn call<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<A> {
         let _ = activity;
-        let input = self.shared.codec.encode(&input);
         ActivityCall::new(
             self.clone(),
-            input.map(|input| ActivityInvocation {
-                input,
-                options: A::options(),
-                invoke: invoke_erased::<A>,
-            }),
+            ActivityInvocation::of::<A>(self.shared.codec, &input),
         )
+    }
+
+    /// Registers a compensation (saga step): if the workflow later fails, is cancelled or times out,
+    /// `activity` is called with `input` — after the workflow function returns its error, in reverse
+    /// order of registration, each call journaled and retried per the activity's policy. Register it
+    /// right after the step it undoes succeeded.
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn charge(amount: u64) -> Result<String, ActivityError> { Ok(format!("ch-{amount}")) }
+    /// #[activity]
+    /// async fn refund(charge_id: String) -> Result<(), ActivityError> { Ok(()) }
+    /// #[activity]
+    /// async fn ship(charge_id: String) -> Result<(), ActivityError> {
+    ///     Err(ActivityError::non_retryable("no courier"))
+    /// }
+    ///
+    /// #[workflow]
+    /// async fn order(ctx: WorkflowContext, amount: u64) -> Result<(), WorkflowError> {
+    ///     let charge_id = ctx.call(charge, amount).await?;
+    ///     ctx.compensate_with(refund, charge_id.clone());
+    ///     ctx.call(ship, charge_id).await?; // fails: `refund` runs, then the run fails
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(order).start().await?;
+    /// # let run = engine.start(order, "order-1", 10).await?;
+    /// # assert!(matches!(run.result().await, Err(Error::WorkflowFailed { .. })));
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn compensate_with<A: Activity>(&self, activity: A, input: A::Input) {
+        let _ = activity;
+        let compensation = Compensation {
+            name: A::NAME,
+            invocation: ActivityInvocation::of::<A>(self.shared.codec, &input),
+        };
+        self.shared.compensations().push(compensation);
+    }
+
+    /// Starts a child workflow with its own id and waits for its output. The child is a run of its own
+    /// (visible, signalable, resumable); starting it is journaled, so a crash never starts it twice.
+    pub fn child<W: Workflow>(
+        &self,
+        workflow: W,
+        workflow_id: impl Into<String>,
+        input: W::Input,
+    ) -> ChildCall<W> {
+        let _ = workflow;
+        ChildCall::child(self.clone(), workflow_id.into(), &input)
+    }
+
+    /// Waits for the outcome of any other run of workflow type `W`, by its id.
+    pub fn workflow_result<W: Workflow>(
+        &self,
+        workflow: W,
+        workflow_id: impl Into<String>,
+    ) -> ChildCall<W> {
+        let _ = workflow;
+        ChildCall::existing(self.clone(), workflow_id.into())
+    }
+
+    /// Waits for the first of `branches` to finish; returns its index and output. The winner is
+    /// journaled, so replay picks the same branch. Losers are dropped (see [`Select`]).
+    pub fn select<F: Future + Unpin>(&self, branches: Vec<F>) -> Select<F> {
+        Select::new(self.clone(), branches)
+    }
+
+    /// Waits for the first of two differently typed durable futures.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use orchestrator::prelude::*;
+    /// use orchestrator::Either;
+    ///
+    /// #[workflow]
+    /// async fn approval(ctx: WorkflowContext, _input: ()) -> Result<bool, WorkflowError> {
+    ///     let answer = ctx.signal::<bool>("approve");
+    ///     let deadline = ctx.sleep(Duration::from_millis(20));
+    ///     Ok(match ctx.select2(answer, deadline).await {
+    ///         Either::Left(answer) => answer?,
+    ///         Either::Right(expired) => { expired?; false }
+    ///     })
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(approval).start().await?;
+    /// # let run = engine.start(approval, "a-1", ()).await?;
+    /// # assert_eq!(run.result().await?, false);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn select2<A: Future + Unpin, B: Future + Unpin>(&self, a: A, b: B) -> Select2<A, B> {
+        Select2::new(self.clone(), a, b)
+    }
+
+    /// Publishes `value` under `key` for outside code to read with
+    /// [`Engine::get_state`](crate::Engine::get_state) or await with
+    /// [`Engine::wait_state`](crate::Engine::wait_state). Journaled with the run.
+    pub fn set_state<T: Payload>(&self, key: &str, value: &T) -> Result<(), WorkflowError> {
+        let bytes = self.shared.codec.encode(value);
+        let mut machine = self.shared.machine();
+        match bytes {
+            Ok(bytes) => {
+                machine.publish_state(key.to_string(), bytes);
+                Ok(())
+            }
+            Err(error) => Err(WorkflowError::Payload {
+                step: machine.steps_issued() + 1,
+                message: format!("state `{key}`: {error}"),
+            }),
+        }
+    }
+
+    /// A versioning marker for changing the code of running workflows: `true` for runs that reach this
+    /// point on code that has the change `change_id`, `false` when replaying a journal recorded before
+    /// it. See `docs/versioning.md`.
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn old_check(x: u64) -> Result<u64, ActivityError> { Ok(x) }
+    /// #[activity]
+    /// async fn new_check(x: u64) -> Result<u64, ActivityError> { Ok(x * 2) }
+    ///
+    /// #[workflow]
+    /// async fn scoring(ctx: WorkflowContext, x: u64) -> Result<u64, WorkflowError> {
+    ///     if ctx.patched("use-new-check") {
+    ///         Ok(ctx.call(new_check, x).await?)
+    ///     } else {
+    ///         Ok(ctx.call(old_check, x).await?)
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(scoring).start().await?;
+    /// # assert_eq!(engine.start(scoring, "s-1", 21).await?.result().await?, 42);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn patched(&self, change_id: &str) -> bool {
+        self.shared.machine().patched(change_id)
+    }
+
+    /// Ends this run and starts a fresh run of the same workflow id with `input` and an empty journal
+    /// (for unbounded loops). Return the value it gives as the workflow's error:
+    /// `return Err(ctx.continue_as_new(my_workflow, next_input));`. The previous run stays inspectable
+    /// (or is pruned) per the engine's retention setting.
+    pub fn continue_as_new<W: Workflow>(&self, workflow: W, input: W::Input) -> WorkflowError {
+        let _ = workflow;
+        match self.shared.codec.encode(&input) {
+            Ok(bytes) => {
+                self.shared.machine().request_continue_as_new(bytes);
+                WorkflowError::ContinuedAsNew
+            }
+            Err(error) => WorkflowError::Payload {
+                step: 0,
+                message: format!("continue-as-new input: {error}"),
+            },
+        }
     }
 
     /// Sleeps durably: the timer survives restarts and fires once, at the journaled time.

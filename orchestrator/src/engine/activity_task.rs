@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use super::driver::DriverMsg;
 use crate::clock::{now_ms, until};
 use crate::codec::Codec;
-use crate::context::{ActivityContext, ActivityInvocation};
+use crate::context::{ActivityContext, ActivityInvocation, CancellationFlag};
 use crate::error::ActivityError;
 use crate::journal::{Event, EventBody, encode_event};
 use crate::replay::ActivityResume;
@@ -27,6 +27,7 @@ pub(crate) struct ActivityTask {
     pub(crate) codec: Codec,
     pub(crate) driver: mpsc::UnboundedSender<DriverMsg>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) cancellation: CancellationFlag,
 }
 
 /// Extracts a panic's message.
@@ -53,10 +54,16 @@ impl ActivityTask {
         }
         loop {
             attempt += 1;
-            if *self.shutdown.borrow() {
+            if *self.shutdown.borrow() || self.cancellation.is_raised() {
                 return self.stopped();
             }
-            let ctx = ActivityContext::new(self.workflow_id.clone(), self.name, self.step, attempt);
+            let ctx = ActivityContext::new(
+                self.workflow_id.clone(),
+                self.name,
+                self.step,
+                attempt,
+                self.cancellation.clone(),
+            );
             let result = self.attempt(ctx).await;
             let error = match result {
                 Ok(output) => return self.done(attempt, Ok(output)),
@@ -87,12 +94,15 @@ impl ActivityTask {
             },
             None => guarded.await,
         };
-        match outcome {
+        let result = match outcome {
             Ok(result) => result,
             Err(panic) => Err(ActivityError::Panicked {
                 message: panic_message(panic.as_ref()),
             }),
-        }
+        };
+        // An error message must fit in the journal: keep its head.
+        let max = (self.codec.limit() / 2).max(256);
+        result.map_err(|error| error.clamped(max))
     }
 
     async fn journal_failure(&self, attempt: u32, error: ActivityError, retry_at_ms: i64) {
@@ -122,12 +132,14 @@ impl ActivityTask {
 
     /// Sleeps for `wait`; `false` if the engine began shutting down meanwhile.
     async fn wait(&mut self, wait: std::time::Duration) -> bool {
-        if *self.shutdown.borrow() {
+        if *self.shutdown.borrow() || self.cancellation.is_raised() {
             return false;
         }
+        let cancellation = self.cancellation.clone();
         tokio::select! {
             _ = tokio::time::sleep(wait) => true,
             _ = self.shutdown.changed() => false,
+            _ = cancellation.raised() => false,
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Engine;
+use super::{Engine, EngineSettings};
 use super::registry::ErasedWorkflow;
 use crate::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
 use crate::definition::{Registrable, RegistrationKind};
@@ -46,6 +46,8 @@ pub struct EngineBuilder {
     payload_limit: usize,
     busy_timeout: Duration,
     shutdown_grace: Duration,
+    history_warning: usize,
+    keep_runs: u32,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -68,6 +70,8 @@ impl EngineBuilder {
             payload_limit: DEFAULT_PAYLOAD_LIMIT,
             busy_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            history_warning: 10_000,
+            keep_runs: 10,
         }
     }
 
@@ -128,6 +132,20 @@ impl EngineBuilder {
         self
     }
 
+    /// How many events a run's journal may reach before the engine logs a warning (suggesting
+    /// `continue_as_new`). Default 10,000.
+    pub fn history_warning(mut self, events: usize) -> Self {
+        self.history_warning = events;
+        self
+    }
+
+    /// How many earlier runs of a workflow id that continued as new are kept for inspection (with
+    /// their journals); older ones are pruned. 0 keeps none. Default 10.
+    pub fn keep_continued_runs(mut self, runs: u32) -> Self {
+        self.keep_runs = runs;
+        self
+    }
+
     /// Opens the store, then resumes every unfinished run from its journal.
     pub async fn start(self) -> Result<Engine, Error> {
         if let Some(name) = self.duplicates.first() {
@@ -157,12 +175,13 @@ impl EngineBuilder {
             Some(StoreChoice::InMemory) => Arc::new(SqliteStore::in_memory().await?),
             Some(StoreChoice::Custom(store)) => store,
         };
-        let engine = Engine::assemble(
-            store,
-            Codec::new(self.payload_limit),
-            self.workflows,
-            self.shutdown_grace,
-        );
+        let settings = EngineSettings {
+            codec: Codec::new(self.payload_limit),
+            shutdown_grace: self.shutdown_grace,
+            history_warning: self.history_warning,
+            keep_runs: self.keep_runs,
+        };
+        let engine = Engine::assemble(store, settings, self.workflows);
         engine.recover().await?;
         Ok(engine)
     }

@@ -20,6 +20,10 @@ pub enum RunStatus {
     Failed(WorkflowError),
     /// Parked for this reason; it needs an operator (the engine retries it at its next start).
     Parked(ParkReason),
+    /// Cancelled; this is the error the workflow ended with (its compensations ran).
+    Cancelled(WorkflowError),
+    /// Failed, and then a compensation failed too: the rollback is incomplete and needs an operator.
+    CompensationFailed(WorkflowError),
 }
 
 impl RunStatus {
@@ -29,6 +33,10 @@ impl RunStatus {
             RunState::Completed => RunStatus::Completed,
             RunState::Failed => RunStatus::Failed(decode_outcome(run, codec)?),
             RunState::Parked => RunStatus::Parked(decode_outcome(run, codec)?),
+            RunState::Cancelled => RunStatus::Cancelled(decode_outcome(run, codec)?),
+            RunState::CompensationFailed => {
+                RunStatus::CompensationFailed(decode_outcome(run, codec)?)
+            }
         })
     }
 }
@@ -99,7 +107,7 @@ impl<T: Payload> RunHandle<T> {
                     let bytes = run.output.as_deref().unwrap_or_default();
                     return Ok(codec.decode(bytes)?);
                 }
-                RunState::Failed => {
+                RunState::Failed | RunState::Cancelled | RunState::CompensationFailed => {
                     return Err(Error::WorkflowFailed {
                         workflow_id: self.workflow_id.clone(),
                         error: decode_outcome(&run, codec)?,
@@ -113,12 +121,20 @@ impl<T: Payload> RunHandle<T> {
                 }
                 _ => {}
             }
-            let stopped = matches!(
-                *phase.borrow_and_update(),
-                Phase::Ended(DriverExitView::Stopped)
-            );
-            if stopped || self.engine.is_shutting_down() {
-                return Err(Error::ShuttingDown);
+            let stopped = match &*phase.borrow_and_update() {
+                Phase::Ended(DriverExitView::Stopped(reason)) => Some(reason.clone()),
+                _ => None,
+            };
+            match stopped {
+                Some(Some(reason)) => {
+                    return Err(Error::RunStopped {
+                        workflow_id: self.workflow_id.clone(),
+                        reason,
+                    });
+                }
+                Some(None) => return Err(Error::ShuttingDown),
+                None if self.engine.is_shutting_down() => return Err(Error::ShuttingDown),
+                None => {}
             }
             // Wait for the driver to report; a closed channel means it ended, so read the store again.
             let _ = phase.changed().await;

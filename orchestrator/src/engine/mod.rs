@@ -1,14 +1,19 @@
-//! The engine: starts runs, resumes them after a restart, routes signals, reports outcomes.
+//! The engine: starts runs, resumes them after a restart, routes signals and cancellations, reports
+//! outcomes and published state.
 
 mod activity_task;
 mod builder;
 mod driver;
 mod handle;
+mod link;
 mod registry;
+mod start;
 
 pub use builder::EngineBuilder;
 pub use handle::{RunHandle, RunStatus};
+pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
+pub use start::StartRun;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,7 +29,7 @@ use crate::error::{Error, ParkReason};
 use crate::journal::{History, decode_history};
 use crate::replay::ReplayMachine;
 use crate::store::{
-    Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome, StatusChange, Store,
+    ArchivedRun, CancelOutcome, Commit, RunRecord, RunState, SignalOutcome, StatusChange, Store,
 };
 use driver::{Driver, DriverExit, DriverMsg, DriverParts};
 
@@ -41,7 +46,17 @@ pub(crate) enum Phase {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum DriverExitView {
     Settled,
-    Stopped,
+    /// Stopped before the run finished: the engine shut down (`None`) or the journal failed.
+    Stopped(Option<String>),
+}
+
+/// Tunables fixed at build time.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineSettings {
+    pub(crate) codec: Codec,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) history_warning: usize,
+    pub(crate) keep_runs: u32,
 }
 
 /// The durable execution engine.
@@ -57,32 +72,27 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field(
-                "workflows",
-                &self.inner.workflows.keys().collect::<Vec<_>>(),
-            )
+            .field("workflows", &self.inner.workflows.keys().collect::<Vec<_>>())
             .field("active_runs", &self.inner.active.load(Ordering::Acquire))
             .finish_non_exhaustive()
     }
 }
 
-struct EngineInner {
+pub(crate) struct EngineInner {
     store: Arc<dyn Store>,
-    codec: Codec,
+    settings: EngineSettings,
     workflows: HashMap<&'static str, ErasedWorkflow>,
     drivers: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<DriverMsg>>>,
     phases: Mutex<HashMap<Arc<str>, watch::Sender<Phase>>>,
+    state_published: Notify,
     shutdown: watch::Sender<bool>,
     shutting_down: AtomicBool,
-    shutdown_grace: Duration,
     active: AtomicUsize,
     idle: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Engine {
@@ -93,21 +103,20 @@ impl Engine {
 
     fn assemble(
         store: Arc<dyn Store>,
-        codec: Codec,
+        settings: EngineSettings,
         workflows: HashMap<&'static str, ErasedWorkflow>,
-        shutdown_grace: Duration,
     ) -> Self {
         let (shutdown, _) = watch::channel(false);
         Engine {
             inner: Arc::new(EngineInner {
                 store,
-                codec,
+                settings,
                 workflows,
                 drivers: Mutex::new(HashMap::new()),
                 phases: Mutex::new(HashMap::new()),
+                state_published: Notify::new(),
                 shutdown,
                 shutting_down: AtomicBool::new(false),
-                shutdown_grace,
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
             }),
@@ -117,6 +126,14 @@ impl Engine {
     /// The store this engine journals to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    pub(crate) fn codec(&self) -> Codec {
+        self.inner.settings.codec
+    }
+
+    pub(crate) fn workflow(&self, name: &str) -> Option<ErasedWorkflow> {
+        self.inner.workflows.get(name).copied()
     }
 
     /// Resumes every unfinished (running or parked) run from its journal.
@@ -142,78 +159,70 @@ impl Engine {
         Ok(())
     }
 
+    /// Loads a run's journal and drives it.
     async fn resume(&self, run: RunRecord) -> Result<(), Error> {
         let id: Arc<str> = Arc::from(run.workflow_id.as_str());
-        let Some(workflow) = self
-            .inner
-            .workflows
-            .get(run.workflow_name.as_str())
-            .copied()
-        else {
+        let Some(workflow) = self.workflow(&run.workflow_name) else {
             tracing::error!(workflow_id = %id, workflow = %run.workflow_name, "journal names an unregistered workflow type");
             if run.state == RunState::Running {
-                self.park_stored(
-                    &id,
-                    &ParkReason::UnknownWorkflowType {
-                        name: run.workflow_name.clone(),
-                    },
-                )
-                .await?;
+                let reason = ParkReason::UnknownWorkflowType {
+                    name: run.workflow_name.clone(),
+                };
+                self.park_stored(&id, &reason).await?;
             }
             return Ok(());
         };
         if run.state == RunState::Parked {
-            self.inner
-                .store
-                .commit(Commit {
-                    workflow_id: run.workflow_id.clone(),
-                    events: Vec::new(),
-                    consume_signal: None,
-                    status: Some(StatusChange::Resume),
-                })
-                .await?;
+            let mut resume = Commit::events(&run.workflow_id, Vec::new());
+            resume.status = Some(StatusChange::Resume);
+            self.inner.store.commit(resume).await?;
         }
         let rows = self.inner.store.history(&id).await?;
-        let history = match decode_history(&self.inner.codec, &rows) {
+        let history = match decode_history(&self.codec(), &rows) {
             Ok(history) => history,
             Err(reason) => {
                 self.park_stored(&id, &reason).await?;
                 return Ok(());
             }
         };
-        let inbox = self.inner.store.pending_signals(&id).await?;
-        self.spawn_driver(id, workflow, &run.input, history, inbox)
-            .await
+        self.spawn_driver(id, workflow, &run, history).await
     }
 
     async fn park_stored(&self, id: &str, reason: &ParkReason) -> Result<(), Error> {
-        let reason = self.inner.codec.encode(reason)?;
-        self.inner
-            .store
-            .commit(Commit {
-                workflow_id: id.to_string(),
-                events: Vec::new(),
-                consume_signal: None,
-                status: Some(StatusChange::Park { reason }),
-            })
-            .await?;
+        let mut park = Commit::events(id, Vec::new());
+        park.status = Some(StatusChange::Park {
+            reason: self.codec().encode(reason)?,
+        });
+        self.inner.store.commit(park).await?;
         Ok(())
     }
 
-    async fn spawn_driver(
+    /// Creates the driver of a run and spawns it. (Boxed: drivers spawn drivers, for children and
+    /// continue-as-new, so the future type would otherwise be recursive.)
+    pub(crate) fn spawn_driver<'a>(
+        &'a self,
+        id: Arc<str>,
+        workflow: ErasedWorkflow,
+        run: &'a RunRecord,
+        history: History,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
+        Box::pin(self.spawn_driver_inner(id, workflow, run, history))
+    }
+
+    async fn spawn_driver_inner(
         &self,
         id: Arc<str>,
         workflow: ErasedWorkflow,
-        input: &[u8],
+        run: &RunRecord,
         history: History,
-        inbox: Vec<crate::store::SignalRecord>,
     ) -> Result<(), Error> {
+        let settings = &self.inner.settings;
         let shared = Arc::new(RunShared::new(
             id.clone(),
-            self.inner.codec,
+            settings.codec,
             ReplayMachine::new(history),
         ));
-        let future = match workflow.start(shared.clone(), input) {
+        let future = match workflow.start(shared.clone(), &run.input) {
             Ok(future) => future,
             Err(error) => {
                 let reason = ParkReason::UndecodablePayload {
@@ -228,37 +237,64 @@ impl Engine {
         lock(&self.inner.drivers).insert(id.clone(), tx.clone());
         self.publish(&id, Phase::Active);
         self.inner.active.fetch_add(1, Ordering::AcqRel);
+        let deadline = run.deadline_ms.map(|deadline| {
+            let timeout = deadline.saturating_sub(run.created_at_ms);
+            (deadline, u64::try_from(timeout).unwrap_or(0))
+        });
         let driver = Driver::new(DriverParts {
             shared,
             future,
             store: self.inner.store.clone(),
+            engine: EngineLink::new(&self.inner),
             tx,
             rx,
             shutdown: self.inner.shutdown.subscribe(),
-            shutdown_grace: self.inner.shutdown_grace,
-            inbox,
+            shutdown_grace: settings.shutdown_grace,
+            cancel_reason: run.cancel_reason.clone(),
+            deadline,
+            history_warning: settings.history_warning,
+            keep_runs: settings.keep_runs,
         });
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let exit = driver.run().await;
-            if let Some(inner) = engine.upgrade() {
-                let engine = Engine { inner };
-                lock(&engine.inner.drivers).remove(&id);
+            let Some(inner) = engine.upgrade() else {
+                return;
+            };
+            let engine = Engine { inner };
+            lock(&engine.inner.drivers).remove(&id);
+            if exit == DriverExit::ContinuedAsNew {
+                engine.continue_run(&id).await;
+            } else {
                 let view = match exit {
-                    DriverExit::Finished | DriverExit::Parked => DriverExitView::Settled,
-                    DriverExit::Shutdown | DriverExit::StoreFailed(_) => DriverExitView::Stopped,
+                    DriverExit::StoreFailed(error) => DriverExitView::Stopped(Some(error)),
+                    DriverExit::Shutdown => DriverExitView::Stopped(None),
+                    _ => DriverExitView::Settled,
                 };
                 engine.publish(&id, Phase::Ended(view.clone()));
                 if view == DriverExitView::Settled {
                     // The outcome is in the store; waiters holding a receiver re-read it.
                     lock(&engine.inner.phases).remove(&id);
                 }
-                if engine.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    engine.inner.idle.notify_waiters();
-                }
+            }
+            if engine.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+                engine.inner.idle.notify_waiters();
             }
         });
         Ok(())
+    }
+
+    /// Drives the fresh run that replaced `id`'s previous run (continue-as-new).
+    async fn continue_run(&self, id: &Arc<str>) {
+        let resumed = match self.inner.store.run(id).await {
+            Ok(Some(run)) if !self.is_shutting_down() => self.resume(run).await,
+            Ok(_) => Ok(()),
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = resumed {
+            tracing::error!(workflow_id = %id, %error, "could not start the continued run; it resumes at the next start");
+            self.publish(id, Phase::Ended(DriverExitView::Stopped(Some(error.to_string()))));
+        }
     }
 
     fn publish(&self, id: &Arc<str>, phase: Phase) {
@@ -295,58 +331,21 @@ impl Engine {
         self.inner.shutting_down.load(Ordering::Acquire)
     }
 
-    pub(crate) fn codec(&self) -> Codec {
-        self.inner.codec
-    }
-
     /// Starts a run of workflow `W` with a caller-chosen id, or returns the existing run with that id.
     ///
     /// Idempotent on the id: starting `"order-42"` twice returns a handle to the same run (the second
     /// input is ignored). If the id belongs to a run of another workflow type, fails with
-    /// [`Error::WorkflowIdConflict`]. Once this returns `Ok`, the run is journaled and will complete,
-    /// fail or be parked — after any number of crashes.
-    pub async fn start<W: Workflow>(
+    /// [`Error::WorkflowIdConflict`]. Once the returned future resolves to `Ok`, the run is journaled
+    /// and will complete, fail, be cancelled or be parked — after any number of crashes. Options such as
+    /// [`StartRun::execution_timeout`] are set on the value before awaiting it.
+    pub fn start<W: Workflow>(
         &self,
         workflow: W,
         workflow_id: impl Into<String>,
         input: W::Input,
-    ) -> Result<RunHandle<W::Output>, Error> {
+    ) -> StartRun<W> {
         let _ = workflow;
-        if self.is_shutting_down() {
-            return Err(Error::ShuttingDown);
-        }
-        let erased = self.inner.workflows.get(W::NAME).copied().ok_or_else(|| {
-            Error::UnregisteredWorkflow {
-                name: W::NAME.to_string(),
-            }
-        })?;
-        let workflow_id = workflow_id.into();
-        let input = self.inner.codec.encode(&input)?;
-        let outcome = self
-            .inner
-            .store
-            .create_run(NewRun {
-                workflow_id: workflow_id.clone(),
-                workflow_name: W::NAME.to_string(),
-                input: input.clone(),
-            })
-            .await?;
-        match outcome {
-            CreateOutcome::Created => {
-                let id: Arc<str> = Arc::from(workflow_id.as_str());
-                self.spawn_driver(id, erased, &input, History::default(), Vec::new())
-                    .await?;
-            }
-            CreateOutcome::Existing(existing) if existing.workflow_name != W::NAME => {
-                return Err(Error::WorkflowIdConflict {
-                    workflow_id,
-                    existing: existing.workflow_name,
-                    requested: W::NAME.to_string(),
-                });
-            }
-            CreateOutcome::Existing(_) => {}
-        }
-        Ok(RunHandle::new(self.clone(), workflow_id))
+        StartRun::new(self.clone(), workflow_id.into(), input)
     }
 
     /// A handle to an existing run of workflow `W`.
@@ -357,14 +356,7 @@ impl Engine {
     ) -> Result<RunHandle<W::Output>, Error> {
         let _ = workflow;
         let workflow_id = workflow_id.into();
-        let run = self
-            .inner
-            .store
-            .run(&workflow_id)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                workflow_id: workflow_id.clone(),
-            })?;
+        let run = self.run_record(&workflow_id).await?;
         if run.workflow_name != W::NAME {
             return Err(Error::WrongWorkflowType {
                 workflow_id,
@@ -373,6 +365,16 @@ impl Engine {
             });
         }
         Ok(RunHandle::new(self.clone(), workflow_id))
+    }
+
+    async fn run_record(&self, workflow_id: &str) -> Result<RunRecord, Error> {
+        self.inner
+            .store
+            .run(workflow_id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                workflow_id: workflow_id.to_string(),
+            })
     }
 
     /// Sends the signal `name` with `payload` to a run. Signals are journaled in the run's inbox at
@@ -384,7 +386,7 @@ impl Engine {
         name: &str,
         payload: T,
     ) -> Result<(), Error> {
-        let payload = self.inner.codec.encode(&payload)?;
+        let payload = self.codec().encode(&payload)?;
         match self
             .inner
             .store
@@ -392,10 +394,7 @@ impl Engine {
             .await?
         {
             SignalOutcome::Queued(signal) => {
-                let driver = lock(&self.inner.drivers).get(workflow_id).cloned();
-                if let Some(driver) = driver {
-                    let _ = driver.send(DriverMsg::Signal(signal));
-                }
+                self.notify_driver(workflow_id, DriverMsg::Signal(signal));
                 Ok(())
             }
             SignalOutcome::NoSuchRun => Err(Error::NotFound {
@@ -407,17 +406,95 @@ impl Engine {
         }
     }
 
+    fn notify_driver(&self, workflow_id: &str, message: DriverMsg) {
+        let driver = lock(&self.inner.drivers).get(workflow_id).cloned();
+        if let Some(driver) = driver {
+            let _ = driver.send(message);
+        }
+    }
+
+    /// Cancels a run. The request is durable: the run observes it at its next await point as
+    /// [`WorkflowError::Cancelled`](crate::WorkflowError::Cancelled) (its code may catch it to clean
+    /// up); if it then fails, its compensations run and it ends as [`RunStatus::Cancelled`]. Running
+    /// activities learn it through [`ActivityContext::is_cancelled`](crate::ActivityContext) and their
+    /// results are discarded; child runs it waits for are cancelled too (unless detached). Cancelling
+    /// twice keeps the first reason; cancelling a finished run is [`Error::RunFinished`].
+    pub async fn cancel(&self, workflow_id: &str, reason: &str) -> Result<(), Error> {
+        match self.inner.store.request_cancel(workflow_id, reason).await? {
+            CancelOutcome::Requested => {
+                self.notify_driver(
+                    workflow_id,
+                    DriverMsg::Cancel {
+                        reason: reason.to_string(),
+                    },
+                );
+                Ok(())
+            }
+            CancelOutcome::NoSuchRun => Err(Error::NotFound {
+                workflow_id: workflow_id.to_string(),
+            }),
+            CancelOutcome::RunFinished => Err(Error::RunFinished {
+                workflow_id: workflow_id.to_string(),
+            }),
+        }
+    }
+
+    /// The value a run published under `key` with
+    /// [`WorkflowContext::set_state`](crate::WorkflowContext::set_state), if it has.
+    pub async fn get_state<T: Payload>(
+        &self,
+        workflow_id: &str,
+        key: &str,
+    ) -> Result<Option<T>, Error> {
+        match self.inner.store.value(workflow_id, key).await? {
+            Some(bytes) => Ok(Some(self.codec().decode(&bytes)?)),
+            None => {
+                // Tell "not published yet" from "no such run".
+                self.run_record(workflow_id).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Waits until a run has published a value under `key` and returns it. Fails with
+    /// [`Error::StateNeverSet`] if the run finishes without publishing it.
+    pub async fn wait_state<T: Payload>(&self, workflow_id: &str, key: &str) -> Result<T, Error> {
+        loop {
+            let published = self.inner.state_published.notified();
+            tokio::pin!(published);
+            published.as_mut().enable();
+            let mut phase = self.subscribe(workflow_id);
+            if let Some(value) = self.get_state(workflow_id, key).await? {
+                self.release(workflow_id);
+                return Ok(value);
+            }
+            let run = self.run_record(workflow_id).await?;
+            if run.state.is_finished() {
+                self.release(workflow_id);
+                return Err(Error::StateNeverSet {
+                    workflow_id: workflow_id.to_string(),
+                    key: key.to_string(),
+                });
+            }
+            if self.is_shutting_down() {
+                return Err(Error::ShuttingDown);
+            }
+            tokio::select! {
+                _ = published => {}
+                _ = phase.changed() => {}
+            }
+        }
+    }
+
+    /// The earlier runs of a workflow id that continued as new and are still kept (oldest first).
+    pub async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, Error> {
+        Ok(self.inner.store.archived_runs(workflow_id).await?)
+    }
+
     /// The status of a run.
     pub async fn status(&self, workflow_id: &str) -> Result<RunStatus, Error> {
-        let run = self
-            .inner
-            .store
-            .run(workflow_id)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                workflow_id: workflow_id.to_string(),
-            })?;
-        RunStatus::from_record(&run, self.inner.codec)
+        let run = self.run_record(workflow_id).await?;
+        RunStatus::from_record(&run, self.codec())
     }
 
     /// Stops taking work, lets running activity attempts finish and be journaled (up to the shutdown
@@ -425,7 +502,7 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.send_replace(true);
-        let grace = self.inner.shutdown_grace + Duration::from_secs(1);
+        let grace = self.inner.settings.shutdown_grace + Duration::from_secs(1);
         let _ = tokio::time::timeout(grace, async {
             loop {
                 let idle = self.inner.idle.notified();

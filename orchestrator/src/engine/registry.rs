@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::codec::{Codec, CodecError};
-use crate::context::{RunShared, WorkflowContext};
+use crate::context::{RunShared, WorkflowContext, run_compensations};
 use crate::definition::{BoxFuture, Workflow};
 use crate::error::WorkflowError;
 
@@ -51,14 +51,24 @@ fn start_erased<W: Workflow>(
 ) -> Result<WorkflowFuture, CodecError> {
     let codec: Codec = shared.codec;
     let input: W::Input = codec.decode(input)?;
-    let body = W::run(WorkflowContext::new(shared), input);
+    let ctx = WorkflowContext::new(shared);
+    let body = W::run(ctx.clone(), input);
     Ok(Box::pin(async move {
-        let output = body.await?;
-        codec
-            .encode(&output)
-            .map_err(|error| WorkflowError::Payload {
-                step: 0,
-                message: format!("workflow output: {error}"),
-            })
+        match body.await {
+            Ok(output) => codec
+                .encode(&output)
+                .map_err(|error| WorkflowError::Payload {
+                    step: 0,
+                    message: format!("workflow output: {error}"),
+                }),
+            Err(WorkflowError::ContinuedAsNew) => Err(WorkflowError::ContinuedAsNew),
+            Err(error) => Err(run_compensations(&ctx, error).await),
+        }
     }))
+}
+
+/// The future that rolls back a run whose body panicked: its compensations, then the panic's error.
+pub(crate) fn compensation_future(shared: Arc<RunShared>, error: WorkflowError) -> WorkflowFuture {
+    let ctx = WorkflowContext::new(shared);
+    Box::pin(async move { Err(run_compensations(&ctx, error).await) })
 }

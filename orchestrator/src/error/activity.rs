@@ -69,6 +69,36 @@ impl ActivityError {
         }
     }
 
+    /// The same error with its message cut to at most `max` bytes (on a character boundary), so it
+    /// fits the journal's payload limit.
+    pub(crate) fn clamped(self, max: usize) -> Self {
+        fn cut(message: String, max: usize) -> String {
+            if message.len() <= max {
+                return message;
+            }
+            let mut end = max.saturating_sub(32);
+            while end > 0 && !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}… ({} bytes cut)", &message[..end], message.len() - end)
+        }
+        match self {
+            ActivityError::Retryable { message } => ActivityError::Retryable {
+                message: cut(message, max),
+            },
+            ActivityError::NonRetryable { message } => ActivityError::NonRetryable {
+                message: cut(message, max),
+            },
+            ActivityError::Panicked { message } => ActivityError::Panicked {
+                message: cut(message, max),
+            },
+            ActivityError::Payload { message } => ActivityError::Payload {
+                message: cut(message, max),
+            },
+            other => other,
+        }
+    }
+
     /// Whether the engine may try this activity again after this error.
     pub fn is_retryable(&self) -> bool {
         !matches!(

@@ -88,6 +88,23 @@ pub enum Error {
         #[source]
         reason: ParkReason,
     },
+    /// The run finished without publishing the awaited state key.
+    #[error("workflow `{workflow_id}` finished without publishing `{key}`")]
+    StateNeverSet {
+        /// The run's workflow id.
+        workflow_id: String,
+        /// The key awaited.
+        key: String,
+    },
+    /// The run's driver stopped because its journal could not be written; the run is unfinished and
+    /// resumes at the next engine start.
+    #[error("workflow `{workflow_id}` stopped: {reason}; it resumes at the next engine start")]
+    RunStopped {
+        /// The run's workflow id.
+        workflow_id: String,
+        /// The journal error.
+        reason: String,
+    },
     /// The engine is shutting down and takes no new work.
     #[error("the engine is shutting down")]
     ShuttingDown,

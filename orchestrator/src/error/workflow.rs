@@ -66,6 +66,52 @@ pub enum WorkflowError {
         /// The workflow's description of the failure.
         message: String,
     },
+    /// The run was cancelled ([`Engine::cancel`](crate::Engine::cancel)); returned by the step the
+    /// workflow was waiting on when the cancellation arrived. Catch it to clean up, or propagate it with
+    /// `?` to end the run (compensations then run).
+    #[error("cancelled: {reason}")]
+    Cancelled {
+        /// The reason given to `cancel`.
+        reason: String,
+    },
+    /// The run's execution timeout expired; returned like [`WorkflowError::Cancelled`].
+    #[error("workflow execution timed out after {timeout:?}")]
+    TimedOut {
+        /// The execution timeout.
+        timeout: Duration,
+    },
+    /// A child workflow (or an awaited run) could not be started or found.
+    #[error("could not start child workflow `{workflow_id}`: {message}")]
+    ChildStart {
+        /// The child's workflow id.
+        workflow_id: String,
+        /// Why.
+        message: String,
+    },
+    /// A child workflow (or an awaited run) ended with an error.
+    #[error("workflow `{workflow_id}` failed: {error}")]
+    ChildFailed {
+        /// The child's workflow id.
+        workflow_id: String,
+        /// The child's error.
+        #[source]
+        error: Box<WorkflowError>,
+    },
+    /// The workflow failed, and then one of its compensations failed too (after its retries). The run
+    /// ends in [`RunStatus::CompensationFailed`](crate::RunStatus::CompensationFailed); the
+    /// compensations registered before the failed one were not run.
+    #[error("compensation failed: {compensation} (after the workflow failed: {original})")]
+    CompensationFailed {
+        /// Why the workflow failed in the first place.
+        original: Box<WorkflowError>,
+        /// How the compensation failed.
+        #[source]
+        compensation: Box<WorkflowError>,
+    },
+    /// Returned by [`WorkflowContext::continue_as_new`](crate::WorkflowContext::continue_as_new): the
+    /// run ends here and a fresh run of the same workflow id starts. Return it as the workflow's error.
+    #[error("continued as new")]
+    ContinuedAsNew,
 }
 
 impl WorkflowError {
@@ -74,6 +120,14 @@ impl WorkflowError {
         WorkflowError::Application {
             message: message.to_string(),
         }
+    }
+
+    /// Whether this is the error a cancellation or an execution timeout produces.
+    pub fn is_interruption(&self) -> bool {
+        matches!(
+            self,
+            WorkflowError::Cancelled { .. } | WorkflowError::TimedOut { .. }
+        )
     }
 }
 

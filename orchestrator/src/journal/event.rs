@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ActivityError;
+use crate::error::{ActivityError, WorkflowError};
 
 /// One journal entry of a run, attached to a step.
 ///
@@ -81,6 +81,57 @@ pub enum EventBody {
         /// The encoded value.
         value: Vec<u8>,
     },
+    /// A child workflow run was created (or found, if it already existed) for this step.
+    ChildStarted {
+        /// The child's workflow type.
+        workflow_name: String,
+        /// The child's workflow id.
+        child_id: String,
+    },
+    /// The run this step awaited (a child, or any run by id) finished.
+    RunFinished {
+        /// The awaited run's workflow id.
+        workflow_id: String,
+        /// Its encoded output, or the error it ended with.
+        result: Result<Vec<u8>, WorkflowError>,
+    },
+    /// The run was interrupted (cancelled or timed out): step 0, delivered in journal order.
+    Interrupted {
+        /// Why.
+        interrupt: Interrupt,
+    },
+    /// The workflow published a value under a key.
+    StatePublished {
+        /// The key.
+        key: String,
+        /// The encoded value.
+        value: Vec<u8>,
+    },
+    /// A versioning marker: the run reached `patched(change_id)` on code that has the change.
+    PatchMarker {
+        /// The change's id.
+        change_id: String,
+    },
+    /// The winner of a `select`, so replay picks the same branch.
+    SelectWinner {
+        /// The index of the winning branch.
+        winner: u32,
+    },
+}
+
+/// Why a run was interrupted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Interrupt {
+    /// `Engine::cancel` was called with this reason.
+    Cancelled {
+        /// The reason given.
+        reason: String,
+    },
+    /// The run's execution timeout expired.
+    TimedOut {
+        /// The configured timeout, in milliseconds.
+        timeout_ms: u64,
+    },
 }
 
 /// What produced a [`EventBody::SideEffect`].
@@ -105,6 +156,8 @@ impl EventBody {
                 | EventBody::TimerFired
                 | EventBody::SignalReceived { .. }
                 | EventBody::SignalTimedOut { .. }
+                | EventBody::RunFinished { .. }
+                | EventBody::Interrupted { .. }
         )
     }
 
@@ -119,6 +172,12 @@ impl EventBody {
             EventBody::SignalReceived { .. } => 6,
             EventBody::SignalTimedOut { .. } => 7,
             EventBody::SideEffect { .. } => 8,
+            EventBody::ChildStarted { .. } => 9,
+            EventBody::RunFinished { .. } => 10,
+            EventBody::Interrupted { .. } => 11,
+            EventBody::StatePublished { .. } => 12,
+            EventBody::PatchMarker { .. } => 13,
+            EventBody::SelectWinner { .. } => 14,
         }
     }
 }

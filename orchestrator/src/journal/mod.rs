@@ -3,7 +3,7 @@
 mod event;
 mod history;
 
-pub use event::{Event, EventBody, SideEffectKind};
+pub use event::{Event, EventBody, Interrupt, SideEffectKind};
 pub use history::History;
 
 use crate::codec::{Codec, CodecError};
@@ -11,7 +11,7 @@ use crate::error::ParkReason;
 use crate::store::{NewEvent, StoredEvent};
 
 /// The version of the event encoding, stored in the database (see `docs/journal.md`).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Encodes an event for the store.
 pub(crate) fn encode_event(codec: &Codec, event: &Event) -> Result<NewEvent, CodecError> {
@@ -37,7 +37,8 @@ pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<Hist
                 .map_err(|error| ParkReason::CorruptJournal {
                     message: format!("event #{} (step {}): {error}", row.seq, row.step),
                 })?;
-        if body.kind() != row.kind || row.step == 0 {
+        let run_level = matches!(body, EventBody::Interrupted { .. });
+        if body.kind() != row.kind || (row.step == 0) != run_level {
             return Err(ParkReason::CorruptJournal {
                 message: format!(
                     "event #{} claims kind {} at step {} but holds a kind {} event",

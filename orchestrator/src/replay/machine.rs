@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::step::{StepRequest, describe, matches};
 use crate::error::{NonDeterminismError, ParkReason};
-use crate::journal::{Event, EventBody, History, SideEffectKind};
+use crate::journal::{Event, EventBody, History, Interrupt, SideEffectKind};
 
 /// Where an interrupted activity resumes: after which attempt, and when the next one is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,29 @@ pub(crate) enum Command<A> {
         name: String,
         deadline_ms: Option<i64>,
     },
+    /// Start a child run (unless `started`, when it already exists) and await its outcome.
+    Child {
+        step: u32,
+        workflow_name: String,
+        child_id: String,
+        input: Vec<u8>,
+        started: bool,
+        cancel_with_parent: bool,
+    },
+    /// Await the outcome of another run.
+    AwaitRun { step: u32, workflow_id: String },
+}
+
+impl<A> Command<A> {
+    fn step(&self) -> u32 {
+        match self {
+            Command::Activity { step, .. }
+            | Command::Timer { step, .. }
+            | Command::Signal { step, .. }
+            | Command::Child { step, .. }
+            | Command::AwaitRun { step, .. } => *step,
+        }
+    }
 }
 
 /// Matches the steps a workflow asks for against its journal, and hands out their outcomes.
@@ -55,6 +78,15 @@ pub(crate) struct ReplayMachine<A> {
     wakers: HashMap<u32, Waker>,
     commands: Vec<Command<A>>,
     records: Vec<Event>,
+    /// Steps whose work must stop: dropped before completion, or resolved by an interruption.
+    abandoned: Vec<u32>,
+    /// The interruption that arrived, once it has.
+    interrupted: Option<Interrupt>,
+    /// An interruption no step has observed yet (nothing was waiting when it arrived).
+    unobserved_interrupt: Option<Interrupt>,
+    continue_as_new: Option<Vec<u8>>,
+    /// Set while compensations run: interruptions no longer resolve steps.
+    shielded: bool,
     failure: Option<ParkReason>,
 }
 
@@ -70,8 +102,18 @@ impl<A> ReplayMachine<A> {
             wakers: HashMap::new(),
             commands: Vec::new(),
             records: Vec::new(),
+            abandoned: Vec::new(),
+            interrupted: None,
+            unobserved_interrupt: None,
+            continue_as_new: None,
+            shielded: false,
             failure: None,
         }
+    }
+
+    /// From now on, interruptions do not resolve steps (a rollback runs to its end).
+    pub(crate) fn shield(&mut self) {
+        self.shielded = true;
     }
 
     /// Why the run cannot go on, if it cannot.
@@ -87,7 +129,6 @@ impl<A> ReplayMachine<A> {
     }
 
     /// Whether recorded completions remain to be delivered.
-    #[cfg(test)]
     pub(crate) fn is_replaying(&self) -> bool {
         self.replay_cursor < self.history.completions().len()
     }
@@ -95,6 +136,16 @@ impl<A> ReplayMachine<A> {
     /// The number of steps asked for so far.
     pub(crate) fn steps_issued(&self) -> u32 {
         self.next_step - 1
+    }
+
+    /// The interruption (cancellation, timeout) this run received, if any.
+    pub(crate) fn interrupted(&self) -> Option<&Interrupt> {
+        self.interrupted.as_ref()
+    }
+
+    /// The number of events in the journal this machine started from.
+    pub(crate) fn history_len(&self) -> usize {
+        self.history.len()
     }
 
     /// Assigns the next step number to `request`, checking it against the journal. On a mismatch the
@@ -118,6 +169,26 @@ impl<A> ReplayMachine<A> {
         step
     }
 
+    /// Starts waiting on `step`. Returns `false` (no command needed) if its outcome is journaled, if
+    /// the machine failed, or if an unobserved interruption resolves it at once.
+    fn wait_on(&mut self, step: u32) -> bool {
+        if self.failure.is_some() {
+            return false;
+        }
+        self.waiting.insert(step);
+        if self.history.completion(step).is_some() {
+            return false;
+        }
+        if !self.shielded {
+            if let Some(interrupt) = self.unobserved_interrupt.take() {
+                self.abandoned.push(step);
+                self.deliver(step, EventBody::Interrupted { interrupt });
+                return false;
+            }
+        }
+        true
+    }
+
     /// The workflow calls an activity.
     pub(crate) fn issue_activity(
         &mut self,
@@ -130,67 +201,61 @@ impl<A> ReplayMachine<A> {
             input_fingerprint,
         };
         let step = self.assign(&request);
-        if self.failure.is_some() {
+        if !self.wait_on(step) {
             return step;
         }
-        self.waiting.insert(step);
-        if self.history.completion(step).is_none() {
-            let resume = self
-                .history
-                .records(step)
-                .iter()
-                .filter_map(|record| match record {
-                    EventBody::ActivityAttemptFailed {
-                        attempt,
-                        retry_at_ms,
-                        ..
-                    } => Some(ActivityResume {
-                        failed_attempts: *attempt,
-                        retry_at_ms: *retry_at_ms,
-                    }),
-                    _ => None,
-                })
-                .max_by_key(|resume| resume.failed_attempts);
-            self.commands.push(Command::Activity {
-                step,
-                name,
-                input_fingerprint,
-                resume,
-                payload,
-            });
-        }
+        let resume = self
+            .history
+            .records(step)
+            .iter()
+            .filter_map(|record| match record {
+                EventBody::ActivityAttemptFailed {
+                    attempt,
+                    retry_at_ms,
+                    ..
+                } => Some(ActivityResume {
+                    failed_attempts: *attempt,
+                    retry_at_ms: *retry_at_ms,
+                }),
+                _ => None,
+            })
+            .max_by_key(|resume| resume.failed_attempts);
+        self.commands.push(Command::Activity {
+            step,
+            name,
+            input_fingerprint,
+            resume,
+            payload,
+        });
         step
     }
 
     /// The workflow sleeps for `duration`; `now_ms` is the wall clock used if the timer is new.
     pub(crate) fn issue_timer(&mut self, duration: Duration, now_ms: i64) -> u32 {
         let step = self.assign(&StepRequest::Timer { duration });
-        if self.failure.is_some() {
+        if !self.wait_on(step) {
             return step;
         }
-        self.waiting.insert(step);
-        if self.history.completion(step).is_none() {
-            let recorded = self
-                .history
-                .records(step)
-                .iter()
-                .find_map(|record| match record {
-                    EventBody::TimerStarted { fire_at_ms } => Some(*fire_at_ms),
-                    _ => None,
+        let recorded = self
+            .history
+            .records(step)
+            .iter()
+            .find_map(|record| match record {
+                EventBody::TimerStarted { fire_at_ms } => Some(*fire_at_ms),
+                _ => None,
+            });
+        let fire_at_ms = match recorded {
+            Some(fire_at_ms) => fire_at_ms,
+            None => {
+                let fire_at_ms = now_ms.saturating_add(duration_ms(duration));
+                self.records.push(Event {
+                    step,
+                    body: EventBody::TimerStarted { fire_at_ms },
                 });
-            let fire_at_ms = match recorded {
-                Some(fire_at_ms) => fire_at_ms,
-                None => {
-                    let fire_at_ms = now_ms.saturating_add(duration_ms(duration));
-                    self.records.push(Event {
-                        step,
-                        body: EventBody::TimerStarted { fire_at_ms },
-                    });
-                    fire_at_ms
-                }
-            };
-            self.commands.push(Command::Timer { step, fire_at_ms });
-        }
+                fire_at_ms
+            }
+        };
+        self.commands.push(Command::Timer { step, fire_at_ms });
         step
     }
 
@@ -205,41 +270,149 @@ impl<A> ReplayMachine<A> {
             name: name.clone(),
             timeout,
         });
-        if self.failure.is_some() {
+        if !self.wait_on(step) {
             return step;
         }
-        self.waiting.insert(step);
-        if self.history.completion(step).is_none() {
-            let recorded = self
-                .history
-                .records(step)
-                .iter()
-                .find_map(|record| match record {
-                    EventBody::SignalWaitStarted { deadline_ms, .. } => Some(*deadline_ms),
-                    _ => None,
-                });
-            let deadline_ms = match (recorded, timeout) {
-                (Some(deadline_ms), _) => Some(deadline_ms),
-                (None, Some(timeout)) => {
-                    let deadline_ms = now_ms.saturating_add(duration_ms(timeout));
-                    self.records.push(Event {
-                        step,
-                        body: EventBody::SignalWaitStarted {
-                            name: name.clone(),
-                            deadline_ms,
-                        },
-                    });
-                    Some(deadline_ms)
-                }
-                (None, None) => None,
-            };
-            self.commands.push(Command::Signal {
-                step,
-                name,
-                deadline_ms,
+        let recorded = self
+            .history
+            .records(step)
+            .iter()
+            .find_map(|record| match record {
+                EventBody::SignalWaitStarted { deadline_ms, .. } => Some(*deadline_ms),
+                _ => None,
             });
+        let deadline_ms = match (recorded, timeout) {
+            (Some(deadline_ms), _) => Some(deadline_ms),
+            (None, Some(timeout)) => {
+                let deadline_ms = now_ms.saturating_add(duration_ms(timeout));
+                self.records.push(Event {
+                    step,
+                    body: EventBody::SignalWaitStarted {
+                        name: name.clone(),
+                        deadline_ms,
+                    },
+                });
+                Some(deadline_ms)
+            }
+            (None, None) => None,
+        };
+        self.commands.push(Command::Signal {
+            step,
+            name,
+            deadline_ms,
+        });
+        step
+    }
+
+    /// The workflow starts a child run and awaits it.
+    pub(crate) fn issue_child(
+        &mut self,
+        workflow_name: String,
+        child_id: String,
+        input: Vec<u8>,
+        cancel_with_parent: bool,
+    ) -> u32 {
+        let step = self.assign(&StepRequest::Child {
+            workflow_name: workflow_name.clone(),
+            child_id: child_id.clone(),
+        });
+        if !self.wait_on(step) {
+            return step;
+        }
+        let started = self
+            .history
+            .records(step)
+            .iter()
+            .any(|record| matches!(record, EventBody::ChildStarted { .. }));
+        self.commands.push(Command::Child {
+            step,
+            workflow_name,
+            child_id,
+            input,
+            started,
+            cancel_with_parent,
+        });
+        step
+    }
+
+    /// The workflow awaits the outcome of another run.
+    pub(crate) fn issue_await_run(&mut self, workflow_id: String) -> u32 {
+        let step = self.assign(&StepRequest::AwaitRun {
+            workflow_id: workflow_id.clone(),
+        });
+        if self.wait_on(step) {
+            self.commands.push(Command::AwaitRun { step, workflow_id });
         }
         step
+    }
+
+    /// The workflow waits for the first of several steps; returns the step and the journaled winner.
+    pub(crate) fn issue_select(&mut self) -> (u32, Option<u32>) {
+        let step = self.assign(&StepRequest::Select);
+        let winner = self
+            .history
+            .records(step)
+            .iter()
+            .find_map(|record| match record {
+                EventBody::SelectWinner { winner } => Some(*winner),
+                _ => None,
+            });
+        (step, winner)
+    }
+
+    /// Records the winner of a live select.
+    pub(crate) fn record_select_winner(&mut self, step: u32, winner: u32) {
+        if self.failure.is_none() && self.history.records(step).is_empty() {
+            self.records.push(Event {
+                step,
+                body: EventBody::SelectWinner { winner },
+            });
+        }
+    }
+
+    /// The workflow publishes `value` under `key`. `true` if it is new (to be journaled), `false` on
+    /// replay.
+    pub(crate) fn publish_state(&mut self, key: String, value: Vec<u8>) -> bool {
+        let step = self.assign(&StepRequest::PublishState { key: key.clone() });
+        if self.failure.is_some() || !self.history.records(step).is_empty() {
+            return false;
+        }
+        self.records.push(Event {
+            step,
+            body: EventBody::StatePublished { key, value },
+        });
+        true
+    }
+
+    /// The versioning marker: `true` on runs that reach it with the change (the marker is journaled),
+    /// `false` when replaying a journal recorded before the change (no step is consumed).
+    pub(crate) fn patched(&mut self, change_id: &str) -> bool {
+        let step = self.next_step;
+        let recorded = self
+            .history
+            .completion(step)
+            .or_else(|| self.history.records(step).first());
+        match recorded {
+            Some(EventBody::PatchMarker { change_id: id }) if id == change_id => {
+                self.next_step += 1;
+                true
+            }
+            // The journal has something else here: it was recorded by code without this change.
+            Some(_) => false,
+            None if self.history.last_step() >= step => false,
+            None => {
+                self.next_step += 1;
+                if self.failure.is_none() {
+                    self.records.push(Event {
+                        step,
+                        body: EventBody::PatchMarker {
+                            change_id: change_id.to_string(),
+                        },
+                    });
+                }
+                true
+            }
+        }
     }
 
     /// The workflow asks for a non-deterministic value: the recorded one on replay, else `fresh`'s
@@ -277,6 +450,46 @@ impl<A> ReplayMachine<A> {
         }
     }
 
+    /// The workflow asks to end this run and start a fresh one with `input`.
+    pub(crate) fn request_continue_as_new(&mut self, input: Vec<u8>) {
+        self.continue_as_new = Some(input);
+    }
+
+    /// When the workflow body has returned: the journal's part it never reached, as a nondeterminism
+    /// error (the code no longer asks for steps the journal recorded).
+    pub(crate) fn unreached_history(&self) -> Option<NonDeterminismError> {
+        if let Some(event) = self.history.completions().get(self.replay_cursor) {
+            return Some(NonDeterminismError {
+                step: event.step,
+                recorded: describe(&event.body),
+                requested: "nothing: the workflow returned before reaching it".to_string(),
+            });
+        }
+        let last = self.history.last_step();
+        if last >= self.next_step {
+            let recorded = self
+                .history
+                .completion(last)
+                .or_else(|| self.history.records(last).first())
+                .map(describe)
+                .unwrap_or_default();
+            return Some(NonDeterminismError {
+                step: last,
+                recorded,
+                requested: format!(
+                    "nothing: the workflow returned after {} steps",
+                    self.next_step - 1
+                ),
+            });
+        }
+        None
+    }
+
+    /// The input of the next run, if the workflow continued as new.
+    pub(crate) fn continue_as_new(&self) -> Option<&[u8]> {
+        self.continue_as_new.as_deref()
+    }
+
     /// The outcome of `step` if it has been delivered (taken once); otherwise remembers `waker`.
     pub(crate) fn poll_step(&mut self, step: u32, waker: &Waker) -> Option<EventBody> {
         if self.failure.is_some() {
@@ -294,14 +507,36 @@ impl<A> ReplayMachine<A> {
         }
     }
 
-    /// Commands to execute, in the order they were issued.
-    pub(crate) fn take_commands(&mut self) -> Vec<Command<A>> {
-        std::mem::take(&mut self.commands)
+    /// The step future was dropped: stop waiting for it (its work is stopped, its outcome discarded).
+    pub(crate) fn abandon(&mut self, step: u32) {
+        self.outcomes.remove(&step);
+        self.wakers.remove(&step);
+        if self.waiting.remove(&step) {
+            self.commands.retain(|command| command.step() != step);
+            self.abandoned.push(step);
+        }
     }
 
-    /// New records (timers started, side effects) to journal before any command runs.
+    /// Commands to execute, in the order they were issued. Empty while replaying: what is still
+    /// outstanding is only known once the journal has been delivered.
+    pub(crate) fn take_commands(&mut self) -> Vec<Command<A>> {
+        if self.is_replaying() || self.failure.is_some() {
+            return Vec::new();
+        }
+        let waiting = &self.waiting;
+        let mut commands = std::mem::take(&mut self.commands);
+        commands.retain(|command| waiting.contains(&command.step()));
+        commands
+    }
+
+    /// New records (timers started, side effects, markers) to journal before any command runs.
     pub(crate) fn take_records(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.records)
+    }
+
+    /// Steps whose work must stop (dropped futures, interrupted waits).
+    pub(crate) fn take_abandoned(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.abandoned)
     }
 
     /// Delivers the next recorded completion. Returns `false` when none is left (or the machine failed).
@@ -314,6 +549,10 @@ impl<A> ReplayMachine<A> {
             return false;
         };
         self.replay_cursor += 1;
+        if let EventBody::Interrupted { interrupt } = event.body {
+            self.interrupt(interrupt);
+            return true;
+        }
         if !self.waiting.contains(&event.step) {
             let mut waiting: Vec<u32> = self.waiting.iter().copied().collect();
             waiting.sort_unstable();
@@ -343,6 +582,33 @@ impl<A> ReplayMachine<A> {
     #[cfg(test)]
     pub(crate) fn is_waiting(&self, step: u32) -> bool {
         self.waiting.contains(&step)
+    }
+
+    /// The run is cancelled or timed out: every waiting step resolves with the interruption (and its
+    /// work is stopped); if none is waiting, the next step to wait does. Only the first counts.
+    pub(crate) fn interrupt(&mut self, interrupt: Interrupt) {
+        if self.interrupted.is_some() || self.failure.is_some() {
+            return;
+        }
+        self.interrupted = Some(interrupt.clone());
+        if self.shielded {
+            return;
+        }
+        let mut waiting: Vec<u32> = self.waiting.iter().copied().collect();
+        if waiting.is_empty() {
+            self.unobserved_interrupt = Some(interrupt);
+            return;
+        }
+        waiting.sort_unstable();
+        for step in waiting {
+            self.abandoned.push(step);
+            self.deliver(
+                step,
+                EventBody::Interrupted {
+                    interrupt: interrupt.clone(),
+                },
+            );
+        }
     }
 
     fn deliver(&mut self, step: u32, outcome: EventBody) {

@@ -22,6 +22,17 @@ pub(crate) enum StepRequest {
     },
     /// Record a non-deterministic value.
     SideEffect { kind: SideEffectKind },
+    /// Start a child workflow and await it.
+    Child {
+        workflow_name: String,
+        child_id: String,
+    },
+    /// Await another run's outcome.
+    AwaitRun { workflow_id: String },
+    /// Publish a value under a key.
+    PublishState { key: String },
+    /// Wait for the first of several steps.
+    Select,
 }
 
 impl fmt::Display for StepRequest {
@@ -37,6 +48,13 @@ impl fmt::Display for StepRequest {
             StepRequest::Timer { duration } => write!(f, "timer ({duration:?})"),
             StepRequest::Signal { name, .. } => write!(f, "signal `{name}`"),
             StepRequest::SideEffect { kind } => write!(f, "side effect {kind:?}"),
+            StepRequest::Child {
+                workflow_name,
+                child_id,
+            } => write!(f, "child workflow `{workflow_name}` with id `{child_id}`"),
+            StepRequest::AwaitRun { workflow_id } => write!(f, "await of run `{workflow_id}`"),
+            StepRequest::PublishState { key } => write!(f, "published state `{key}`"),
+            StepRequest::Select => write!(f, "select"),
         }
     }
 }
@@ -59,6 +77,15 @@ pub(crate) fn describe(body: &EventBody) -> String {
         | EventBody::SignalReceived { name, .. }
         | EventBody::SignalTimedOut { name } => format!("signal `{name}`"),
         EventBody::SideEffect { kind, .. } => format!("side effect {kind:?}"),
+        EventBody::ChildStarted {
+            workflow_name,
+            child_id,
+        } => format!("child workflow `{workflow_name}` with id `{child_id}`"),
+        EventBody::RunFinished { workflow_id, .. } => format!("outcome of run `{workflow_id}`"),
+        EventBody::Interrupted { interrupt } => format!("interruption {interrupt:?}"),
+        EventBody::StatePublished { key, .. } => format!("published state `{key}`"),
+        EventBody::PatchMarker { change_id } => format!("patch marker `{change_id}`"),
+        EventBody::SelectWinner { .. } => "select".to_string(),
     }
 }
 
@@ -103,6 +130,27 @@ pub(crate) fn matches(request: &StepRequest, recorded: &EventBody) -> bool {
                 ..
             },
         ) => kind == recorded_kind,
+        (
+            StepRequest::Child {
+                workflow_name,
+                child_id,
+            },
+            EventBody::ChildStarted {
+                workflow_name: recorded_name,
+                child_id: recorded_id,
+            },
+        ) => workflow_name == recorded_name && child_id == recorded_id,
+        (
+            StepRequest::Child { child_id: id, .. } | StepRequest::AwaitRun { workflow_id: id },
+            EventBody::RunFinished { workflow_id, .. },
+        ) => id == workflow_id,
+        (
+            StepRequest::PublishState { key },
+            EventBody::StatePublished {
+                key: recorded_key, ..
+            },
+        ) => key == recorded_key,
+        (StepRequest::Select, EventBody::SelectWinner { .. }) => true,
         _ => false,
     }
 }

@@ -10,8 +10,8 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use record::{
-    Commit, CreateOutcome, NewEvent, NewRun, RunRecord, RunState, SignalOutcome, SignalRecord,
-    StatusChange, StoredEvent,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, RunRecord, RunState,
+    SignalOutcome, SignalRecord, StatusChange, StoredEvent,
 };
 pub use sqlite::SqliteStore;
 
@@ -48,4 +48,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// The run's signals not yet consumed, oldest first.
     async fn pending_signals(&self, workflow_id: &str) -> Result<Vec<SignalRecord>, StoreError>;
+
+    /// Records a cancellation request (the first reason wins), unless the run does not exist or has
+    /// finished.
+    async fn request_cancel(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+    ) -> Result<CancelOutcome, StoreError>;
+
+    /// The value a run published under `key`.
+    async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The runs of a workflow id that ended by continuing as new and are still kept, oldest first.
+    async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError>;
 }

@@ -12,6 +12,10 @@ pub enum RunState {
     Failed,
     /// Stopped and waiting for an operator (the engine retries it at its next start).
     Parked,
+    /// Cancelled; its compensations ran.
+    Cancelled,
+    /// Failed, and a compensation failed too: the rollback is incomplete.
+    CompensationFailed,
 }
 
 impl RunState {
@@ -22,6 +26,8 @@ impl RunState {
             RunState::Completed => 1,
             RunState::Failed => 2,
             RunState::Parked => 3,
+            RunState::Cancelled => 4,
+            RunState::CompensationFailed => 5,
         }
     }
 
@@ -32,13 +38,15 @@ impl RunState {
             1 => Some(RunState::Completed),
             2 => Some(RunState::Failed),
             3 => Some(RunState::Parked),
+            4 => Some(RunState::Cancelled),
+            5 => Some(RunState::CompensationFailed),
             _ => None,
         }
     }
 
-    /// Whether the run has completed or failed.
+    /// Whether the run has finished for good (completed, failed, cancelled, compensation failed).
     pub fn is_finished(self) -> bool {
-        matches!(self, RunState::Completed | RunState::Failed)
+        !matches!(self, RunState::Running | RunState::Parked)
     }
 }
 
@@ -51,6 +59,10 @@ pub struct NewRun {
     pub workflow_name: String,
     /// The encoded input.
     pub input: Vec<u8>,
+    /// The parent run, for child workflows.
+    pub parent_id: Option<String>,
+    /// When the run times out (ms since the Unix epoch), if it has an execution timeout.
+    pub deadline_ms: Option<i64>,
 }
 
 /// What [`Store::create_run`](super::Store::create_run) found.
@@ -75,8 +87,16 @@ pub struct RunRecord {
     pub input: Vec<u8>,
     /// The encoded output, once completed.
     pub output: Option<Vec<u8>>,
-    /// The encoded error (failed) or park reason (parked).
+    /// The encoded error (failed, cancelled) or park reason (parked).
     pub error: Option<Vec<u8>>,
+    /// How many times the workflow id continued as new before this run (0 for the first run).
+    pub run_no: i64,
+    /// The parent run, for child workflows.
+    pub parent_id: Option<String>,
+    /// The reason of a requested cancellation, once requested.
+    pub cancel_reason: Option<String>,
+    /// When the run times out (ms since the Unix epoch), if it has an execution timeout.
+    pub deadline_ms: Option<i64>,
     /// When the run was created (ms since the Unix epoch).
     pub created_at_ms: i64,
     /// When the run's row last changed (ms since the Unix epoch).
@@ -129,6 +149,24 @@ pub enum StatusChange {
         /// The encoded park reason.
         reason: Vec<u8>,
     },
+    /// The run was cancelled and ended with this encoded error.
+    Cancel {
+        /// The encoded error.
+        error: Vec<u8>,
+    },
+    /// A compensation failed; this is the encoded error.
+    CompensationFail {
+        /// The encoded error.
+        error: Vec<u8>,
+    },
+    /// The run ends and a fresh run of the same workflow id starts with `input` and an empty journal.
+    /// The ended run is archived; only the newest `keep_runs` archived runs are kept.
+    ContinueAsNew {
+        /// The encoded input of the next run.
+        input: Vec<u8>,
+        /// How many archived runs to keep for this workflow id.
+        keep_runs: u32,
+    },
 }
 
 /// One atomic write to a run.
@@ -142,6 +180,8 @@ pub struct Commit {
     pub consume_signal: Option<i64>,
     /// A status change.
     pub status: Option<StatusChange>,
+    /// Published values (key, encoded value) to upsert.
+    pub values: Vec<(String, Vec<u8>)>,
 }
 
 impl Commit {
@@ -152,6 +192,7 @@ impl Commit {
             events,
             consume_signal: None,
             status: None,
+            values: Vec::new(),
         }
     }
 }
@@ -165,6 +206,36 @@ pub struct SignalRecord {
     pub name: String,
     /// The encoded payload.
     pub payload: Vec<u8>,
+}
+
+/// What [`Store::request_cancel`](super::Store::request_cancel) did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The request is recorded (or an earlier one was).
+    Requested,
+    /// No run has this workflow id.
+    NoSuchRun,
+    /// The run has finished.
+    RunFinished,
+}
+
+/// A run that ended by continuing as new, kept for inspection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchivedRun {
+    /// The workflow id.
+    pub workflow_id: String,
+    /// Which run of the workflow id it was (0 for the first).
+    pub run_no: i64,
+    /// The workflow type's name.
+    pub workflow_name: String,
+    /// Its encoded input.
+    pub input: Vec<u8>,
+    /// How many events its journal held.
+    pub event_count: i64,
+    /// When it started and ended (ms since the Unix epoch).
+    pub created_at_ms: i64,
+    /// When it continued as new.
+    pub ended_at_ms: i64,
 }
 
 /// What [`Store::send_signal`](super::Store::send_signal) did.

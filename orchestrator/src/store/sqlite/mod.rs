@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use errors::Context;
 
 use super::{
-    Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome, SignalRecord, Store, StoreError,
-    StoredEvent,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
+    SignalRecord, Store, StoreError, StoredEvent,
 };
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -202,6 +202,30 @@ impl Store for SqliteStore {
     async fn pending_signals(&self, workflow_id: &str) -> Result<Vec<SignalRecord>, StoreError> {
         let workflow_id = workflow_id.to_string();
         self.call(move |conn| queries::pending_signals(conn, &workflow_id))
+            .await
+    }
+
+    async fn request_cancel(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+    ) -> Result<CancelOutcome, StoreError> {
+        let workflow_id = workflow_id.to_string();
+        let reason = reason.to_string();
+        self.call(move |conn| queries::request_cancel(conn, &workflow_id, &reason))
+            .await
+    }
+
+    async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let workflow_id = workflow_id.to_string();
+        let key = key.to_string();
+        self.call(move |conn| queries::value(conn, &workflow_id, &key))
+            .await
+    }
+
+    async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError> {
+        let workflow_id = workflow_id.to_string();
+        self.call(move |conn| queries::archived_runs(conn, &workflow_id))
             .await
     }
 }

@@ -5,8 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::errors::Context;
 use crate::clock::now_ms;
 use crate::store::{
-    Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange,
-    StoreError, StoredEvent,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, RunState,
+    SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent,
 };
 
 const RUN_COLUMNS: &str =
@@ -24,6 +24,10 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
             error: row.get(5)?,
             created_at_ms: row.get(6)?,
             updated_at_ms: row.get(7)?,
+            run_no: row.get(8)?,
+            parent_id: row.get(9)?,
+            cancel_reason: row.get(10)?,
+            deadline_ms: row.get(11)?,
         },
         state,
     ))
@@ -54,8 +58,8 @@ pub(super) fn create_run(conn: &mut Connection, run: &NewRun) -> Result<CreateOu
     }
     let now = now_ms();
     tx.prepare_cached(
-        "INSERT INTO runs (workflow_id, workflow_name, state, input, created_at_ms, updated_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO runs (workflow_id, workflow_name, state, input, created_at_ms, updated_at_ms, \
+         parent_id, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
     )
     .during("creating a run")?
     .execute(params![
@@ -63,7 +67,9 @@ pub(super) fn create_run(conn: &mut Connection, run: &NewRun) -> Result<CreateOu
         run.workflow_name,
         RunState::Running.code(),
         run.input,
-        now
+        now,
+        run.parent_id,
+        run.deadline_ms
     ])
     .during("creating a run")?;
     tx.commit().during("creating a run")?;
@@ -130,7 +136,23 @@ pub(super) fn commit(conn: &mut Connection, commit: &Commit) -> Result<(), Store
             });
         }
     }
-    if let Some(status) = &commit.status {
+    {
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO run_values (workflow_id, key, value, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value, \
+                 updated_at_ms = excluded.updated_at_ms",
+            )
+            .during(OP)?;
+        for (key, value) in &commit.values {
+            upsert
+                .execute(params![commit.workflow_id, key, value, now])
+                .during(OP)?;
+        }
+    }
+    if let Some(StatusChange::ContinueAsNew { input, keep_runs }) = &commit.status {
+        continue_as_new(&tx, &commit.workflow_id, input, *keep_runs, now)?;
+    } else if let Some(status) = &commit.status {
         let (state, output, error, allowed): (RunState, Option<&[u8]>, Option<&[u8]>, &str) =
             match status {
                 StatusChange::Resume => (RunState::Running, None, None, "3"),
@@ -139,6 +161,11 @@ pub(super) fn commit(conn: &mut Connection, commit: &Commit) -> Result<(), Store
                 }
                 StatusChange::Fail { error } => (RunState::Failed, None, Some(error), "0, 3"),
                 StatusChange::Park { reason } => (RunState::Parked, None, Some(reason), "0"),
+                StatusChange::Cancel { error } => (RunState::Cancelled, None, Some(error), "0, 3"),
+                StatusChange::CompensationFail { error } => {
+                    (RunState::CompensationFailed, None, Some(error), "0, 3")
+                }
+                StatusChange::ContinueAsNew { .. } => (RunState::Running, None, None, "0"),
             };
         let changed = tx
             .prepare_cached(&format!(
@@ -274,6 +301,143 @@ pub(super) fn pending_signals(
                 id: row.get(0)?,
                 name: row.get(1)?,
                 payload: row.get(2)?,
+            })
+        })
+        .during(OP)?;
+    rows.collect::<Result<Vec<_>, _>>().during(OP)
+}
+
+/// Archives the current run of `workflow_id` and turns its row into a fresh run with `input`.
+fn continue_as_new(
+    tx: &rusqlite::Transaction<'_>,
+    workflow_id: &str,
+    input: &[u8],
+    keep_runs: u32,
+    now: i64,
+) -> Result<(), StoreError> {
+    const OP: &str = "continuing as new";
+    let archived = tx
+        .prepare_cached(
+            "INSERT INTO archived_runs (workflow_id, run_no, workflow_name, input, event_count, \
+             created_at_ms, ended_at_ms) \
+             SELECT workflow_id, run_no, workflow_name, input, \
+             (SELECT count(*) FROM events WHERE events.workflow_id = runs.workflow_id), \
+             created_at_ms, ?2 FROM runs WHERE workflow_id = ?1 AND state = 0",
+        )
+        .during(OP)?
+        .execute(params![workflow_id, now])
+        .during(OP)?;
+    if archived != 1 {
+        return Err(StoreError::Conflict {
+            operation: OP,
+            message: format!("run `{workflow_id}` is not running"),
+        });
+    }
+    if keep_runs > 0 {
+        tx.prepare_cached(
+            "INSERT INTO archived_events (workflow_id, run_no, seq, step, kind, completion, payload, \
+             recorded_at_ms) SELECT e.workflow_id, r.run_no, e.seq, e.step, e.kind, e.completion, \
+             e.payload, e.recorded_at_ms FROM events e JOIN runs r ON r.workflow_id = e.workflow_id \
+             WHERE e.workflow_id = ?1",
+        )
+        .during(OP)?
+        .execute([workflow_id])
+        .during(OP)?;
+    }
+    tx.prepare_cached("DELETE FROM events WHERE workflow_id = ?1")
+        .during(OP)?
+        .execute([workflow_id])
+        .during(OP)?;
+    tx.prepare_cached(
+        "UPDATE runs SET run_no = run_no + 1, input = ?2, output = NULL, error = NULL, \
+         created_at_ms = ?3, updated_at_ms = ?3 WHERE workflow_id = ?1",
+    )
+    .during(OP)?
+    .execute(params![workflow_id, input, now])
+    .during(OP)?;
+    // Retention: keep the newest `keep_runs` archived runs.
+    let oldest_kept: i64 = tx
+        .prepare_cached("SELECT run_no FROM runs WHERE workflow_id = ?1")
+        .during(OP)?
+        .query_row([workflow_id], |row| row.get::<_, i64>(0))
+        .during(OP)?
+        - i64::from(keep_runs);
+    tx.prepare_cached("DELETE FROM archived_events WHERE workflow_id = ?1 AND run_no < ?2")
+        .during(OP)?
+        .execute(params![workflow_id, oldest_kept])
+        .during(OP)?;
+    tx.prepare_cached("DELETE FROM archived_runs WHERE workflow_id = ?1 AND run_no < ?2")
+        .during(OP)?
+        .execute(params![workflow_id, oldest_kept])
+        .during(OP)?;
+    Ok(())
+}
+
+pub(super) fn request_cancel(
+    conn: &mut Connection,
+    workflow_id: &str,
+    reason: &str,
+) -> Result<CancelOutcome, StoreError> {
+    const OP: &str = "requesting a cancellation";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during(OP)?;
+    let state: Option<i64> = tx
+        .prepare_cached("SELECT state FROM runs WHERE workflow_id = ?1")
+        .during(OP)?
+        .query_row([workflow_id], |row| row.get(0))
+        .optional()
+        .during(OP)?;
+    match state.map(RunState::from_code) {
+        None => return Ok(CancelOutcome::NoSuchRun),
+        Some(Some(state)) if state.is_finished() => return Ok(CancelOutcome::RunFinished),
+        _ => {}
+    }
+    tx.prepare_cached(
+        "UPDATE runs SET cancel_reason = ?2, updated_at_ms = ?3 \
+         WHERE workflow_id = ?1 AND cancel_reason IS NULL",
+    )
+    .during(OP)?
+    .execute(params![workflow_id, reason, now_ms()])
+    .during(OP)?;
+    tx.commit().during(OP)?;
+    Ok(CancelOutcome::Requested)
+}
+
+pub(super) fn value(
+    conn: &mut Connection,
+    workflow_id: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    const OP: &str = "reading a published value";
+    conn.prepare_cached("SELECT value FROM run_values WHERE workflow_id = ?1 AND key = ?2")
+        .during(OP)?
+        .query_row(params![workflow_id, key], |row| row.get(0))
+        .optional()
+        .during(OP)
+}
+
+pub(super) fn archived_runs(
+    conn: &mut Connection,
+    workflow_id: &str,
+) -> Result<Vec<ArchivedRun>, StoreError> {
+    const OP: &str = "listing archived runs";
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT workflow_id, run_no, workflow_name, input, event_count, created_at_ms, \
+             ended_at_ms FROM archived_runs WHERE workflow_id = ?1 ORDER BY run_no",
+        )
+        .during(OP)?;
+    let rows = statement
+        .query_map([workflow_id], |row| {
+            Ok(ArchivedRun {
+                workflow_id: row.get(0)?,
+                run_no: row.get(1)?,
+                workflow_name: row.get(2)?,
+                input: row.get(3)?,
+                event_count: row.get(4)?,
+                created_at_ms: row.get(5)?,
+                ended_at_ms: row.get(6)?,
             })
         })
         .during(OP)?;

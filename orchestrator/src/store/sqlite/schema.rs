@@ -49,6 +49,42 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // Version 2: cancellation, child runs, execution deadlines, published values, continue-as-new.
+    r#"
+    ALTER TABLE runs ADD COLUMN run_no INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN parent_id TEXT;
+    ALTER TABLE runs ADD COLUMN cancel_reason TEXT;
+    ALTER TABLE runs ADD COLUMN deadline_ms INTEGER;
+    CREATE INDEX runs_by_parent ON runs(parent_id) WHERE parent_id IS NOT NULL;
+    CREATE TABLE run_values (
+        workflow_id   TEXT    NOT NULL REFERENCES runs(workflow_id),
+        key           TEXT    NOT NULL,
+        value         BLOB    NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, key)
+    );
+    CREATE TABLE archived_runs (
+        workflow_id   TEXT    NOT NULL REFERENCES runs(workflow_id),
+        run_no        INTEGER NOT NULL,
+        workflow_name TEXT    NOT NULL,
+        input         BLOB    NOT NULL,
+        event_count   INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        ended_at_ms   INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, run_no)
+    );
+    CREATE TABLE archived_events (
+        workflow_id    TEXT    NOT NULL,
+        run_no         INTEGER NOT NULL,
+        seq            INTEGER NOT NULL,
+        step           INTEGER NOT NULL,
+        kind           INTEGER NOT NULL,
+        completion     INTEGER NOT NULL,
+        payload        BLOB    NOT NULL,
+        recorded_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, run_no, seq)
+    );
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -1,0 +1,74 @@
+//! What every durable step future shares: lazy numbering, outcome polling, abandonment on drop.
+
+use std::task::Context;
+
+use super::WorkflowContext;
+use crate::error::{ParkReason, WorkflowError};
+use crate::journal::{EventBody, Interrupt};
+use crate::replay::ReplayMachine;
+
+use super::workflow::ActivityInvocation;
+
+/// The slot of one step inside a step future.
+#[derive(Debug)]
+pub(crate) struct StepSlot {
+    pub(crate) ctx: WorkflowContext,
+    step: Option<u32>,
+    done: bool,
+}
+
+impl StepSlot {
+    pub(crate) fn new(ctx: WorkflowContext) -> Self {
+        StepSlot {
+            ctx,
+            step: None,
+            done: false,
+        }
+    }
+
+    /// The step number, once issued.
+    pub(crate) fn step(&self) -> Option<u32> {
+        self.step
+    }
+
+    /// Issues the step on the first call (with `issue`), then returns its outcome once delivered.
+    pub(crate) fn poll_outcome(
+        &mut self,
+        cx: &mut Context<'_>,
+        issue: impl FnOnce(&mut ReplayMachine<ActivityInvocation>) -> u32,
+    ) -> Option<(u32, EventBody)> {
+        if self.done {
+            return None;
+        }
+        let mut machine = self.ctx.shared.machine();
+        let step = *self.step.get_or_insert_with(|| issue(&mut machine));
+        let outcome = machine.poll_step(step, cx.waker())?;
+        self.done = true;
+        Some((step, outcome))
+    }
+
+    /// Parks the run because `step` received an outcome of the wrong kind.
+    pub(crate) fn wrong_outcome(&self, step: u32, expected: &str, got: &EventBody) {
+        self.ctx.shared.machine().fail(ParkReason::CorruptJournal {
+            message: format!("step {step} expected {expected} but the journal delivered {got:?}"),
+        });
+    }
+}
+
+impl Drop for StepSlot {
+    fn drop(&mut self) {
+        if let (Some(step), false) = (self.step, self.done) {
+            self.ctx.shared.machine().abandon(step);
+        }
+    }
+}
+
+/// The error a step returns when the run was interrupted while it waited.
+pub(crate) fn interruption_error(interrupt: Interrupt) -> WorkflowError {
+    match interrupt {
+        Interrupt::Cancelled { reason } => WorkflowError::Cancelled { reason },
+        Interrupt::TimedOut { timeout_ms } => WorkflowError::TimedOut {
+            timeout: std::time::Duration::from_millis(timeout_ms),
+        },
+    }
+}

@@ -1,0 +1,539 @@
+//! The driver of one run: polls the workflow body, journals what happens, starts what it asks for.
+//!
+//! One driver task per active run. It alternates between polling the workflow future until it makes no
+//! more progress, journaling the records that poll produced, starting the commands it issued (and
+//! stopping the work of steps it abandoned), and delivering exactly one completion — first the
+//! journal's recorded ones in order (replay), then live ones as they arrive (each journaled before it is
+//! delivered). Delivering one completion at a time, in journal order, is what makes concurrent steps
+//! replay identically.
+
+mod outcome;
+mod work;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::EngineLink;
+use super::activity_task::panic_message;
+use super::registry::{WorkflowFuture, compensation_future};
+use crate::codec::Codec;
+use crate::context::{CancellationFlag, RunShared};
+use crate::error::{ActivityError, WorkflowError};
+use crate::journal::{Event, EventBody, Interrupt, encode_event};
+use crate::store::{Commit, NewEvent, SignalRecord, Store, StoreError};
+
+/// Messages to a driver from its tasks and from the engine.
+#[derive(Debug)]
+pub(crate) enum DriverMsg {
+    /// An activity step finished for good.
+    ActivityDone {
+        step: u32,
+        attempts: u32,
+        result: Result<Vec<u8>, ActivityError>,
+    },
+    /// An activity task stopped without an outcome (shutdown, or its step was abandoned).
+    ActivityStopped { step: u32 },
+    /// A timer's time has come.
+    TimerDue { step: u32 },
+    /// A signal wait's deadline has come.
+    SignalDeadline { step: u32 },
+    /// A signal was added to the run's inbox.
+    Signal(SignalRecord),
+    /// An awaited run (child or other) finished.
+    RunFinished {
+        step: u32,
+        workflow_id: String,
+        result: Result<Vec<u8>, WorkflowError>,
+    },
+    /// The run was cancelled.
+    Cancel { reason: String },
+    /// The run's execution deadline passed.
+    Deadline,
+}
+
+/// How a driver ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum DriverExit {
+    /// The run finished (completed, failed, cancelled); the outcome is journaled.
+    Finished,
+    /// The run was parked; the reason is journaled.
+    Parked,
+    /// The run continued as new: a fresh run of the same id must be driven.
+    ContinuedAsNew,
+    /// The engine shut down; the run resumes at the next start.
+    Shutdown,
+    /// The store failed; the run resumes at the next start.
+    StoreFailed(String),
+}
+
+/// Wakes the driver when the workflow future wants to be polled.
+#[derive(Debug, Default)]
+struct WakeFlag {
+    woken: AtomicBool,
+    notify: Notify,
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
+struct InFlightActivity {
+    name: &'static str,
+    input_fingerprint: u64,
+    cancellation: CancellationFlag,
+    task: JoinHandle<()>,
+}
+
+struct SignalWaitState {
+    name: String,
+    deadline: Option<JoinHandle<()>>,
+}
+
+struct AwaitedRun {
+    workflow_id: String,
+    cancel_with_parent: bool,
+    waiter: JoinHandle<()>,
+}
+
+/// What a driver is built from.
+pub(crate) struct DriverParts {
+    pub(crate) shared: Arc<RunShared>,
+    pub(crate) future: WorkflowFuture,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) engine: EngineLink,
+    pub(crate) tx: mpsc::UnboundedSender<DriverMsg>,
+    pub(crate) rx: mpsc::UnboundedReceiver<DriverMsg>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown_grace: Duration,
+    /// A cancellation requested before this driver started, not yet journaled.
+    pub(crate) cancel_reason: Option<String>,
+    /// The execution deadline (ms since the Unix epoch) and the timeout it came from.
+    pub(crate) deadline: Option<(i64, u64)>,
+    pub(crate) history_warning: usize,
+    pub(crate) keep_runs: u32,
+}
+
+pub(crate) struct Driver {
+    shared: Arc<RunShared>,
+    /// Only ever accessed through `&mut self` (`Mutex::get_mut`, no locking): the mutex just makes the
+    /// driver `Sync` so `&self` methods can be held across awaits.
+    future: std::sync::Mutex<WorkflowFuture>,
+    store: Arc<dyn Store>,
+    engine: EngineLink,
+    codec: Codec,
+    tx: mpsc::UnboundedSender<DriverMsg>,
+    rx: mpsc::UnboundedReceiver<DriverMsg>,
+    shutdown: watch::Receiver<bool>,
+    shutdown_grace: Duration,
+    wake: Arc<WakeFlag>,
+    waker: Waker,
+    activities: HashMap<u32, InFlightActivity>,
+    timers: HashMap<u32, JoinHandle<()>>,
+    signal_waits: BTreeMap<u32, SignalWaitState>,
+    awaited: HashMap<u32, AwaitedRun>,
+    inbox: BTreeMap<i64, SignalRecord>,
+    consumed_signals: HashSet<i64>,
+    pending_cancel: Option<String>,
+    deadline: Option<(i64, u64)>,
+    deadline_timer: Option<JoinHandle<()>>,
+    events_written: usize,
+    history_warning: usize,
+    warned_history: bool,
+    keep_runs: u32,
+    panicked: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(parts: DriverParts) -> Self {
+        let wake = Arc::new(WakeFlag::default());
+        wake.woken.store(true, Ordering::Release);
+        let waker = Waker::from(wake.clone());
+        Driver {
+            codec: parts.shared.codec,
+            shared: parts.shared,
+            future: std::sync::Mutex::new(parts.future),
+            store: parts.store,
+            engine: parts.engine,
+            tx: parts.tx,
+            rx: parts.rx,
+            shutdown: parts.shutdown,
+            shutdown_grace: parts.shutdown_grace,
+            wake,
+            waker,
+            activities: HashMap::new(),
+            timers: HashMap::new(),
+            signal_waits: BTreeMap::new(),
+            awaited: HashMap::new(),
+            inbox: BTreeMap::new(),
+            consumed_signals: HashSet::new(),
+            pending_cancel: parts.cancel_reason,
+            deadline: parts.deadline,
+            deadline_timer: None,
+            events_written: 0,
+            history_warning: parts.history_warning,
+            warned_history: false,
+            keep_runs: parts.keep_runs,
+            panicked: false,
+        }
+    }
+
+    fn workflow_id(&self) -> &str {
+        &self.shared.workflow_id
+    }
+
+    /// Drives the run until it finishes, is parked, or the engine shuts down.
+    pub(crate) async fn run(mut self) -> DriverExit {
+        let exit = match self.load_inbox().await {
+            Ok(()) => self.drive().await,
+            Err(error) => Err(error),
+        };
+        let exit = match exit {
+            Ok(exit) => exit,
+            Err(error) => {
+                tracing::error!(workflow_id = %self.workflow_id(), %error, "journal write failed; the run resumes at the next start");
+                DriverExit::StoreFailed(error.to_string())
+            }
+        };
+        if exit == DriverExit::Shutdown {
+            self.drain().await;
+        }
+        self.stop_all_work();
+        exit
+    }
+
+    /// Loads the signals waiting in the inbox. Runs after the driver is registered with the engine,
+    /// so a signal sent meanwhile arrives either here or as a message (duplicates are merged by id).
+    async fn load_inbox(&mut self) -> Result<(), StoreError> {
+        let pending = self.store.pending_signals(&self.shared.workflow_id).await?;
+        for signal in pending {
+            if !self.consumed_signals.contains(&signal.id) {
+                self.inbox.entry(signal.id).or_insert(signal);
+            }
+        }
+        Ok(())
+    }
+
+    async fn drive(&mut self) -> Result<DriverExit, StoreError> {
+        let mut interrupts_checked = false;
+        loop {
+            // 1. Poll the body until it makes no more progress.
+            while self.wake.woken.swap(false, Ordering::AcqRel) {
+                if let Poll::Ready(result) = self.poll_body() {
+                    return self.finish(result).await;
+                }
+            }
+            let failure = self.shared.machine().failure().cloned();
+            if let Some(reason) = failure {
+                return self.park(reason).await;
+            }
+            // 2. Journal what the poll recorded, stop what it abandoned, start what it asked for.
+            let (records, abandoned, commands) = {
+                let mut machine = self.shared.machine();
+                (
+                    machine.take_records(),
+                    machine.take_abandoned(),
+                    machine.take_commands(),
+                )
+            };
+            self.journal(records).await?;
+            for step in abandoned {
+                self.abandon(step);
+            }
+            for command in commands {
+                self.start(command).await?;
+            }
+            // 3. Deliver one completion: the journal's next, else a waiting signal, else a live one.
+            let replayed = self.shared.machine().replay_next();
+            if replayed {
+                self.wake.wake_by_ref();
+                continue;
+            }
+            let failure = self.shared.machine().failure().cloned();
+            if let Some(reason) = failure {
+                return self.park(reason).await;
+            }
+            if !interrupts_checked {
+                // The journal is delivered: now arm the deadline and apply an earlier cancellation.
+                interrupts_checked = true;
+                if self.arm_interrupts().await? {
+                    continue;
+                }
+            }
+            if self.deliver_signal().await? {
+                continue;
+            }
+            tokio::select! {
+                message = self.rx.recv() => {
+                    if let Some(message) = message {
+                        self.handle(message).await?;
+                    }
+                }
+                _ = self.wake.notify.notified() => {}
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() {
+                        // The engine was dropped without a shutdown: stop all the same.
+                        return Ok(DriverExit::Shutdown);
+                    }
+                }
+            }
+            if *self.shutdown.borrow() {
+                return Ok(DriverExit::Shutdown);
+            }
+        }
+    }
+
+    fn poll_body(&mut self) -> Poll<Result<Vec<u8>, WorkflowError>> {
+        let mut cx = Context::from_waker(&self.waker);
+        let future = self
+            .future
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(workflow_id = %self.shared.workflow_id, %message, "workflow panicked");
+                let error = WorkflowError::Panicked { message };
+                if self.panicked || self.shared.compensations().is_empty() {
+                    return Poll::Ready(Err(error));
+                }
+                // Roll back what the body did before it panicked, then fail with the panic.
+                self.panicked = true;
+                *future = compensation_future(self.shared.clone(), error);
+                self.wake.wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    fn encode_events(&self, events: &[Event]) -> Result<Vec<NewEvent>, StoreError> {
+        events
+            .iter()
+            .map(|event| {
+                encode_event(&self.codec, event).map_err(|error| StoreError::Backend {
+                    operation: "encoding an event",
+                    message: error.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    async fn journal(&mut self, records: Vec<Event>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<(String, Vec<u8>)> = records
+            .iter()
+            .filter_map(|event| match &event.body {
+                EventBody::StatePublished { key, value } => Some((key.clone(), value.clone())),
+                _ => None,
+            })
+            .collect();
+        let events = self.encode_events(&records)?;
+        let mut commit = Commit::events(self.workflow_id(), events);
+        commit.values = values;
+        let published = !commit.values.is_empty();
+        self.commit(commit).await?;
+        if published {
+            self.engine.state_published();
+        }
+        Ok(())
+    }
+
+    /// Commits, retrying transient failures with a short backoff.
+    async fn commit(&mut self, commit: Commit) -> Result<(), StoreError> {
+        let count = commit.events.len();
+        let mut wait = Duration::from_millis(5);
+        let mut tries = 0;
+        loop {
+            match self.store.commit(commit.clone()).await {
+                Ok(()) => break,
+                Err(error) if error.is_retryable() && tries < 10 => {
+                    tracing::warn!(workflow_id = %self.workflow_id(), %error, "transient journal error; retrying");
+                    tries += 1;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        self.events_written += count;
+        let total = self.shared.machine().history_len() + self.events_written;
+        if !self.warned_history && total > self.history_warning {
+            self.warned_history = true;
+            tracing::warn!(
+                workflow_id = %self.workflow_id(),
+                events = total,
+                limit = self.history_warning,
+                "run history is growing past the warning limit; consider continue_as_new"
+            );
+        }
+        Ok(())
+    }
+
+    /// Journals a completion, then delivers it to the body.
+    async fn complete(
+        &mut self,
+        step: u32,
+        body: EventBody,
+        signal: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let events = self.encode_events(&[Event {
+            step,
+            body: body.clone(),
+        }])?;
+        self.commit(Commit {
+            workflow_id: self.workflow_id().to_string(),
+            events,
+            consume_signal: signal,
+            status: None,
+            values: Vec::new(),
+        })
+        .await?;
+        self.shared.machine().resolve(step, body);
+        self.wake.wake_by_ref();
+        Ok(())
+    }
+
+    /// Journals an interruption (step 0, in completion order) and delivers it.
+    async fn interrupt(&mut self, interrupt: Interrupt) -> Result<(), StoreError> {
+        if self.shared.machine().interrupted().is_some() {
+            return Ok(());
+        }
+        tracing::info!(workflow_id = %self.workflow_id(), ?interrupt, "run interrupted");
+        let events = self.encode_events(&[Event {
+            step: 0,
+            body: EventBody::Interrupted {
+                interrupt: interrupt.clone(),
+            },
+        }])?;
+        self.commit(Commit::events(self.workflow_id(), events))
+            .await?;
+        self.shared.machine().interrupt(interrupt);
+        self.wake.wake_by_ref();
+        Ok(())
+    }
+
+    /// After replay: applies a cancellation requested while no driver ran, arms the deadline.
+    /// `true` if an interruption was delivered.
+    async fn arm_interrupts(&mut self) -> Result<bool, StoreError> {
+        if self.shared.machine().interrupted().is_some() {
+            return Ok(false);
+        }
+        if let Some(reason) = self.pending_cancel.take() {
+            self.interrupt(Interrupt::Cancelled { reason }).await?;
+            return Ok(true);
+        }
+        if let Some((deadline_ms, _)) = self.deadline {
+            let wait = crate::clock::until(deadline_ms);
+            self.deadline_timer = Some(self.after(wait, DriverMsg::Deadline));
+        }
+        Ok(false)
+    }
+
+    async fn handle(&mut self, message: DriverMsg) -> Result<(), StoreError> {
+        match message {
+            DriverMsg::ActivityDone {
+                step,
+                attempts,
+                result,
+            } => {
+                let Some(activity) = self.activities.remove(&step) else {
+                    return Ok(());
+                };
+                let body = EventBody::ActivityCompleted {
+                    name: activity.name.to_string(),
+                    input_fingerprint: activity.input_fingerprint,
+                    attempts,
+                    result,
+                };
+                self.complete(step, body, None).await
+            }
+            DriverMsg::ActivityStopped { step } => {
+                self.activities.remove(&step);
+                Ok(())
+            }
+            DriverMsg::TimerDue { step } => {
+                if self.timers.remove(&step).is_some() {
+                    self.complete(step, EventBody::TimerFired, None).await?;
+                }
+                Ok(())
+            }
+            DriverMsg::SignalDeadline { step } => {
+                if let Some(wait) = self.signal_waits.remove(&step) {
+                    let body = EventBody::SignalTimedOut { name: wait.name };
+                    self.complete(step, body, None).await?;
+                }
+                Ok(())
+            }
+            DriverMsg::Signal(signal) => {
+                if !self.consumed_signals.contains(&signal.id) {
+                    self.inbox.entry(signal.id).or_insert(signal);
+                }
+                Ok(())
+            }
+            DriverMsg::RunFinished {
+                step,
+                workflow_id,
+                result,
+            } => {
+                if self.awaited.remove(&step).is_some() {
+                    let body = EventBody::RunFinished {
+                        workflow_id,
+                        result,
+                    };
+                    self.complete(step, body, None).await?;
+                }
+                Ok(())
+            }
+            DriverMsg::Cancel { reason } => self.interrupt(Interrupt::Cancelled { reason }).await,
+            DriverMsg::Deadline => {
+                let timeout_ms = self.deadline.map(|(_, timeout)| timeout).unwrap_or(0);
+                self.interrupt(Interrupt::TimedOut { timeout_ms }).await
+            }
+        }
+    }
+
+    /// Hands the oldest matching inbox signal to the earliest wait for it. `true` if one was delivered.
+    async fn deliver_signal(&mut self) -> Result<bool, StoreError> {
+        let matched = self.signal_waits.iter().find_map(|(step, wait)| {
+            self.inbox
+                .values()
+                .find(|signal| signal.name == wait.name)
+                .map(|signal| (*step, signal.id))
+        });
+        let Some((step, signal_id)) = matched else {
+            return Ok(false);
+        };
+        let Some(signal) = self.inbox.remove(&signal_id) else {
+            return Ok(false);
+        };
+        self.consumed_signals.insert(signal_id);
+        if let Some(wait) = self.signal_waits.remove(&step) {
+            if let Some(deadline) = wait.deadline {
+                deadline.abort();
+            }
+        }
+        let body = EventBody::SignalReceived {
+            name: signal.name,
+            signal_id,
+            payload: signal.payload,
+        };
+        self.complete(step, body, Some(signal_id)).await?;
+        Ok(true)
+    }
+}

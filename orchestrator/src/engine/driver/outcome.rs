@@ -1,0 +1,93 @@
+//! How a run ends: completed, failed, cancelled, compensation failed, continued as new, or parked.
+
+use super::{Driver, DriverExit};
+use crate::error::{ParkReason, WorkflowError};
+use crate::journal::Interrupt;
+use crate::store::{Commit, StatusChange, StoreError};
+
+impl Driver {
+    /// Journals the body's result with the matching status change.
+    pub(super) async fn finish(
+        &mut self,
+        result: Result<Vec<u8>, WorkflowError>,
+    ) -> Result<DriverExit, StoreError> {
+        let unreached = self.shared.machine().unreached_history();
+        if let Some(error) = unreached {
+            return self.park(ParkReason::NonDeterminism(error)).await;
+        }
+        let records = self.shared.machine().take_records();
+        let mut events = self.encode_events(&records)?;
+        let continue_input = self.shared.machine().continue_as_new().map(<[u8]>::to_vec);
+        let cancelled = matches!(
+            self.shared.machine().interrupted(),
+            Some(Interrupt::Cancelled { .. })
+        );
+        let (status, exit) = match (result, continue_input) {
+            (Err(WorkflowError::ContinuedAsNew), Some(input)) => (
+                StatusChange::ContinueAsNew {
+                    input,
+                    keep_runs: self.keep_runs,
+                },
+                DriverExit::ContinuedAsNew,
+            ),
+            (Ok(output), _) => (StatusChange::Complete { output }, DriverExit::Finished),
+            (Err(error), _) => {
+                let compensation_failed = matches!(error, WorkflowError::CompensationFailed { .. });
+                let encoded = match self.codec.encode(&error) {
+                    Ok(bytes) => bytes,
+                    Err(codec_error) => {
+                        // The error itself is too large: keep its head.
+                        let message: String = error.to_string().chars().take(1024).collect();
+                        events.clear();
+                        self.codec
+                            .encode(&WorkflowError::Application {
+                                message: format!("{message}… ({codec_error})"),
+                            })
+                            .map_err(|error| StoreError::Backend {
+                                operation: "encoding a workflow error",
+                                message: error.to_string(),
+                            })?
+                    }
+                };
+                let status = if compensation_failed {
+                    StatusChange::CompensationFail { error: encoded }
+                } else if cancelled {
+                    StatusChange::Cancel { error: encoded }
+                } else {
+                    StatusChange::Fail { error: encoded }
+                };
+                (status, DriverExit::Finished)
+            }
+        };
+        self.commit(Commit {
+            workflow_id: self.workflow_id().to_string(),
+            events,
+            consume_signal: None,
+            status: Some(status),
+            values: Vec::new(),
+        })
+        .await?;
+        Ok(exit)
+    }
+
+    /// Parks the run for `reason`.
+    pub(super) async fn park(&mut self, reason: ParkReason) -> Result<DriverExit, StoreError> {
+        tracing::error!(workflow_id = %self.workflow_id(), %reason, "run parked");
+        let reason = self
+            .codec
+            .encode(&reason)
+            .map_err(|error| StoreError::Backend {
+                operation: "encoding a park reason",
+                message: error.to_string(),
+            })?;
+        self.commit(Commit {
+            workflow_id: self.workflow_id().to_string(),
+            events: Vec::new(),
+            consume_signal: None,
+            status: Some(StatusChange::Park { reason }),
+            values: Vec::new(),
+        })
+        .await?;
+        Ok(DriverExit::Parked)
+    }
+}

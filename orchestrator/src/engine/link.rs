@@ -1,0 +1,158 @@
+//! What a driver may ask of its engine: start children, await other runs, cancel, announce state.
+
+use std::sync::{Arc, Weak};
+
+use super::{DriverExitView, Engine, EngineInner, Phase};
+use crate::error::WorkflowError;
+use crate::journal::History;
+use crate::store::{CreateOutcome, NewRun, RunState};
+
+/// A weak handle from a driver back to its engine (drivers must not keep the engine alive).
+#[derive(Clone)]
+pub(crate) struct EngineLink {
+    inner: Weak<EngineInner>,
+}
+
+impl EngineLink {
+    pub(crate) fn new(inner: &Arc<EngineInner>) -> Self {
+        EngineLink {
+            inner: Arc::downgrade(inner),
+        }
+    }
+
+    fn engine(&self) -> Option<Engine> {
+        self.inner.upgrade().map(|inner| Engine { inner })
+    }
+
+    /// Creates (idempotently) and drives the child run `child_id` of `parent`.
+    pub(crate) async fn start_child(
+        &self,
+        workflow_name: &str,
+        child_id: &str,
+        input: Vec<u8>,
+        parent: &str,
+    ) -> Result<(), WorkflowError> {
+        let start_error = |message: String| WorkflowError::ChildStart {
+            workflow_id: child_id.to_string(),
+            message,
+        };
+        let engine = self
+            .engine()
+            .ok_or_else(|| start_error("the engine is gone".to_string()))?;
+        let workflow = engine.workflow(workflow_name).ok_or_else(|| {
+            start_error(format!(
+                "workflow type `{workflow_name}` is not registered with this engine"
+            ))
+        })?;
+        let run = NewRun {
+            workflow_id: child_id.to_string(),
+            workflow_name: workflow_name.to_string(),
+            input,
+            parent_id: Some(parent.to_string()),
+            deadline_ms: None,
+        };
+        let created = engine
+            .inner
+            .store
+            .create_run(run)
+            .await
+            .map_err(|error| start_error(error.to_string()))?;
+        match created {
+            CreateOutcome::Created => {
+                let record = engine
+                    .inner
+                    .store
+                    .run(child_id)
+                    .await
+                    .map_err(|error| start_error(error.to_string()))?
+                    .ok_or_else(|| start_error("created but not found".to_string()))?;
+                engine
+                    .spawn_driver(
+                        Arc::from(child_id),
+                        workflow,
+                        &record,
+                        History::default(),
+                    )
+                    .await
+                    .map_err(|error| start_error(error.to_string()))
+            }
+            CreateOutcome::Existing(existing) if existing.workflow_name != workflow_name => {
+                Err(start_error(format!(
+                    "the id is used by a `{}` run",
+                    existing.workflow_name
+                )))
+            }
+            CreateOutcome::Existing(_) => Ok(()),
+        }
+    }
+
+    /// Waits for the outcome of run `workflow_id`: its encoded output or its error. `None` if this
+    /// engine stops first (the waiting step resumes at the next start).
+    pub(crate) async fn run_outcome(
+        &self,
+        workflow_id: &str,
+    ) -> Option<Result<Vec<u8>, WorkflowError>> {
+        loop {
+            let engine = self.engine()?;
+            let mut phase = engine.subscribe(workflow_id);
+            let run = match engine.inner.store.run(workflow_id).await {
+                Ok(Some(run)) => run,
+                Ok(None) => {
+                    engine.release(workflow_id);
+                    return Some(Err(WorkflowError::ChildStart {
+                        workflow_id: workflow_id.to_string(),
+                        message: "no run has this id".to_string(),
+                    }));
+                }
+                Err(error) => {
+                    tracing::warn!(%workflow_id, %error, "could not read an awaited run");
+                    return None;
+                }
+            };
+            let codec = engine.codec();
+            let outcome = match run.state {
+                RunState::Completed => Some(Ok(run.output.unwrap_or_default())),
+                RunState::Running | RunState::Parked => None,
+                _ => Some(Err(run
+                    .error
+                    .as_deref()
+                    .and_then(|bytes| codec.decode::<WorkflowError>(bytes).ok())
+                    .unwrap_or_else(|| WorkflowError::failed("the run ended without its error")))),
+            };
+            if let Some(outcome) = outcome {
+                engine.release(workflow_id);
+                return Some(outcome);
+            }
+            if engine.is_shutting_down() {
+                return None;
+            }
+            let stopped = matches!(
+                *phase.borrow_and_update(),
+                Phase::Ended(DriverExitView::Stopped(_))
+            );
+            drop(engine);
+            if stopped || phase.changed().await.is_err() && self.inner.strong_count() == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Cancels a child run because its parent abandoned it.
+    pub(crate) async fn cancel_child(&self, workflow_id: &str, reason: &str) {
+        if let Some(engine) = self.engine() {
+            match engine.cancel(workflow_id, reason).await {
+                Ok(()) | Err(crate::Error::RunFinished { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(%workflow_id, %error, "could not cancel a child run");
+                }
+            }
+        }
+    }
+
+    /// Wakes the waiters of published state.
+    pub(crate) fn state_published(&self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.state_published.notify_waiters();
+        }
+    }
+}

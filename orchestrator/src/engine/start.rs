@@ -1,0 +1,124 @@
+//! Starting a run: [`StartRun`], the options-carrying future `Engine::start` returns.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Engine, RunHandle};
+use crate::clock::now_ms;
+use crate::definition::Workflow;
+use crate::error::Error;
+use crate::journal::History;
+use crate::store::{CreateOutcome, NewRun};
+
+/// A request to start a run, returned by [`Engine::start`]; `.await` it to start the run.
+///
+/// ```
+/// # use orchestrator::prelude::*;
+/// # #[workflow]
+/// # async fn report(ctx: WorkflowContext, _input: ()) -> Result<u32, WorkflowError> { Ok(1) }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), orchestrator::Error> {
+/// # let engine = Engine::builder().in_memory().register(report).start().await?;
+/// use std::time::Duration;
+///
+/// let run = engine
+///     .start(report, "report-2026-11", ())
+///     .execution_timeout(Duration::from_secs(3600))
+///     .await?;
+/// assert_eq!(run.result().await?, 1);
+/// # engine.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a start request does nothing unless awaited"]
+pub struct StartRun<W: Workflow> {
+    engine: Engine,
+    workflow_id: String,
+    input: W::Input,
+    execution_timeout: Option<Duration>,
+}
+
+impl<W: Workflow> std::fmt::Debug for StartRun<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartRun")
+            .field("workflow", &W::NAME)
+            .field("workflow_id", &self.workflow_id)
+            .field("execution_timeout", &self.execution_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Workflow> StartRun<W> {
+    pub(super) fn new(engine: Engine, workflow_id: String, input: W::Input) -> Self {
+        StartRun {
+            engine,
+            workflow_id,
+            input,
+            execution_timeout: None,
+        }
+    }
+
+    /// Limits the whole run to `timeout`, measured durably from its start. When it expires the run is
+    /// interrupted like a cancellation, with [`WorkflowError::TimedOut`](crate::WorkflowError::TimedOut):
+    /// compensations run and the run fails.
+    pub fn execution_timeout(mut self, timeout: Duration) -> Self {
+        self.execution_timeout = Some(timeout);
+        self
+    }
+
+    async fn run(self) -> Result<RunHandle<W::Output>, Error> {
+        let engine = self.engine;
+        if engine.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let erased = engine
+            .workflow(W::NAME)
+            .ok_or_else(|| Error::UnregisteredWorkflow {
+                name: W::NAME.to_string(),
+            })?;
+        let input = engine.codec().encode(&self.input)?;
+        let deadline_ms = self.execution_timeout.map(|timeout| {
+            now_ms().saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+        });
+        let outcome = engine
+            .inner
+            .store
+            .create_run(NewRun {
+                workflow_id: self.workflow_id.clone(),
+                workflow_name: W::NAME.to_string(),
+                input,
+                parent_id: None,
+                deadline_ms,
+            })
+            .await?;
+        match outcome {
+            CreateOutcome::Created => {
+                let record = engine.run_record(&self.workflow_id).await?;
+                let id: Arc<str> = Arc::from(self.workflow_id.as_str());
+                engine
+                    .spawn_driver(id, erased, &record, History::default())
+                    .await?;
+            }
+            CreateOutcome::Existing(existing) if existing.workflow_name != W::NAME => {
+                return Err(Error::WorkflowIdConflict {
+                    workflow_id: self.workflow_id,
+                    existing: existing.workflow_name,
+                    requested: W::NAME.to_string(),
+                });
+            }
+            CreateOutcome::Existing(_) => {}
+        }
+        Ok(RunHandle::new(engine, self.workflow_id))
+    }
+}
+
+impl<W: Workflow> IntoFuture for StartRun<W> {
+    type Output = Result<RunHandle<W::Output>, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
