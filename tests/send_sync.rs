@@ -30,6 +30,9 @@ fn public_types_are_send_and_sync() {
     is_send::<ActivityCall<noop>>();
     is_send::<Sleep>();
     is_send::<SignalWait<String>>();
+    is_send::<orchestrator::ChildCall<uses_everything>>();
+    is_send::<orchestrator::StartRun<uses_everything>>();
+    is_send::<orchestrator::Select<Sleep>>();
     is_send::<Error>();
     is_sync::<Error>();
     is_send::<WorkflowError>();
@@ -49,7 +52,8 @@ fn engine_futures_are_send() {
             .start()
             .await
             .unwrap();
-        let start = engine.start(uses_everything, "send-check", 7);
+        let start =
+            std::future::IntoFuture::into_future(engine.start(uses_everything, "send-check", 7));
         is_send_future(&start);
         let run = start.await.unwrap();
         let result = run.result();

@@ -3,16 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{Either, select};
 use orchestrator::prelude::*;
 use orchestrator::store::{
-    Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome, SignalRecord, SqliteStore, Store,
-    StoreError, StoredEvent,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
+    SignalRecord, SqliteStore, Store, StoreError, StoredEvent,
 };
 use orchestrator_tests::{
     KIND_SIGNAL_RECEIVED, KIND_TIMER_FIRED, TestDb, bump, eventually, finish, gate_wait, open_gate,
@@ -382,86 +380,63 @@ async fn waits_for_ping(ctx: WorkflowContext, _: ()) -> Result<u32, WorkflowErro
         .await
 }
 
-type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
 /// The SQLite store, except that `create_run` returns 100 ms after its row is committed, as it does on
-/// a stalled disk. (The `Store` trait is an `async_trait`; these are its desugared signatures.)
+/// a stalled disk.
 struct SlowCreate {
     inner: SqliteStore,
 }
 
+#[async_trait::async_trait]
 impl Store for SlowCreate {
-    fn create_run<'s, 'f>(&'s self, run: NewRun) -> StoreFuture<'f, CreateOutcome>
-    where
-        's: 'f,
-        Self: 'f,
-    {
-        Box::pin(async move {
-            let outcome = self.inner.create_run(run).await?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Ok(outcome)
-        })
+    async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError> {
+        let outcome = self.inner.create_run(run).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(outcome)
     }
 
-    fn commit<'s, 'f>(&'s self, commit: Commit) -> StoreFuture<'f, ()>
-    where
-        's: 'f,
-        Self: 'f,
-    {
-        self.inner.commit(commit)
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        self.inner.commit(commit).await
     }
 
-    fn run<'s, 'i, 'f>(&'s self, workflow_id: &'i str) -> StoreFuture<'f, Option<RunRecord>>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        self.inner.run(workflow_id)
+    async fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.inner.run(workflow_id).await
     }
 
-    fn history<'s, 'i, 'f>(&'s self, workflow_id: &'i str) -> StoreFuture<'f, Vec<StoredEvent>>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        self.inner.history(workflow_id)
+    async fn history(&self, workflow_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.history(workflow_id).await
     }
 
-    fn unfinished_runs<'s, 'f>(&'s self) -> StoreFuture<'f, Vec<RunRecord>>
-    where
-        's: 'f,
-        Self: 'f,
-    {
-        self.inner.unfinished_runs()
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.inner.unfinished_runs().await
     }
 
-    fn send_signal<'s, 'i, 'n, 'f>(
-        &'s self,
-        workflow_id: &'i str,
-        name: &'n str,
+    async fn send_signal(
+        &self,
+        workflow_id: &str,
+        name: &str,
         payload: Vec<u8>,
-    ) -> StoreFuture<'f, SignalOutcome>
-    where
-        's: 'f,
-        'i: 'f,
-        'n: 'f,
-        Self: 'f,
-    {
-        self.inner.send_signal(workflow_id, name, payload)
+    ) -> Result<SignalOutcome, StoreError> {
+        self.inner.send_signal(workflow_id, name, payload).await
     }
 
-    fn pending_signals<'s, 'i, 'f>(
-        &'s self,
-        workflow_id: &'i str,
-    ) -> StoreFuture<'f, Vec<SignalRecord>>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        self.inner.pending_signals(workflow_id)
+    async fn pending_signals(&self, workflow_id: &str) -> Result<Vec<SignalRecord>, StoreError> {
+        self.inner.pending_signals(workflow_id).await
+    }
+
+    async fn request_cancel(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+    ) -> Result<CancelOutcome, StoreError> {
+        self.inner.request_cancel(workflow_id, reason).await
+    }
+
+    async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.value(workflow_id, key).await
+    }
+
+    async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError> {
+        self.inner.archived_runs(workflow_id).await
     }
 }
 

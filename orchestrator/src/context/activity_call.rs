@@ -70,14 +70,17 @@ impl Future for RawActivityCall {
         });
         match outcome {
             None => Poll::Pending,
-            Some((step, EventBody::ActivityCompleted { result, attempts, .. })) => {
-                Poll::Ready(result.map_err(|error| WorkflowError::ActivityFailed {
-                    activity: name.to_string(),
-                    step,
-                    attempts,
-                    error,
-                }))
-            }
+            Some((
+                step,
+                EventBody::ActivityCompleted {
+                    result, attempts, ..
+                },
+            )) => Poll::Ready(result.map_err(|error| WorkflowError::ActivityFailed {
+                activity: name.to_string(),
+                step,
+                attempts,
+                error,
+            })),
             Some((_, EventBody::Interrupted { interrupt })) => {
                 Poll::Ready(Err(interruption_error(interrupt)))
             }

@@ -18,5 +18,5 @@ pub(crate) use saga::run_compensations;
 pub use select::{Select, Select2};
 pub use signal::SignalWait;
 pub use timer::Sleep;
-pub(crate) use workflow::{ActivityInvocation, RunShared};
 pub use workflow::WorkflowContext;
+pub(crate) use workflow::{ActivityInvocation, RunShared};

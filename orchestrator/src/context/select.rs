@@ -50,7 +50,9 @@ impl<F: Future + Unpin> Future for Select<F> {
             .get_or_insert_with(|| this.ctx.shared.machine().issue_select());
         let mut won = None;
         for (index, slot) in this.branches.iter_mut().enumerate() {
-            let Some(branch) = slot.as_mut() else { continue };
+            let Some(branch) = slot.as_mut() else {
+                continue;
+            };
             if let Poll::Ready(output) = Pin::new(branch).poll(cx) {
                 *slot = None;
                 let winner = u32::try_from(index).unwrap_or(u32::MAX);
@@ -116,7 +118,10 @@ impl<A: Future + Unpin, B: Future + Unpin> Select2<A, B> {
         Select2 {
             inner: Select::new(
                 ctx,
-                vec![EitherBranch(Either::Left(a)), EitherBranch(Either::Right(b))],
+                vec![
+                    EitherBranch(Either::Left(a)),
+                    EitherBranch(Either::Right(b)),
+                ],
             ),
         }
     }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Engine, EngineSettings};
 use super::registry::ErasedWorkflow;
+use super::{Engine, EngineSettings};
 use crate::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
 use crate::definition::{Registrable, RegistrationKind};
 use crate::error::Error;

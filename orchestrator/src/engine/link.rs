@@ -67,12 +67,7 @@ impl EngineLink {
                     .map_err(|error| start_error(error.to_string()))?
                     .ok_or_else(|| start_error("created but not found".to_string()))?;
                 engine
-                    .spawn_driver(
-                        Arc::from(child_id),
-                        workflow,
-                        &record,
-                        History::default(),
-                    )
+                    .spawn_driver(Arc::from(child_id), workflow, &record, History::default())
                     .await
                     .map_err(|error| start_error(error.to_string()))
             }
@@ -117,7 +112,9 @@ impl EngineLink {
                     .error
                     .as_deref()
                     .and_then(|bytes| codec.decode::<WorkflowError>(bytes).ok())
-                    .unwrap_or_else(|| WorkflowError::failed("the run ended without its error")))),
+                    .unwrap_or_else(|| {
+                        WorkflowError::failed("the run ended without its error")
+                    }))),
             };
             if let Some(outcome) = outcome {
                 engine.release(workflow_id);

@@ -72,7 +72,10 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("workflows", &self.inner.workflows.keys().collect::<Vec<_>>())
+            .field(
+                "workflows",
+                &self.inner.workflows.keys().collect::<Vec<_>>(),
+            )
             .field("active_runs", &self.inner.active.load(Ordering::Acquire))
             .finish_non_exhaustive()
     }
@@ -92,7 +95,9 @@ pub(crate) struct EngineInner {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Engine {
@@ -293,7 +298,10 @@ impl Engine {
         };
         if let Err(error) = resumed {
             tracing::error!(workflow_id = %id, %error, "could not start the continued run; it resumes at the next start");
-            self.publish(id, Phase::Ended(DriverExitView::Stopped(Some(error.to_string()))));
+            self.publish(
+                id,
+                Phase::Ended(DriverExitView::Stopped(Some(error.to_string()))),
+            );
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{Command, ReplayMachine};
 use crate::error::{ActivityError, ParkReason};
-use crate::journal::{Event, EventBody, History, SideEffectKind};
+use crate::journal::{Event, EventBody, History, Interrupt, SideEffectKind};
 
 fn completed(step: u32, name: &str, fingerprint: u64, output: &[u8]) -> Event {
     Event {
@@ -51,10 +51,15 @@ fn a_journaled_step_is_returned_without_a_command() {
 }
 
 #[test]
-fn an_unjournaled_step_becomes_a_command() {
+fn an_unjournaled_step_becomes_a_command_once_the_journal_is_delivered() {
     let mut m = machine(vec![completed(1, "a", 1, b"x")]);
     m.issue_activity("a", 1, ());
     m.issue_activity("b", 2, ());
+    assert!(
+        m.take_commands().is_empty(),
+        "commands wait until replay is over"
+    );
+    assert!(m.replay_next());
     let commands = m.take_commands();
     assert_eq!(commands.len(), 1);
     assert!(matches!(
@@ -205,6 +210,7 @@ fn an_interrupted_activity_resumes_after_its_last_failed_attempt() {
     };
     let mut m = machine(vec![failed(1, 100), failed(2, 300)]);
     m.issue_activity("flaky", 3, ());
+    assert!(!m.replay_next(), "no completion to replay");
     match m.take_commands().as_slice() {
         [
             Command::Activity {
@@ -245,4 +251,150 @@ fn two_completions_for_one_step_are_a_corrupt_journal() {
     let error =
         History::new(vec![completed(1, "a", 1, b""), completed(1, "a", 1, b"")]).unwrap_err();
     assert!(matches!(error, ParkReason::CorruptJournal { .. }));
+}
+
+fn interrupted(reason: &str) -> Event {
+    Event {
+        step: 0,
+        body: EventBody::Interrupted {
+            interrupt: Interrupt::Cancelled {
+                reason: reason.to_string(),
+            },
+        },
+    }
+}
+
+#[test]
+fn an_interruption_resolves_every_waiting_step_and_abandons_its_work() {
+    let mut m = machine(Vec::new());
+    m.issue_activity("a", 1, ());
+    m.issue_timer(Duration::from_secs(5), 0);
+    assert_eq!(m.take_commands().len(), 2);
+    m.interrupt(Interrupt::Cancelled {
+        reason: "user".to_string(),
+    });
+    for step in [1, 2] {
+        assert!(matches!(
+            m.poll_step(step, &noop()),
+            Some(EventBody::Interrupted { .. })
+        ));
+    }
+    assert_eq!(m.take_abandoned(), vec![1, 2]);
+    // Steps asked for afterwards work normally (clean-up code may run activities).
+    m.issue_activity("cleanup", 9, ());
+    assert_eq!(m.take_commands().len(), 1);
+}
+
+#[test]
+fn an_interruption_with_nothing_waiting_is_observed_by_the_next_step() {
+    let mut m = machine(Vec::new());
+    m.interrupt(Interrupt::Cancelled {
+        reason: "early".to_string(),
+    });
+    m.issue_timer(Duration::from_secs(1), 0);
+    assert!(m.take_commands().is_empty(), "the step is already resolved");
+    assert!(matches!(
+        m.poll_step(1, &noop()),
+        Some(EventBody::Interrupted { .. })
+    ));
+}
+
+#[test]
+fn a_journaled_interruption_replays_at_its_place_in_the_order() {
+    let mut m = machine(vec![completed(1, "a", 1, b""), interrupted("stop")]);
+    m.issue_activity("a", 1, ());
+    assert!(m.replay_next());
+    assert!(m.poll_step(1, &noop()).is_some());
+    m.issue_activity("b", 2, ());
+    assert!(m.replay_next(), "the interruption is delivered");
+    assert!(matches!(
+        m.poll_step(2, &noop()),
+        Some(EventBody::Interrupted { .. })
+    ));
+    assert!(m.take_commands().is_empty(), "step 2 never runs");
+}
+
+#[test]
+fn a_shielded_machine_ignores_interruptions() {
+    let mut m = machine(Vec::new());
+    m.shield();
+    m.issue_activity("refund", 1, ());
+    m.interrupt(Interrupt::Cancelled {
+        reason: "late".to_string(),
+    });
+    assert!(m.poll_step(1, &noop()).is_none());
+    assert_eq!(m.take_commands().len(), 1);
+}
+
+#[test]
+fn an_abandoned_step_drops_its_command_and_outcome() {
+    let mut m = machine(Vec::new());
+    m.issue_signal("x".to_string(), None, 0);
+    m.abandon(1);
+    assert!(m.take_commands().is_empty());
+    assert_eq!(m.take_abandoned(), vec![1]);
+    m.resolve(
+        1,
+        EventBody::SignalTimedOut {
+            name: "x".to_string(),
+        },
+    );
+    assert!(m.poll_step(1, &noop()).is_none());
+}
+
+#[test]
+fn patched_is_true_on_new_runs_and_false_on_old_journals() {
+    let mut fresh = machine(Vec::new());
+    assert!(fresh.patched("v2"));
+    assert_eq!(fresh.take_records().len(), 1);
+    fresh.issue_activity("new", 1, ());
+    assert_eq!(fresh.steps_issued(), 2);
+
+    // A journal recorded before the change has the old call at step 1, and no marker.
+    let mut old = machine(vec![completed(1, "old", 1, b"")]);
+    assert!(!old.patched("v2"));
+    old.issue_activity("old", 1, ());
+    assert!(old.failure().is_none());
+
+    // A journal recorded after the change has the marker at step 1.
+    let mut new = machine(vec![Event {
+        step: 1,
+        body: EventBody::PatchMarker {
+            change_id: "v2".to_string(),
+        },
+    }]);
+    assert!(new.patched("v2"));
+    assert!(new.take_records().is_empty());
+}
+
+#[test]
+fn a_select_keeps_its_journaled_winner() {
+    let mut m = machine(vec![Event {
+        step: 1,
+        body: EventBody::SelectWinner { winner: 1 },
+    }]);
+    assert_eq!(m.issue_select(), (1, Some(1)));
+    let mut live = machine(Vec::new());
+    let (step, winner) = live.issue_select();
+    assert_eq!(winner, None);
+    live.record_select_winner(step, 0);
+    assert_eq!(live.take_records().len(), 1);
+}
+
+#[test]
+fn returning_before_the_journal_ends_is_nondeterminism() {
+    let mut m = machine(vec![completed(1, "a", 1, b""), completed(2, "b", 2, b"")]);
+    m.issue_activity("a", 1, ());
+    assert!(m.replay_next());
+    let error = m.unreached_history().expect("step 2 was never reached");
+    assert_eq!(error.step, 2);
+    assert!(error.recorded.contains('b'), "{error}");
+}
+
+#[test]
+fn continue_as_new_keeps_the_next_input() {
+    let mut m = machine(Vec::new());
+    assert!(m.continue_as_new().is_none());
+    m.request_continue_as_new(vec![1, 2]);
+    assert_eq!(m.continue_as_new(), Some(&[1u8, 2][..]));
 }

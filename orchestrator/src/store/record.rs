@@ -71,7 +71,7 @@ pub enum CreateOutcome {
     /// The run was created.
     Created,
     /// A run with this workflow id already existed; nothing was written.
-    Existing(RunRecord),
+    Existing(Box<RunRecord>),
 }
 
 /// A stored run.

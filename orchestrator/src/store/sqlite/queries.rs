@@ -5,12 +5,12 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::errors::Context;
 use crate::clock::now_ms;
 use crate::store::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, RunState,
-    SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome,
+    SignalRecord, StatusChange, StoreError, StoredEvent,
 };
 
-const RUN_COLUMNS: &str =
-    "workflow_id, workflow_name, state, input, output, error, created_at_ms, updated_at_ms";
+const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
+    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
     let state: i64 = row.get(2)?;
@@ -54,7 +54,7 @@ pub(super) fn create_run(conn: &mut Connection, run: &NewRun) -> Result<CreateOu
         .optional()
         .during("creating a run")?;
     if let Some(existing) = existing {
-        return Ok(CreateOutcome::Existing(with_state(existing)?));
+        return Ok(CreateOutcome::Existing(Box::new(with_state(existing)?)));
     }
     let now = now_ms();
     tx.prepare_cached(
