@@ -215,6 +215,34 @@ impl WorkflowContext {
 
     /// Starts a child workflow with its own id and waits for its output. The child is a run of its own
     /// (visible, signalable, resumable); starting it is journaled, so a crash never starts it twice.
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn invoice(ctx: WorkflowContext, amount: u64) -> Result<u64, WorkflowError> {
+    ///     Ok(amount + amount / 5) // with tax
+    /// }
+    ///
+    /// #[workflow]
+    /// async fn month_end(ctx: WorkflowContext, amounts: Vec<u64>) -> Result<u64, WorkflowError> {
+    ///     let mut total = 0;
+    ///     for (i, amount) in amounts.into_iter().enumerate() {
+    ///         let id = format!("{}/invoice-{i}", ctx.workflow_id());
+    ///         total += ctx.child(invoice, id, amount).await?;
+    ///     }
+    ///     Ok(total)
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(invoice).register(month_end).start().await?;
+    /// let run = engine.start(month_end, "2026-11", vec![100, 50]).await?;
+    /// assert_eq!(run.result().await?, 180);
+    /// assert_eq!(engine.status("2026-11/invoice-1").await?, RunStatus::Completed);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn child<W: Workflow>(
         &self,
         workflow: W,
@@ -273,6 +301,32 @@ impl WorkflowContext {
     /// Publishes `value` under `key` for outside code to read with
     /// [`Engine::get_state`](crate::Engine::get_state) or await with
     /// [`Engine::wait_state`](crate::Engine::wait_state). Journaled with the run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn import(ctx: WorkflowContext, files: u32) -> Result<(), WorkflowError> {
+    ///     for done in 1..=files {
+    ///         ctx.sleep(Duration::from_millis(1)).await?;
+    ///         ctx.set_state("progress", &format!("{done}/{files}"))?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(import).start().await?;
+    /// let run = engine.start(import, "import-7", 3).await?;
+    /// let first: String = engine.wait_state("import-7", "progress").await?;
+    /// assert!(first.ends_with("/3"));
+    /// run.result().await?;
+    /// let last: Option<String> = engine.get_state("import-7", "progress").await?;
+    /// assert_eq!(last.as_deref(), Some("3/3"));
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_state<T: Payload>(&self, key: &str, value: &T) -> Result<(), WorkflowError> {
         let bytes = self.shared.codec.encode(value);
         let mut machine = self.shared.machine();
@@ -323,7 +377,36 @@ impl WorkflowContext {
     /// Ends this run and starts a fresh run of the same workflow id with `input` and an empty journal
     /// (for unbounded loops). Return the value it gives as the workflow's error:
     /// `return Err(ctx.continue_as_new(my_workflow, next_input));`. The previous run stays inspectable
-    /// (or is pruned) per the engine's retention setting.
+    /// (or is pruned) per the engine's retention setting
+    /// ([`EngineBuilder::keep_continued_runs`](crate::EngineBuilder::keep_continued_runs)).
+    /// Unconsumed signals and published state carry over to the next run.
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn counter(ctx: WorkflowContext, input: (u64, u64)) -> Result<u64, WorkflowError> {
+    ///     let (mut count, target) = input;
+    ///     for _ in 0..10 {
+    ///         if count == target {
+    ///             return Ok(count);
+    ///         }
+    ///         count += 1;
+    ///         ctx.set_state("count", &count)?;
+    ///     }
+    ///     // Ten steps per run: the journal never grows past them.
+    ///     Err(ctx.continue_as_new(counter, (count, target)))
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().keep_continued_runs(2).register(counter).start().await?;
+    /// let run = engine.start(counter, "counter", (0, 35)).await?;
+    /// assert_eq!(run.result().await?, 35);
+    /// assert_eq!(engine.archived_runs("counter").await?.len(), 2);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn continue_as_new<W: Workflow>(&self, workflow: W, input: W::Input) -> WorkflowError {
         let _ = workflow;
         match self.shared.codec.encode(&input) {

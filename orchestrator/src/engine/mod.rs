@@ -427,6 +427,34 @@ impl Engine {
     /// activities learn it through [`ActivityContext::is_cancelled`](crate::ActivityContext) and their
     /// results are discarded; child runs it waits for are cancelled too (unless detached). Cancelling
     /// twice keeps the first reason; cancelling a finished run is [`Error::RunFinished`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn release_seat(seat: u32) -> Result<(), ActivityError> { Ok(()) }
+    ///
+    /// #[workflow]
+    /// async fn hold_seat(ctx: WorkflowContext, seat: u32) -> Result<(), WorkflowError> {
+    ///     ctx.compensate_with(release_seat, seat);
+    ///     ctx.sleep(Duration::from_secs(15 * 60)).await?; // cancelled here
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(hold_seat).start().await?;
+    /// let run = engine.start(hold_seat, "seat-12A", 12).await?;
+    /// engine.cancel("seat-12A", "customer left").await?;
+    /// assert!(matches!(run.result().await, Err(Error::WorkflowFailed { .. })));
+    /// assert!(matches!(
+    ///     engine.status("seat-12A").await?,
+    ///     RunStatus::Cancelled(WorkflowError::Cancelled { .. })
+    /// ));
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn cancel(&self, workflow_id: &str, reason: &str) -> Result<(), Error> {
         match self.inner.store.request_cancel(workflow_id, reason).await? {
             CancelOutcome::Requested => {

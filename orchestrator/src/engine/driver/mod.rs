@@ -29,6 +29,17 @@ use crate::error::{ActivityError, WorkflowError};
 use crate::journal::{Event, EventBody, Interrupt, encode_event};
 use crate::store::{Commit, NewEvent, SignalRecord, Store, StoreError};
 
+/// The values published by `records` (to upsert with them).
+fn published_values(records: &[Event]) -> Vec<(String, Vec<u8>)> {
+    records
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::StatePublished { key, value } => Some((key.clone(), value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Messages to a driver from its tasks and from the engine.
 #[derive(Debug)]
 pub(crate) enum DriverMsg {
@@ -336,13 +347,7 @@ impl Driver {
         if records.is_empty() {
             return Ok(());
         }
-        let values: Vec<(String, Vec<u8>)> = records
-            .iter()
-            .filter_map(|event| match &event.body {
-                EventBody::StatePublished { key, value } => Some((key.clone(), value.clone())),
-                _ => None,
-            })
-            .collect();
+        let values = published_values(&records);
         let events = self.encode_events(&records)?;
         let mut commit = Commit::events(self.workflow_id(), events);
         commit.values = values;
@@ -373,7 +378,7 @@ impl Driver {
         }
         self.events_written += count;
         let total = self.shared.machine().history_len() + self.events_written;
-        if !self.warned_history && total > self.history_warning {
+        if !self.warned_history && total >= self.history_warning {
             self.warned_history = true;
             tracing::warn!(
                 workflow_id = %self.workflow_id(),

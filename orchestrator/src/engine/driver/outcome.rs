@@ -16,6 +16,7 @@ impl Driver {
             return self.park(ParkReason::NonDeterminism(error)).await;
         }
         let records = self.shared.machine().take_records();
+        let values = super::published_values(&records);
         let mut events = self.encode_events(&records)?;
         let continue_input = self.shared.machine().continue_as_new().map(<[u8]>::to_vec);
         let cancelled = matches!(
@@ -59,14 +60,18 @@ impl Driver {
                 (status, DriverExit::Finished)
             }
         };
+        let published = !values.is_empty();
         self.commit(Commit {
             workflow_id: self.workflow_id().to_string(),
             events,
             consume_signal: None,
             status: Some(status),
-            values: Vec::new(),
+            values,
         })
         .await?;
+        if published {
+            self.engine.state_published();
+        }
         Ok(exit)
     }
 
