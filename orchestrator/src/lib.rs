@@ -83,6 +83,7 @@ pub use error::{ActivityError, Error, NonDeterminismError, ParkReason, WorkflowE
 pub use futures::future::{Either, join_all, try_join_all};
 pub use orchestrator_macros::{activity, workflow};
 pub use retry::{RetryPolicy, RetryPolicyBuilder};
+pub use store::Durability;
 
 /// What the macros' generated code refers to. Not a public API: it may change in any release.
 #[doc(hidden)]

@@ -10,7 +10,7 @@ use super::{Engine, EngineSettings};
 use crate::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
 use crate::definition::{Registrable, RegistrationKind};
 use crate::error::Error;
-use crate::store::sqlite::SqliteOptions;
+use crate::store::sqlite::{Durability, SqliteOptions};
 use crate::store::{SqliteStore, Store};
 
 enum StoreChoice {
@@ -48,6 +48,8 @@ pub struct EngineBuilder {
     shutdown_grace: Duration,
     history_warning: usize,
     keep_runs: u32,
+    durability: Durability,
+    group_commit_window: Duration,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -72,6 +74,8 @@ impl EngineBuilder {
             shutdown_grace: Duration::from_secs(30),
             history_warning: 10_000,
             keep_runs: 10,
+            durability: Durability::Full,
+            group_commit_window: Duration::ZERO,
         }
     }
 
@@ -116,6 +120,20 @@ impl EngineBuilder {
     /// at most 64 MiB.
     pub fn payload_limit(mut self, bytes: usize) -> Self {
         self.payload_limit = bytes;
+        self
+    }
+
+    /// What a journal commit promises: [`Durability::Full`] (the default: fsync per commit, survives
+    /// power loss) or [`Durability::Normal`] (survives a process crash). See [`Durability`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long the SQLite writer waits to gather more writes into one commit. Default zero: a batch
+    /// is whatever queued up during the previous commit, which already amortizes the fsync under load.
+    pub fn group_commit_window(mut self, window: Duration) -> Self {
+        self.group_commit_window = window;
         self
     }
 
@@ -169,6 +187,8 @@ impl EngineBuilder {
                 let options = SqliteOptions {
                     path: Some(path),
                     busy_timeout: self.busy_timeout,
+                    durability: self.durability,
+                    group_commit_window: self.group_commit_window,
                 };
                 Arc::new(SqliteStore::open_with(options).await?)
             }

@@ -13,7 +13,7 @@ pub use record::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, RunRecord, RunState,
     SignalOutcome, SignalRecord, StatusChange, StoredEvent,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
 /// A durable journal backend.
 ///

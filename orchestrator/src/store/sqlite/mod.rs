@@ -1,12 +1,15 @@
-//! The SQLite journal store: one file, WAL mode, one writer thread.
+//! The SQLite journal store: one file, WAL mode, a writer thread that group-commits, a reader thread.
 //!
-//! All statements run on a dedicated thread that owns the connection, so async callers never block a
-//! runtime worker on disk I/O. Every write is one `BEGIN IMMEDIATE` transaction; statements are
-//! prepared once and cached; parameters are always bound.
+//! All statements run on dedicated threads that own their connections, so async callers never block a
+//! runtime worker on disk I/O. Writes are group-committed (see `writer.rs`): one `BEGIN IMMEDIATE`
+//! transaction and one fsync per batch, one savepoint per write. Reads use a second connection. Statements
+//! are prepared once and cached; parameters are always bound.
 
 mod errors;
 mod queries;
+mod reader;
 mod schema;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -16,13 +19,42 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use errors::Context;
+use writer::{TypedWrite, WriterJob};
 
 use super::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
     SignalRecord, Store, StoreError, StoredEvent,
 };
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What a commit promises once it returns.
+///
+/// | mode | SQLite setting | survives a process crash (kill -9) | survives power loss / OS crash |
+/// |---|---|---|---|
+/// | `Full` | `synchronous = FULL` | yes | yes: every commit is fsynced before it is acknowledged |
+/// | `Normal` | `synchronous = NORMAL` | yes | no: the last commits before the failure may be lost |
+///
+/// `Full` is the default: a durable-execution engine that acknowledges a step and then forgets it after
+/// a power cut breaks its first promise. With group commit, the fsync is shared by every write in a
+/// batch, so `Full` costs latency for a lone workflow but little throughput under load. Choose `Normal`
+/// when the process crashing is the failure you care about and the machine's storage is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// fsync on every commit (the default).
+    #[default]
+    Full,
+    /// fsync only at WAL checkpoints.
+    Normal,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
 
 /// The SQLite journal store.
 ///
@@ -47,7 +79,8 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    writer: mpsc::Sender<WriterJob>,
+    reader: Option<mpsc::Sender<reader::ReadJob>>,
 }
 
 /// Where and how to open an SQLite journal.
@@ -58,6 +91,12 @@ pub struct SqliteOptions {
     pub path: Option<PathBuf>,
     /// How long a write waits for another connection's lock before failing with `Busy`.
     pub busy_timeout: Duration,
+    /// What a commit promises (see [`Durability`]).
+    pub durability: Durability,
+    /// How long the writer waits for more writes before committing a batch. Zero (the default) commits
+    /// what has queued up while the previous commit was syncing, which batches well under load without
+    /// delaying a lone write.
+    pub group_commit_window: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -65,6 +104,8 @@ impl Default for SqliteOptions {
         SqliteOptions {
             path: None,
             busy_timeout: Duration::from_secs(5),
+            durability: Durability::Full,
+            group_commit_window: Duration::ZERO,
         }
     }
 }
@@ -86,48 +127,91 @@ impl SqliteStore {
 
     /// Opens a journal with explicit options.
     pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
-        let (jobs, receiver) = mpsc::channel::<Job>();
+        let (writer, jobs) = mpsc::channel::<WriterJob>();
         let (ready_tx, ready_rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("orchestrator-sqlite".to_string())
-            .spawn(move || {
-                let mut conn = match open_connection(&options) {
-                    Ok(conn) => {
-                        let _ = ready_tx.send(Ok(()));
-                        conn
-                    }
-                    Err(error) => {
-                        let _ = ready_tx.send(Err(error));
-                        return;
-                    }
-                };
-                while let Ok(job) = receiver.recv() {
-                    job(&mut conn);
+        let writer_options = options.clone();
+        spawn_thread("orchestrator-sqlite-writer", move || {
+            match open_writer(&writer_options) {
+                Ok(conn) => {
+                    let _ = ready_tx.send(Ok(()));
+                    writer::run(conn, jobs, writer_options.group_commit_window);
                 }
-            })
-            .map_err(|error| StoreError::Io {
-                operation: "starting the SQLite thread",
-                message: error.to_string(),
-            })?;
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error));
+                }
+            }
+        })?;
         ready_rx.await.map_err(|_| StoreError::Closed)??;
-        Ok(SqliteStore { jobs })
+        let reader = match &options.path {
+            None => None,
+            Some(path) => {
+                let (reader, reads) = mpsc::channel::<reader::ReadJob>();
+                let (ready_tx, ready_rx) = oneshot::channel();
+                let path = path.clone();
+                let busy_timeout = options.busy_timeout;
+                spawn_thread("orchestrator-sqlite-reader", move || {
+                    match open_reader(&path, busy_timeout) {
+                        Ok(conn) => {
+                            let _ = ready_tx.send(Ok(()));
+                            reader::run(conn, reads);
+                        }
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error));
+                        }
+                    }
+                })?;
+                ready_rx.await.map_err(|_| StoreError::Closed)??;
+                Some(reader)
+            }
+        };
+        Ok(SqliteStore { writer, reader })
     }
 
-    /// Runs `work` on the connection's thread.
-    async fn call<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
-    ) -> Result<R, StoreError> {
+    /// Queues a write for the next group commit and waits until it is durable.
+    async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
         let (reply, response) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = WriterJob::Write(Box::new(TypedWrite::new(work, reply)));
+        self.writer.send(job).map_err(|_| StoreError::Closed)?;
+        response.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read on the reader connection (or the writer's, in memory).
+    async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, response) = oneshot::channel();
+        let job = Box::new(move |conn: &Connection| {
             let _ = reply.send(work(conn));
         });
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        match &self.reader {
+            Some(reader) => reader.send(job).map_err(|_| StoreError::Closed)?,
+            None => self
+                .writer
+                .send(WriterJob::Read(job))
+                .map_err(|_| StoreError::Closed)?,
+        }
         response.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-fn open_connection(options: &SqliteOptions) -> Result<Connection, StoreError> {
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(body)
+        .map(|_| ())
+        .map_err(|error| StoreError::Io {
+            operation: "starting an SQLite thread",
+            message: error.to_string(),
+        })
+}
+
+fn open_writer(options: &SqliteOptions) -> Result<Connection, StoreError> {
     let (mut conn, label) = match &options.path {
         Some(path) => {
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -155,7 +239,21 @@ fn open_connection(options: &SqliteOptions) -> Result<Connection, StoreError> {
             });
         }
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+        options.durability.pragma()
+    ))
+    .during("setting pragmas")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).during("opening the reader")?;
+    conn.busy_timeout(busy_timeout)
+        .during("setting the busy timeout")?;
+    conn.execute_batch("PRAGMA query_only = ON;")
         .during("setting pragmas")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -164,27 +262,28 @@ fn open_connection(options: &SqliteOptions) -> Result<Connection, StoreError> {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError> {
-        self.call(move |conn| queries::create_run(conn, &run)).await
+        self.write(move |conn| queries::create_run(conn, &run))
+            .await
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        self.call(move |conn| queries::commit(conn, &commit)).await
+        self.write(move |conn| queries::commit(conn, &commit)).await
     }
 
     async fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let workflow_id = workflow_id.to_string();
-        self.call(move |conn| queries::run(conn, &workflow_id))
+        self.read(move |conn| queries::run(conn, &workflow_id))
             .await
     }
 
     async fn history(&self, workflow_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let workflow_id = workflow_id.to_string();
-        self.call(move |conn| queries::history(conn, &workflow_id))
+        self.read(move |conn| queries::history(conn, &workflow_id))
             .await
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.call(queries::unfinished_runs).await
+        self.read(queries::unfinished_runs).await
     }
 
     async fn send_signal(
@@ -195,13 +294,13 @@ impl Store for SqliteStore {
     ) -> Result<SignalOutcome, StoreError> {
         let workflow_id = workflow_id.to_string();
         let name = name.to_string();
-        self.call(move |conn| queries::send_signal(conn, &workflow_id, &name, payload))
+        self.write(move |conn| queries::send_signal(conn, &workflow_id, &name, payload))
             .await
     }
 
     async fn pending_signals(&self, workflow_id: &str) -> Result<Vec<SignalRecord>, StoreError> {
         let workflow_id = workflow_id.to_string();
-        self.call(move |conn| queries::pending_signals(conn, &workflow_id))
+        self.read(move |conn| queries::pending_signals(conn, &workflow_id))
             .await
     }
 
@@ -212,20 +311,20 @@ impl Store for SqliteStore {
     ) -> Result<CancelOutcome, StoreError> {
         let workflow_id = workflow_id.to_string();
         let reason = reason.to_string();
-        self.call(move |conn| queries::request_cancel(conn, &workflow_id, &reason))
+        self.write(move |conn| queries::request_cancel(conn, &workflow_id, &reason))
             .await
     }
 
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let workflow_id = workflow_id.to_string();
         let key = key.to_string();
-        self.call(move |conn| queries::value(conn, &workflow_id, &key))
+        self.read(move |conn| queries::value(conn, &workflow_id, &key))
             .await
     }
 
     async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError> {
         let workflow_id = workflow_id.to_string();
-        self.call(move |conn| queries::archived_runs(conn, &workflow_id))
+        self.read(move |conn| queries::archived_runs(conn, &workflow_id))
             .await
     }
 }

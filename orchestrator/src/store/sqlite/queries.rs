@@ -1,6 +1,7 @@
-//! The SQL of the SQLite store. Every value is a bound parameter.
+//! The SQL of the SQLite store. Every value is a bound parameter. Write functions run inside the
+//! writer's open transaction (one savepoint each); they never begin or commit one themselves.
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::errors::Context;
 use crate::clock::now_ms;
@@ -41,10 +42,8 @@ fn with_state((mut record, state): (RunRecord, i64)) -> Result<RunRecord, StoreE
     Ok(record)
 }
 
-pub(super) fn create_run(conn: &mut Connection, run: &NewRun) -> Result<CreateOutcome, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .during("creating a run")?;
+pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcome, StoreError> {
+    let tx = conn;
     let existing = tx
         .prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1"
@@ -72,15 +71,12 @@ pub(super) fn create_run(conn: &mut Connection, run: &NewRun) -> Result<CreateOu
         run.deadline_ms
     ])
     .during("creating a run")?;
-    tx.commit().during("creating a run")?;
     Ok(CreateOutcome::Created)
 }
 
-pub(super) fn commit(conn: &mut Connection, commit: &Commit) -> Result<(), StoreError> {
+pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
     const OP: &str = "committing journal events";
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .during(OP)?;
+    let tx = conn;
     let now = now_ms();
     {
         let mut insert = tx
@@ -191,14 +187,10 @@ pub(super) fn commit(conn: &mut Connection, commit: &Commit) -> Result<(), Store
             });
         }
     }
-    tx.commit().during(OP)?;
     Ok(())
 }
 
-pub(super) fn run(
-    conn: &mut Connection,
-    workflow_id: &str,
-) -> Result<Option<RunRecord>, StoreError> {
+pub(super) fn run(conn: &Connection, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
     conn.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1"
     ))
@@ -211,7 +203,7 @@ pub(super) fn run(
 }
 
 pub(super) fn history(
-    conn: &mut Connection,
+    conn: &Connection,
     workflow_id: &str,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     const OP: &str = "reading a history";
@@ -233,7 +225,7 @@ pub(super) fn history(
     rows.collect::<Result<Vec<_>, _>>().during(OP)
 }
 
-pub(super) fn unfinished_runs(conn: &mut Connection) -> Result<Vec<RunRecord>, StoreError> {
+pub(super) fn unfinished_runs(conn: &Connection) -> Result<Vec<RunRecord>, StoreError> {
     const OP: &str = "listing unfinished runs";
     let mut statement = conn
         .prepare_cached(&format!(
@@ -249,15 +241,13 @@ pub(super) fn unfinished_runs(conn: &mut Connection) -> Result<Vec<RunRecord>, S
 }
 
 pub(super) fn send_signal(
-    conn: &mut Connection,
+    conn: &Connection,
     workflow_id: &str,
     name: &str,
     payload: Vec<u8>,
 ) -> Result<SignalOutcome, StoreError> {
     const OP: &str = "sending a signal";
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .during(OP)?;
+    let tx = conn;
     let state: Option<i64> = tx
         .prepare_cached("SELECT state FROM runs WHERE workflow_id = ?1")
         .during(OP)?
@@ -276,7 +266,6 @@ pub(super) fn send_signal(
     .execute(params![workflow_id, name, payload, now_ms()])
     .during(OP)?;
     let id = tx.last_insert_rowid();
-    tx.commit().during(OP)?;
     Ok(SignalOutcome::Queued(SignalRecord {
         id,
         name: name.to_string(),
@@ -285,7 +274,7 @@ pub(super) fn send_signal(
 }
 
 pub(super) fn pending_signals(
-    conn: &mut Connection,
+    conn: &Connection,
     workflow_id: &str,
 ) -> Result<Vec<SignalRecord>, StoreError> {
     const OP: &str = "reading pending signals";
@@ -309,7 +298,7 @@ pub(super) fn pending_signals(
 
 /// Archives the current run of `workflow_id` and turns its row into a fresh run with `input`.
 fn continue_as_new(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     workflow_id: &str,
     input: &[u8],
     keep_runs: u32,
@@ -374,14 +363,12 @@ fn continue_as_new(
 }
 
 pub(super) fn request_cancel(
-    conn: &mut Connection,
+    conn: &Connection,
     workflow_id: &str,
     reason: &str,
 ) -> Result<CancelOutcome, StoreError> {
     const OP: &str = "requesting a cancellation";
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .during(OP)?;
+    let tx = conn;
     let state: Option<i64> = tx
         .prepare_cached("SELECT state FROM runs WHERE workflow_id = ?1")
         .during(OP)?
@@ -400,12 +387,11 @@ pub(super) fn request_cancel(
     .during(OP)?
     .execute(params![workflow_id, reason, now_ms()])
     .during(OP)?;
-    tx.commit().during(OP)?;
     Ok(CancelOutcome::Requested)
 }
 
 pub(super) fn value(
-    conn: &mut Connection,
+    conn: &Connection,
     workflow_id: &str,
     key: &str,
 ) -> Result<Option<Vec<u8>>, StoreError> {
@@ -418,7 +404,7 @@ pub(super) fn value(
 }
 
 pub(super) fn archived_runs(
-    conn: &mut Connection,
+    conn: &Connection,
     workflow_id: &str,
 ) -> Result<Vec<ArchivedRun>, StoreError> {
     const OP: &str = "listing archived runs";
