@@ -147,7 +147,7 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
         }
     }
     if let Some(StatusChange::ContinueAsNew { input, keep_runs }) = &commit.status {
-        continue_as_new(&tx, &commit.workflow_id, input, *keep_runs, now)?;
+        continue_as_new(tx, &commit.workflow_id, input, *keep_runs, now)?;
     } else if let Some(status) = &commit.status {
         let (state, output, error, allowed): (RunState, Option<&[u8]>, Option<&[u8]>, &str) =
             match status {
