@@ -7,6 +7,8 @@
 //!   statics) can report what they did and be steered by the test that owns the key.
 //! - [`eventually`] and [`finish`]: waiting with a deadline, so a broken engine fails a test instead of
 //!   hanging it.
+//! - [`SlowStore`]: the SQLite store with injected delays, to open race windows deterministically.
+//! - [`gate_or_cancelled`]: an activity body that waits for a gate but honours cancellation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,7 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use orchestrator::codec::Codec;
 use orchestrator::journal::EventBody;
-use orchestrator::{Engine, EngineBuilder, Error, Payload, RunHandle, RunStatus};
+use orchestrator::store::{
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
+    SignalRecord, SqliteStore, Store, StoreError, StoredEvent,
+};
+use orchestrator::{ActivityContext, Engine, EngineBuilder, Error, Payload, RunHandle, RunStatus};
 use tempfile::TempDir;
 use tokio::sync::Notify;
 
@@ -36,8 +42,24 @@ pub const KIND_TIMER_STARTED: u16 = 3;
 pub const KIND_TIMER_FIRED: u16 = 4;
 /// The `kind` column of a `SignalReceived` event.
 pub const KIND_SIGNAL_RECEIVED: u16 = 6;
+/// The `kind` column of a `SignalWaitStarted` event.
+pub const KIND_SIGNAL_WAIT_STARTED: u16 = 5;
+/// The `kind` column of a `SignalTimedOut` event.
+pub const KIND_SIGNAL_TIMED_OUT: u16 = 7;
 /// The `kind` column of a `SideEffect` event.
 pub const KIND_SIDE_EFFECT: u16 = 8;
+/// The `kind` column of a `ChildStarted` event.
+pub const KIND_CHILD_STARTED: u16 = 9;
+/// The `kind` column of a `RunFinished` event (the outcome of an awaited run).
+pub const KIND_RUN_FINISHED: u16 = 10;
+/// The `kind` column of an `Interrupted` event (cancellation or execution timeout, at step 0).
+pub const KIND_INTERRUPTED: u16 = 11;
+/// The `kind` column of a `StatePublished` event.
+pub const KIND_STATE_PUBLISHED: u16 = 12;
+/// The `kind` column of a `PatchMarker` event.
+pub const KIND_PATCH_MARKER: u16 = 13;
+/// The `kind` column of a `SelectWinner` event.
+pub const KIND_SELECT_WINNER: u16 = 14;
 
 /// A journal file (`journal.db`) inside its own temporary directory, deleted when dropped.
 #[derive(Debug)]
@@ -140,7 +162,26 @@ impl TestDb {
         usize::try_from(count).expect("a count is not negative")
     }
 
-    /// The run's `state` column (0 running, 1 completed, 2 failed, 3 parked), if the run exists.
+    /// The first column of the first row of `sql` as an integer (e.g. a `count(*)`).
+    pub fn scalar(&self, sql: &str, params: impl rusqlite::Params) -> i64 {
+        self.conn()
+            .query_row(sql, params, |row| row.get(0))
+            .unwrap_or_else(|error| panic!("query `{sql}` failed: {error}"))
+    }
+
+    /// The activity completions of a run as `(step, activity name)`, in journal order.
+    pub fn completed_activities(&self, workflow_id: &str) -> Vec<(u32, String)> {
+        self.events(workflow_id)
+            .into_iter()
+            .filter_map(|row| match row.body {
+                EventBody::ActivityCompleted { name, .. } => Some((row.step, name)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The run's `state` column (0 running, 1 completed, 2 failed, 3 parked, 4 cancelled,
+    /// 5 compensation failed), if the run exists.
     pub fn run_state(&self, workflow_id: &str) -> Option<i64> {
         let conn = self.conn();
         conn.query_row(
@@ -228,6 +269,27 @@ pub async fn wait_status(
     }
 }
 
+/// Polls the run's status every 5 ms for up to `within`; returns the first status `accept` takes, else
+/// the last one seen (so the caller's assertion shows it), without panicking.
+pub async fn status_within(
+    engine: &Engine,
+    workflow_id: &str,
+    within: Duration,
+    accept: impl Fn(&RunStatus) -> bool,
+) -> RunStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = engine
+            .status(workflow_id)
+            .await
+            .expect("read a run's status");
+        if accept(&status) || Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Milliseconds since the Unix epoch (the journal's unit of time).
 pub fn now_ms() -> i64 {
     let elapsed = SystemTime::now()
@@ -305,4 +367,150 @@ pub fn open_gate(key: &str) {
     let gate = gate(key);
     gate.0.store(true, Ordering::Release);
     gate.1.notify_waiters();
+}
+
+/// Waits until the gate `key` opens (`false`) or the activity's step is abandoned (`true`), for
+/// activities that block until the test lets them go but must honour cancellation.
+pub async fn gate_or_cancelled(key: &str, ctx: &ActivityContext) -> bool {
+    tokio::select! {
+        () = gate_wait(key) => false,
+        () = ctx.cancelled() => true,
+    }
+}
+
+/// The SQLite store with delays injected at chosen points, as a stalled disk or a lock held by another
+/// process would cause. Every other call goes straight through.
+///
+/// - `before_create`: `create_run` waits this long before writing the row.
+/// - [`SlowStore::delay_reads_of`]: `run(id)` for that id reads the row, then waits before returning
+///   it (so the caller acts on a row that may be stale by then). Armed once; later reads are prompt.
+/// - [`SlowStore::delay_history_of`]: `history(id)` for that id waits before reading (as when the
+///   engine loads a journal at start). Armed once.
+#[derive(Debug)]
+pub struct SlowStore {
+    inner: SqliteStore,
+    before_create: Duration,
+    slow_read: Mutex<Option<(String, Duration)>>,
+    slow_read_done: AtomicBool,
+    slow_history: Mutex<Option<(String, Duration)>>,
+}
+
+impl SlowStore {
+    /// Opens the journal at `path` with no delays.
+    pub async fn open(path: &Path) -> Self {
+        SlowStore {
+            inner: SqliteStore::open(path)
+                .await
+                .expect("open the SQLite store"),
+            before_create: Duration::ZERO,
+            slow_read: Mutex::new(None),
+            slow_read_done: AtomicBool::new(false),
+            slow_history: Mutex::new(None),
+        }
+    }
+
+    /// Makes `create_run` wait `delay` before writing the row.
+    pub fn delay_creates(mut self, delay: Duration) -> Self {
+        self.before_create = delay;
+        self
+    }
+
+    /// Makes the next `run(workflow_id)` return its row `delay` after reading it.
+    pub fn delay_reads_of(&self, workflow_id: &str, delay: Duration) {
+        self.slow_read_done.store(false, Ordering::Release);
+        *lock(&self.slow_read) = Some((workflow_id.to_string(), delay));
+    }
+
+    /// Makes the next `history(workflow_id)` wait `delay` before reading the journal.
+    pub fn delay_history_of(&self, workflow_id: &str, delay: Duration) {
+        *lock(&self.slow_history) = Some((workflow_id.to_string(), delay));
+    }
+
+    /// Whether the delayed read has read its row (and is now waiting before returning it).
+    pub fn delayed_read_taken(&self) -> bool {
+        self.slow_read_done.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SlowStore {
+    async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError> {
+        tokio::time::sleep(self.before_create).await;
+        self.inner.create_run(run).await
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        self.inner.commit(commit).await
+    }
+
+    async fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let row = self.inner.run(workflow_id).await;
+        let delay = {
+            let mut slow = lock(&self.slow_read);
+            match slow.as_ref() {
+                Some((id, delay)) if id == workflow_id => {
+                    let delay = *delay;
+                    *slow = None;
+                    Some(delay)
+                }
+                _ => None,
+            }
+        };
+        if let Some(delay) = delay {
+            self.slow_read_done.store(true, Ordering::Release);
+            tokio::time::sleep(delay).await;
+        }
+        row
+    }
+
+    async fn history(&self, workflow_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let delay = {
+            let mut slow = lock(&self.slow_history);
+            match slow.as_ref() {
+                Some((id, delay)) if id == workflow_id => {
+                    let delay = *delay;
+                    *slow = None;
+                    Some(delay)
+                }
+                _ => None,
+            }
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        self.inner.history(workflow_id).await
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.inner.unfinished_runs().await
+    }
+
+    async fn send_signal(
+        &self,
+        workflow_id: &str,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<SignalOutcome, StoreError> {
+        self.inner.send_signal(workflow_id, name, payload).await
+    }
+
+    async fn pending_signals(&self, workflow_id: &str) -> Result<Vec<SignalRecord>, StoreError> {
+        self.inner.pending_signals(workflow_id).await
+    }
+
+    async fn request_cancel(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+    ) -> Result<CancelOutcome, StoreError> {
+        self.inner.request_cancel(workflow_id, reason).await
+    }
+
+    async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.value(workflow_id, key).await
+    }
+
+    async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError> {
+        self.inner.archived_runs(workflow_id).await
+    }
 }
