@@ -114,6 +114,10 @@ pub struct NewEvent {
     pub completion: bool,
     /// The encoded event.
     pub payload: Vec<u8>,
+    /// When the run must be woken for this step (a timer's fire time, a signal wait's deadline), in
+    /// ms since the Unix epoch. The store keeps it in its timer index until the step completes, so an
+    /// engine can wake runs that are not in memory (see [`Store::due_wakeups`](super::Store::due_wakeups)).
+    pub wake_at_ms: Option<i64>,
 }
 
 /// An event as stored.
@@ -206,6 +210,16 @@ pub struct SignalRecord {
     pub name: String,
     /// The encoded payload.
     pub payload: Vec<u8>,
+}
+
+/// A run that must be woken at a time: its earliest pending timer, signal deadline or execution
+/// deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wakeup {
+    /// The run.
+    pub workflow_id: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
 }
 
 /// What [`Store::request_cancel`](super::Store::request_cancel) did.

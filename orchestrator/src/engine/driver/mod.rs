@@ -78,6 +78,9 @@ pub(crate) enum DriverExit {
     Parked,
     /// The run continued as new: a fresh run of the same id must be driven.
     ContinuedAsNew,
+    /// The run was idle (waiting only on timers or signals) and left memory; it must be woken at
+    /// `wake_at_ms` (if it waits for a time), or by a signal or cancellation.
+    Evicted { wake_at_ms: Option<i64> },
     /// The engine shut down; the run resumes at the next start.
     Shutdown,
     /// The store failed; the run resumes at the next start.
@@ -111,7 +114,7 @@ struct InFlightActivity {
 
 struct SignalWaitState {
     name: String,
-    deadline: Option<JoinHandle<()>>,
+    deadline: Option<(i64, JoinHandle<()>)>,
 }
 
 struct AwaitedRun {
@@ -136,6 +139,8 @@ pub(crate) struct DriverParts {
     pub(crate) deadline: Option<(i64, u64)>,
     pub(crate) history_warning: usize,
     pub(crate) keep_runs: u32,
+    /// How long the run may sit idle in memory before it is evicted.
+    pub(crate) evict_after: Duration,
 }
 
 pub(crate) struct Driver {
@@ -153,7 +158,8 @@ pub(crate) struct Driver {
     wake: Arc<WakeFlag>,
     waker: Waker,
     activities: HashMap<u32, InFlightActivity>,
-    timers: HashMap<u32, JoinHandle<()>>,
+    /// Armed timers: fire time (ms since the Unix epoch) and the task that fires them.
+    timers: HashMap<u32, (i64, JoinHandle<()>)>,
     signal_waits: BTreeMap<u32, SignalWaitState>,
     awaited: HashMap<u32, AwaitedRun>,
     inbox: BTreeMap<i64, SignalRecord>,
@@ -165,6 +171,7 @@ pub(crate) struct Driver {
     history_warning: usize,
     warned_history: bool,
     keep_runs: u32,
+    evict_after: Duration,
     panicked: bool,
 }
 
@@ -198,6 +205,7 @@ impl Driver {
             history_warning: parts.history_warning,
             warned_history: false,
             keep_runs: parts.keep_runs,
+            evict_after: parts.evict_after,
             panicked: false,
         }
     }
@@ -229,6 +237,12 @@ impl Driver {
     /// Loads the signals waiting in the inbox. Runs after the driver is registered with the engine,
     /// so a signal sent meanwhile arrives either here or as a message (duplicates are merged by id).
     async fn load_inbox(&mut self) -> Result<(), StoreError> {
+        // A cancellation requested while this driver was being set up is on the run's row.
+        if self.pending_cancel.is_none() {
+            if let Some(run) = self.store.run(&self.shared.workflow_id).await? {
+                self.pending_cancel = run.cancel_reason;
+            }
+        }
         let pending = self.store.pending_signals(&self.shared.workflow_id).await?;
         for signal in pending {
             if !self.consumed_signals.contains(&signal.id) {
@@ -287,7 +301,21 @@ impl Driver {
             if self.deliver_signal().await? {
                 continue;
             }
+            // Idle (only timers and signal waits outstanding): leave memory after a while, or at once
+            // when too many runs are resident.
+            let idle = self.is_idle();
+            let evict_in = if idle && self.engine.over_capacity() {
+                Duration::ZERO
+            } else {
+                self.evict_after
+            };
+            let eviction = tokio::time::sleep(evict_in);
             tokio::select! {
+                _ = eviction, if idle => {
+                    if self.engine.release_driver(&self.shared.workflow_id, &mut self.rx) {
+                        return Ok(DriverExit::Evicted { wake_at_ms: self.next_wake() });
+                    }
+                }
                 message = self.rx.recv() => {
                     if let Some(message) = message {
                         self.handle(message).await?;
@@ -305,6 +333,29 @@ impl Driver {
                 return Ok(DriverExit::Shutdown);
             }
         }
+    }
+
+    /// Whether nothing but time or an outside event can move the run: no activity, child or await in
+    /// flight, and the journal fully delivered.
+    fn is_idle(&self) -> bool {
+        self.activities.is_empty()
+            && self.awaited.is_empty()
+            && !self.wake.woken.load(Ordering::Acquire)
+            && !self.shared.machine().is_replaying()
+    }
+
+    /// The earliest time this run must be woken at: a timer, a signal deadline, the execution deadline.
+    fn next_wake(&self) -> Option<i64> {
+        let timers = self.timers.values().map(|(at, _)| *at);
+        let deadlines = self
+            .signal_waits
+            .values()
+            .filter_map(|wait| wait.deadline.as_ref().map(|(at, _)| *at));
+        let execution = self
+            .deadline
+            .filter(|_| self.shared.machine().interrupted().is_none())
+            .map(|(at, _)| at);
+        timers.chain(deadlines).chain(execution).min()
     }
 
     fn poll_body(&mut self) -> Poll<Result<Vec<u8>, WorkflowError>> {
@@ -529,7 +580,7 @@ impl Driver {
         };
         self.consumed_signals.insert(signal_id);
         if let Some(wait) = self.signal_waits.remove(&step) {
-            if let Some(deadline) = wait.deadline {
+            if let Some((_, deadline)) = wait.deadline {
                 deadline.abort();
             }
         }

@@ -7,7 +7,7 @@ use super::errors::Context;
 use crate::clock::now_ms;
 use crate::store::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome,
-    SignalRecord, StatusChange, StoreError, StoredEvent,
+    SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
 };
 
 const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
@@ -86,6 +86,20 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
             )
             .during(OP)?;
         for event in &commit.events {
+            if let Some(at_ms) = event.wake_at_ms {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO wakeups (workflow_id, step, at_ms) VALUES (?1, ?2, ?3)",
+                )
+                .during(OP)?
+                .execute(params![commit.workflow_id, event.step, at_ms])
+                .during(OP)?;
+            }
+            if event.completion {
+                tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1 AND step = ?2")
+                    .during(OP)?
+                    .execute(params![commit.workflow_id, event.step])
+                    .during(OP)?;
+            }
             insert
                 .execute(params![
                     commit.workflow_id,
@@ -145,6 +159,22 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
                 .execute(params![commit.workflow_id, key, value, now])
                 .during(OP)?;
         }
+    }
+    if matches!(
+        commit.status,
+        Some(
+            StatusChange::Complete { .. }
+                | StatusChange::Fail { .. }
+                | StatusChange::Cancel { .. }
+                | StatusChange::CompensationFail { .. }
+                | StatusChange::ContinueAsNew { .. }
+        )
+    ) {
+        // A run that ends (or starts over) has nothing left to be woken for.
+        tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1")
+            .during(OP)?
+            .execute([&commit.workflow_id])
+            .during(OP)?;
     }
     if let Some(StatusChange::ContinueAsNew { input, keep_runs }) = &commit.status {
         continue_as_new(tx, &commit.workflow_id, input, *keep_runs, now)?;
@@ -424,6 +454,35 @@ pub(super) fn archived_runs(
                 event_count: row.get(4)?,
                 created_at_ms: row.get(5)?,
                 ended_at_ms: row.get(6)?,
+            })
+        })
+        .during(OP)?;
+    rows.collect::<Result<Vec<_>, _>>().during(OP)
+}
+
+pub(super) fn due_wakeups(
+    conn: &Connection,
+    before_ms: i64,
+    limit: usize,
+) -> Result<Vec<Wakeup>, StoreError> {
+    const OP: &str = "listing due wake-ups";
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT workflow_id, MIN(at_ms) AS at_ms FROM ( \
+               SELECT w.workflow_id, w.at_ms FROM wakeups w JOIN runs r ON r.workflow_id = w.workflow_id \
+                 WHERE w.at_ms <= ?1 AND r.state = 0 \
+               UNION ALL \
+               SELECT workflow_id, deadline_ms FROM runs \
+                 WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND state = 0 \
+             ) GROUP BY workflow_id ORDER BY at_ms LIMIT ?2",
+        )
+        .during(OP)?;
+    let rows = statement
+        .query_map(params![before_ms, limit], |row| {
+            Ok(Wakeup {
+                workflow_id: row.get(0)?,
+                at_ms: row.get(1)?,
             })
         })
         .during(OP)?;
