@@ -80,6 +80,10 @@ pub(crate) struct ReplayMachine<A> {
     records: Vec<Event>,
     /// Steps whose work must stop: dropped before completion, or resolved by an interruption.
     abandoned: Vec<u32>,
+    /// Every step ever dropped or interrupted while waiting: a journaled completion for one of them
+    /// (possible when a graceful shutdown journaled the results of both branches of an undecided
+    /// `select`) is skipped on replay, since the code no longer waits for it.
+    discarded: HashSet<u32>,
     /// The interruption that arrived, once it has.
     interrupted: Option<Interrupt>,
     /// An interruption no step has observed yet (nothing was waiting when it arrived).
@@ -103,6 +107,7 @@ impl<A> ReplayMachine<A> {
             commands: Vec::new(),
             records: Vec::new(),
             abandoned: Vec::new(),
+            discarded: HashSet::new(),
             interrupted: None,
             unobserved_interrupt: None,
             continue_as_new: None,
@@ -514,6 +519,7 @@ impl<A> ReplayMachine<A> {
         if self.waiting.remove(&step) {
             self.commands.retain(|command| command.step() != step);
             self.abandoned.push(step);
+            self.discarded.insert(step);
         }
     }
 
@@ -551,6 +557,10 @@ impl<A> ReplayMachine<A> {
         self.replay_cursor += 1;
         if let EventBody::Interrupted { interrupt } = event.body {
             self.interrupt(interrupt);
+            return true;
+        }
+        if self.discarded.contains(&event.step) {
+            // The code dropped (or an interruption resolved) this step before this completion.
             return true;
         }
         if !self.waiting.contains(&event.step) {
@@ -602,6 +612,7 @@ impl<A> ReplayMachine<A> {
         waiting.sort_unstable();
         for step in waiting {
             self.abandoned.push(step);
+            self.discarded.insert(step);
             self.deliver(
                 step,
                 EventBody::Interrupted {
