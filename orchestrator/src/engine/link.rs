@@ -50,6 +50,7 @@ impl EngineLink {
             input,
             parent_id: Some(parent.to_string()),
             deadline_ms: None,
+            execution_timeout_ms: None,
         };
         let created = engine
             .inner

@@ -265,7 +265,9 @@ impl Engine {
         self.publish(&id, Phase::Active);
         self.inner.active.fetch_add(1, Ordering::AcqRel);
         let deadline = run.deadline_ms.map(|deadline| {
-            let timeout = deadline.saturating_sub(run.created_at_ms);
+            let timeout = run
+                .execution_timeout_ms
+                .unwrap_or_else(|| deadline.saturating_sub(run.created_at_ms));
             (deadline, u64::try_from(timeout).unwrap_or(0))
         });
         let driver = Driver::new(DriverParts {
@@ -282,6 +284,7 @@ impl Engine {
             history_warning: settings.history_warning,
             keep_runs: settings.keep_runs,
             evict_after: settings.evict_after,
+            run_no: run.run_no,
         });
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(async move {

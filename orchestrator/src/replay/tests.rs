@@ -409,7 +409,10 @@ fn a_completion_of_a_step_the_code_dropped_is_skipped_on_replay() {
     assert!(m.poll_step(2, &noop()).is_some());
     // The select picks b and drops a.
     m.abandon(1);
-    assert!(m.replay_next(), "a's completion is skipped, not a nondeterminism");
+    assert!(
+        m.replay_next(),
+        "a's completion is skipped, not a nondeterminism"
+    );
     assert!(m.failure().is_none());
     assert!(!m.is_replaying());
     assert!(m.unreached_history().is_none());

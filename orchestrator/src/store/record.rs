@@ -63,6 +63,8 @@ pub struct NewRun {
     pub parent_id: Option<String>,
     /// When the run times out (ms since the Unix epoch), if it has an execution timeout.
     pub deadline_ms: Option<i64>,
+    /// The execution timeout that deadline came from, in milliseconds.
+    pub execution_timeout_ms: Option<i64>,
 }
 
 /// What [`Store::create_run`](super::Store::create_run) found.
@@ -97,6 +99,8 @@ pub struct RunRecord {
     pub cancel_reason: Option<String>,
     /// When the run times out (ms since the Unix epoch), if it has an execution timeout.
     pub deadline_ms: Option<i64>,
+    /// The execution timeout that deadline came from, in milliseconds.
+    pub execution_timeout_ms: Option<i64>,
     /// When the run was created (ms since the Unix epoch).
     pub created_at_ms: i64,
     /// When the run's row last changed (ms since the Unix epoch).
@@ -186,6 +190,9 @@ pub struct Commit {
     pub status: Option<StatusChange>,
     /// Published values (key, encoded value) to upsert.
     pub values: Vec<(String, Vec<u8>)>,
+    /// If set, the commit applies only while the run is still this run of its workflow id (it has not
+    /// continued as new since); otherwise it fails with [`StoreError::Conflict`](super::StoreError).
+    pub run_no: Option<i64>,
 }
 
 impl Commit {
@@ -197,6 +204,7 @@ impl Commit {
             consume_signal: None,
             status: None,
             values: Vec::new(),
+            run_no: None,
         }
     }
 }

@@ -141,6 +141,8 @@ pub(crate) struct DriverParts {
     pub(crate) keep_runs: u32,
     /// How long the run may sit idle in memory before it is evicted.
     pub(crate) evict_after: Duration,
+    /// Which run of its workflow id this is: every write is fenced to it.
+    pub(crate) run_no: i64,
 }
 
 pub(crate) struct Driver {
@@ -172,6 +174,8 @@ pub(crate) struct Driver {
     warned_history: bool,
     keep_runs: u32,
     evict_after: Duration,
+    interrupt_journaled: bool,
+    run_no: i64,
     panicked: bool,
 }
 
@@ -206,6 +210,8 @@ impl Driver {
             warned_history: false,
             keep_runs: parts.keep_runs,
             evict_after: parts.evict_after,
+            interrupt_journaled: false,
+            run_no: parts.run_no,
             panicked: false,
         }
     }
@@ -258,6 +264,12 @@ impl Driver {
             // 1. Poll the body until it makes no more progress.
             while self.wake.woken.swap(false, Ordering::AcqRel) {
                 if let Poll::Ready(result) = self.poll_body() {
+                    // Steps the body dropped or an interruption resolved on its way out must still be
+                    // told to stop (cancellation flags, child cancellation) before the run ends.
+                    let abandoned = self.shared.machine().take_abandoned();
+                    for step in abandoned {
+                        self.abandon(step);
+                    }
                     return self.finish(result).await;
                 }
             }
@@ -411,7 +423,8 @@ impl Driver {
     }
 
     /// Commits, retrying transient failures with a short backoff.
-    async fn commit(&mut self, commit: Commit) -> Result<(), StoreError> {
+    async fn commit(&mut self, mut commit: Commit) -> Result<(), StoreError> {
+        commit.run_no = Some(self.run_no);
         let count = commit.events.len();
         let mut wait = Duration::from_millis(5);
         let mut tries = 0;
@@ -458,6 +471,7 @@ impl Driver {
             consume_signal: signal,
             status: None,
             values: Vec::new(),
+            run_no: None,
         })
         .await?;
         self.shared.machine().resolve(step, body);
@@ -465,11 +479,13 @@ impl Driver {
         Ok(())
     }
 
-    /// Journals an interruption (step 0, in completion order) and delivers it.
+    /// Journals an interruption (step 0, in completion order) and delivers it. Only the first one
+    /// counts (the journal holds at most one).
     async fn interrupt(&mut self, interrupt: Interrupt) -> Result<(), StoreError> {
-        if self.shared.machine().interrupted().is_some() {
+        if self.interrupt_journaled || self.shared.machine().interrupt_seen() {
             return Ok(());
         }
+        self.interrupt_journaled = true;
         tracing::info!(workflow_id = %self.workflow_id(), ?interrupt, "run interrupted");
         let events = self.encode_events(&[Event {
             step: 0,
@@ -487,7 +503,7 @@ impl Driver {
     /// After replay: applies a cancellation requested while no driver ran, arms the deadline.
     /// `true` if an interruption was delivered.
     async fn arm_interrupts(&mut self) -> Result<bool, StoreError> {
-        if self.shared.machine().interrupted().is_some() {
+        if self.shared.machine().interrupt_seen() {
             return Ok(false);
         }
         if let Some(reason) = self.pending_cancel.take() {

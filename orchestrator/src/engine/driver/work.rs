@@ -39,6 +39,7 @@ impl Driver {
                     driver: self.tx.clone(),
                     shutdown: self.shutdown.clone(),
                     cancellation: cancellation.clone(),
+                    run_no: self.run_no,
                 };
                 let task = tokio::spawn(task.run());
                 self.activities.insert(

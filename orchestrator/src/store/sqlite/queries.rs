@@ -11,7 +11,7 @@ use crate::store::{
 };
 
 const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
-    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms";
+    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms, execution_timeout_ms";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
     let state: i64 = row.get(2)?;
@@ -29,6 +29,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
             parent_id: row.get(9)?,
             cancel_reason: row.get(10)?,
             deadline_ms: row.get(11)?,
+            execution_timeout_ms: row.get(12)?,
         },
         state,
     ))
@@ -58,7 +59,7 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcom
     let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO runs (workflow_id, workflow_name, state, input, created_at_ms, updated_at_ms, \
-         parent_id, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+         parent_id, deadline_ms, execution_timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
     )
     .during("creating a run")?
     .execute(params![
@@ -68,7 +69,8 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcom
         run.input,
         now,
         run.parent_id,
-        run.deadline_ms
+        run.deadline_ms,
+        run.execution_timeout_ms
     ])
     .during("creating a run")?;
     Ok(CreateOutcome::Created)
@@ -78,6 +80,23 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
     const OP: &str = "committing journal events";
     let tx = conn;
     let now = now_ms();
+    if let Some(run_no) = commit.run_no {
+        let current: Option<i64> = tx
+            .prepare_cached("SELECT run_no FROM runs WHERE workflow_id = ?1")
+            .during(OP)?
+            .query_row([&commit.workflow_id], |row| row.get(0))
+            .optional()
+            .during(OP)?;
+        if current != Some(run_no) {
+            return Err(StoreError::Conflict {
+                operation: OP,
+                message: format!(
+                    "write for run #{run_no} of `{}`, which is now at run {current:?}",
+                    commit.workflow_id
+                ),
+            });
+        }
+    }
     {
         let mut insert = tx
             .prepare_cached(

@@ -95,6 +95,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wakeups_by_time ON wakeups(at_ms);
     CREATE INDEX runs_by_deadline ON runs(deadline_ms) WHERE deadline_ms IS NOT NULL AND state IN (0, 3);
+    ALTER TABLE runs ADD COLUMN execution_timeout_ms INTEGER;
     "#,
 ];
 
