@@ -10,7 +10,7 @@ use futures::future::{Either, select};
 use orchestrator::prelude::*;
 use orchestrator::store::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
-    SignalRecord, SqliteStore, Store, StoreError, StoredEvent,
+    SignalRecord, SqliteStore, Store, StoreError, StoredEvent, Wakeup,
 };
 use orchestrator_tests::{
     KIND_SIGNAL_RECEIVED, KIND_TIMER_FIRED, TestDb, bump, eventually, finish, gate_wait, open_gate,
@@ -437,6 +437,10 @@ impl Store for SlowCreate {
 
     async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError> {
         self.inner.archived_runs(workflow_id).await
+    }
+
+    async fn due_wakeups(&self, before_ms: i64, limit: usize) -> Result<Vec<Wakeup>, StoreError> {
+        self.inner.due_wakeups(before_ms, limit).await
     }
 }
 

@@ -513,4 +513,12 @@ impl Store for SlowStore {
     async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError> {
         self.inner.archived_runs(workflow_id).await
     }
+
+    async fn due_wakeups(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<orchestrator::store::Wakeup>, StoreError> {
+        self.inner.due_wakeups(before_ms, limit).await
+    }
 }

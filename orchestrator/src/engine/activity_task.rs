@@ -28,6 +28,8 @@ pub(crate) struct ActivityTask {
     pub(crate) driver: mpsc::UnboundedSender<DriverMsg>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) cancellation: CancellationFlag,
+    /// The run this step belongs to: its writes are fenced to it.
+    pub(crate) run_no: i64,
 }
 
 /// Extracts a panic's message.
@@ -77,6 +79,10 @@ impl ActivityTask {
             let retry_at_ms =
                 now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
             tracing::debug!(workflow_id = %self.workflow_id, step = self.step, activity = self.name, attempt, %error, ?wait, "activity attempt failed; retrying");
+            if self.cancellation.is_raised() {
+                // The step was abandoned: its attempts are no longer the run's business.
+                return self.stopped();
+            }
             self.journal_failure(attempt, error, retry_at_ms).await;
             if !self.wait(wait).await {
                 return self.stopped();
@@ -117,11 +123,14 @@ impl ActivityTask {
             },
         };
         let written = match encode_event(&self.codec, &event) {
-            Ok(event) => self
-                .store
-                .commit(Commit::events(&self.workflow_id, vec![event]))
-                .await
-                .map_err(|error| error.to_string()),
+            Ok(event) => {
+                let mut commit = Commit::events(&self.workflow_id, vec![event]);
+                commit.run_no = Some(self.run_no);
+                self.store
+                    .commit(commit)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
             Err(error) => Err(error.to_string()),
         };
         if let Err(error) = written {

@@ -50,6 +50,8 @@ pub struct EngineBuilder {
     keep_runs: u32,
     durability: Durability,
     group_commit_window: Duration,
+    evict_after: Duration,
+    max_resident_runs: usize,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -76,6 +78,8 @@ impl EngineBuilder {
             keep_runs: 10,
             durability: Durability::Full,
             group_commit_window: Duration::ZERO,
+            evict_after: Duration::from_secs(60),
+            max_resident_runs: 10_000,
         }
     }
 
@@ -134,6 +138,20 @@ impl EngineBuilder {
     /// is whatever queued up during the previous commit, which already amortizes the fsync under load.
     pub fn group_commit_window(mut self, window: Duration) -> Self {
         self.group_commit_window = window;
+        self
+    }
+
+    /// How long a run waiting only on timers or signals stays in memory before it is evicted (and
+    /// replayed from its journal when woken). Default 60 s.
+    pub fn evict_after(mut self, idle: Duration) -> Self {
+        self.evict_after = idle;
+        self
+    }
+
+    /// The most runs kept in memory: beyond it, idle runs are evicted at once. Default 10,000.
+    /// Runs with work in flight (activities, children) are never evicted.
+    pub fn max_resident_runs(mut self, runs: usize) -> Self {
+        self.max_resident_runs = runs;
         self
     }
 
@@ -200,9 +218,12 @@ impl EngineBuilder {
             shutdown_grace: self.shutdown_grace,
             history_warning: self.history_warning,
             keep_runs: self.keep_runs,
+            evict_after: self.evict_after,
+            max_resident_runs: self.max_resident_runs,
         };
         let engine = Engine::assemble(store, settings, self.workflows);
         engine.recover().await?;
+        engine.start_wakeups();
         Ok(engine)
     }
 }

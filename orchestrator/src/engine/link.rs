@@ -50,6 +50,7 @@ impl EngineLink {
             input,
             parent_id: Some(parent.to_string()),
             deadline_ms: None,
+            execution_timeout_ms: None,
         };
         let created = engine
             .inner
@@ -144,6 +145,23 @@ impl EngineLink {
                 }
             }
         }
+    }
+
+    /// See [`Engine::release_driver`].
+    pub(crate) fn release_driver(
+        &self,
+        workflow_id: &str,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<super::driver::DriverMsg>,
+    ) -> bool {
+        match self.engine() {
+            Some(engine) => engine.release_driver(workflow_id, rx),
+            None => false,
+        }
+    }
+
+    /// See [`Engine::over_capacity`].
+    pub(crate) fn over_capacity(&self) -> bool {
+        self.engine().is_some_and(|engine| engine.over_capacity())
     }
 
     /// Wakes the waiters of published state.

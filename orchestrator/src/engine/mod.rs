@@ -8,6 +8,7 @@ mod handle;
 mod link;
 mod registry;
 mod start;
+mod wakeups;
 
 pub use builder::EngineBuilder;
 pub use handle::{RunHandle, RunStatus};
@@ -15,7 +16,7 @@ pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
 pub use start::StartRun;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -57,6 +58,8 @@ pub(crate) struct EngineSettings {
     pub(crate) shutdown_grace: Duration,
     pub(crate) history_warning: usize,
     pub(crate) keep_runs: u32,
+    pub(crate) evict_after: Duration,
+    pub(crate) max_resident_runs: usize,
 }
 
 /// The durable execution engine.
@@ -88,6 +91,9 @@ pub(crate) struct EngineInner {
     drivers: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<DriverMsg>>>,
     phases: Mutex<HashMap<Arc<str>, watch::Sender<Phase>>>,
     state_published: Notify,
+    wakeups: Arc<wakeups::Wakeups>,
+    /// Runs being loaded from the store to be driven (so two wake-ups never load one run twice).
+    resuming: Mutex<HashSet<Arc<str>>>,
     shutdown: watch::Sender<bool>,
     shutting_down: AtomicBool,
     active: AtomicUsize,
@@ -120,6 +126,8 @@ impl Engine {
                 drivers: Mutex::new(HashMap::new()),
                 phases: Mutex::new(HashMap::new()),
                 state_published: Notify::new(),
+                wakeups: Arc::new(wakeups::Wakeups::default()),
+                resuming: Mutex::new(HashSet::new()),
                 shutdown,
                 shutting_down: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
@@ -139,6 +147,13 @@ impl Engine {
 
     pub(crate) fn workflow(&self, name: &str) -> Option<ErasedWorkflow> {
         self.inner.workflows.get(name).copied()
+    }
+
+    /// Starts the service that wakes evicted runs at their timers.
+    fn start_wakeups(&self) {
+        let engine = Arc::downgrade(&self.inner);
+        let shutdown = self.inner.shutdown.subscribe();
+        tokio::spawn(wakeups::run(engine, self.inner.wakeups.clone(), shutdown));
     }
 
     /// Resumes every unfinished (running or parked) run from its journal.
@@ -239,11 +254,20 @@ impl Engine {
             }
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.inner.drivers).insert(id.clone(), tx.clone());
+        {
+            let mut drivers = lock(&self.inner.drivers);
+            if drivers.contains_key(&id) {
+                // Already driven (a start and a wake-up raced): one driver per run.
+                return Ok(());
+            }
+            drivers.insert(id.clone(), tx.clone());
+        }
         self.publish(&id, Phase::Active);
         self.inner.active.fetch_add(1, Ordering::AcqRel);
         let deadline = run.deadline_ms.map(|deadline| {
-            let timeout = deadline.saturating_sub(run.created_at_ms);
+            let timeout = run
+                .execution_timeout_ms
+                .unwrap_or_else(|| deadline.saturating_sub(run.created_at_ms));
             (deadline, u64::try_from(timeout).unwrap_or(0))
         });
         let driver = Driver::new(DriverParts {
@@ -259,6 +283,8 @@ impl Engine {
             deadline,
             history_warning: settings.history_warning,
             keep_runs: settings.keep_runs,
+            evict_after: settings.evict_after,
+            run_no: run.run_no,
         });
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
@@ -267,8 +293,18 @@ impl Engine {
                 return;
             };
             let engine = Engine { inner };
-            lock(&engine.inner.drivers).remove(&id);
-            if exit == DriverExit::ContinuedAsNew {
+            if let DriverExit::Evicted { wake_at_ms } = exit {
+                // The driver already left the drivers map; the run waits in the store.
+                tracing::debug!(workflow_id = %id, ?wake_at_ms, "run evicted from memory");
+                if let Some(at) = wake_at_ms {
+                    engine.inner.wakeups.schedule(id.clone(), at);
+                }
+            } else {
+                lock(&engine.inner.drivers).remove(&id);
+            }
+            if matches!(exit, DriverExit::Evicted { .. }) {
+                // Waiters keep waiting: the run is unfinished and will be woken.
+            } else if exit == DriverExit::ContinuedAsNew {
                 engine.continue_run(&id).await;
             } else {
                 let view = match exit {
@@ -414,11 +450,64 @@ impl Engine {
         }
     }
 
+    /// Sends `message` to the run's driver; if the run is not in memory, wakes it (it reads its inbox
+    /// and cancellation from the store). Sent under the drivers lock, so a driver deciding to leave
+    /// memory either sees the message or is already gone (see `release_driver`).
     fn notify_driver(&self, workflow_id: &str, message: DriverMsg) {
-        let driver = lock(&self.inner.drivers).get(workflow_id).cloned();
-        if let Some(driver) = driver {
-            let _ = driver.send(message);
+        let sent = {
+            let drivers = lock(&self.inner.drivers);
+            match drivers.get(workflow_id) {
+                Some(driver) => driver.send(message).is_ok(),
+                None => false,
+            }
+        };
+        if !sent {
+            self.wake(workflow_id);
         }
+    }
+
+    /// Drives a run that is not in memory (evicted) again, from its journal. No-op if it is in memory,
+    /// being loaded, finished or parked.
+    pub(crate) fn wake(&self, workflow_id: &str) {
+        if self.is_shutting_down() || lock(&self.inner.drivers).contains_key(workflow_id) {
+            return;
+        }
+        let id: Arc<str> = Arc::from(workflow_id);
+        if !lock(&self.inner.resuming).insert(id.clone()) {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let result = match engine.inner.store.run(&id).await {
+                Ok(Some(run)) if run.state == RunState::Running => engine.resume(run).await,
+                Ok(_) => Ok(()),
+                Err(error) => Err(error.into()),
+            };
+            lock(&engine.inner.resuming).remove(&id);
+            if let Err(error) = result {
+                tracing::error!(workflow_id = %id, %error, "could not wake a run");
+            }
+        });
+    }
+
+    /// Removes an idle driver from the drivers map unless a message is waiting for it. `true` if it
+    /// may leave memory.
+    pub(crate) fn release_driver(
+        &self,
+        workflow_id: &str,
+        rx: &mut mpsc::UnboundedReceiver<DriverMsg>,
+    ) -> bool {
+        let mut drivers = lock(&self.inner.drivers);
+        if !rx.is_empty() {
+            return false;
+        }
+        drivers.remove(workflow_id);
+        true
+    }
+
+    /// Whether more runs are in memory than the configured maximum.
+    pub(crate) fn over_capacity(&self) -> bool {
+        self.inner.active.load(Ordering::Acquire) > self.inner.settings.max_resident_runs
     }
 
     /// Cancels a run. The request is durable: the run observes it at its next await point as
@@ -525,6 +614,12 @@ impl Engine {
     /// The earlier runs of a workflow id that continued as new and are still kept (oldest first).
     pub async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, Error> {
         Ok(self.inner.store.archived_runs(workflow_id).await?)
+    }
+
+    /// How many runs are in memory now (driven by this engine). Runs waiting only on timers or
+    /// signals leave memory after [`EngineBuilder::evict_after`] and do not count.
+    pub fn resident_runs(&self) -> usize {
+        self.inner.active.load(Ordering::Acquire)
     }
 
     /// The status of a run.

@@ -91,6 +91,9 @@ impl<W: Workflow> StartRun<W> {
                 input,
                 parent_id: None,
                 deadline_ms,
+                execution_timeout_ms: self
+                    .execution_timeout
+                    .map(|timeout| i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
             })
             .await?;
         match outcome {

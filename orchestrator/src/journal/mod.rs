@@ -18,11 +18,17 @@ pub(crate) fn encode_event(codec: &Codec, event: &Event) -> Result<NewEvent, Cod
     // Events are framed by the codec's ceiling, not the user payload limit: an event holds a payload
     // that already passed the limit, plus a few bytes of framing.
     let framing = Codec::new(codec.limit().saturating_add(4096));
+    let wake_at_ms = match &event.body {
+        EventBody::TimerStarted { fire_at_ms } => Some(*fire_at_ms),
+        EventBody::SignalWaitStarted { deadline_ms, .. } => Some(*deadline_ms),
+        _ => None,
+    };
     Ok(NewEvent {
         step: event.step,
         kind: event.body.kind(),
         completion: event.body.is_completion(),
         payload: framing.encode(&event.body)?,
+        wake_at_ms,
     })
 }
 

@@ -80,8 +80,14 @@ pub(crate) struct ReplayMachine<A> {
     records: Vec<Event>,
     /// Steps whose work must stop: dropped before completion, or resolved by an interruption.
     abandoned: Vec<u32>,
-    /// The interruption that arrived, once it has.
+    /// Every step ever dropped or interrupted while waiting: a journaled completion for one of them
+    /// (possible when a graceful shutdown journaled the results of both branches of an undecided
+    /// `select`) is skipped on replay, since the code no longer waits for it.
+    discarded: HashSet<u32>,
+    /// The interruption that arrived, once it has (and was not ignored by a shielded rollback).
     interrupted: Option<Interrupt>,
+    /// Whether an interruption was delivered at all (the journal holds at most one).
+    interrupt_seen: bool,
     /// An interruption no step has observed yet (nothing was waiting when it arrived).
     unobserved_interrupt: Option<Interrupt>,
     continue_as_new: Option<Vec<u8>>,
@@ -103,7 +109,9 @@ impl<A> ReplayMachine<A> {
             commands: Vec::new(),
             records: Vec::new(),
             abandoned: Vec::new(),
+            discarded: HashSet::new(),
             interrupted: None,
+            interrupt_seen: false,
             unobserved_interrupt: None,
             continue_as_new: None,
             shielded: false,
@@ -136,6 +144,11 @@ impl<A> ReplayMachine<A> {
     /// The number of steps asked for so far.
     pub(crate) fn steps_issued(&self) -> u32 {
         self.next_step - 1
+    }
+
+    /// Whether an interruption was delivered (even one a rollback ignored).
+    pub(crate) fn interrupt_seen(&self) -> bool {
+        self.interrupt_seen
     }
 
     /// The interruption (cancellation, timeout) this run received, if any.
@@ -514,6 +527,7 @@ impl<A> ReplayMachine<A> {
         if self.waiting.remove(&step) {
             self.commands.retain(|command| command.step() != step);
             self.abandoned.push(step);
+            self.discarded.insert(step);
         }
     }
 
@@ -553,6 +567,10 @@ impl<A> ReplayMachine<A> {
             self.interrupt(interrupt);
             return true;
         }
+        if self.discarded.contains(&event.step) {
+            // The code dropped (or an interruption resolved) this step before this completion.
+            return true;
+        }
         if !self.waiting.contains(&event.step) {
             let mut waiting: Vec<u32> = self.waiting.iter().copied().collect();
             waiting.sort_unstable();
@@ -587,13 +605,16 @@ impl<A> ReplayMachine<A> {
     /// The run is cancelled or timed out: every waiting step resolves with the interruption (and its
     /// work is stopped); if none is waiting, the next step to wait does. Only the first counts.
     pub(crate) fn interrupt(&mut self, interrupt: Interrupt) {
-        if self.interrupted.is_some() || self.failure.is_some() {
+        if self.interrupt_seen || self.failure.is_some() {
+            return;
+        }
+        self.interrupt_seen = true;
+        if self.shielded {
+            // A rollback is under way because the workflow failed on its own: it runs to its end and
+            // the run's outcome stays that failure.
             return;
         }
         self.interrupted = Some(interrupt.clone());
-        if self.shielded {
-            return;
-        }
         let mut waiting: Vec<u32> = self.waiting.iter().copied().collect();
         if waiting.is_empty() {
             self.unobserved_interrupt = Some(interrupt);
@@ -602,6 +623,7 @@ impl<A> ReplayMachine<A> {
         waiting.sort_unstable();
         for step in waiting {
             self.abandoned.push(step);
+            self.discarded.insert(step);
             self.deliver(
                 step,
                 EventBody::Interrupted {

@@ -398,3 +398,22 @@ fn continue_as_new_keeps_the_next_input() {
     m.request_continue_as_new(vec![1, 2]);
     assert_eq!(m.continue_as_new(), Some(&[1u8, 2][..]));
 }
+
+#[test]
+fn a_completion_of_a_step_the_code_dropped_is_skipped_on_replay() {
+    // A graceful shutdown journaled both branches of an undecided select: b (step 2) then a (step 1).
+    let mut m = machine(vec![completed(2, "b", 2, b"B"), completed(1, "a", 1, b"A")]);
+    m.issue_activity("a", 1, ());
+    m.issue_activity("b", 2, ());
+    assert!(m.replay_next());
+    assert!(m.poll_step(2, &noop()).is_some());
+    // The select picks b and drops a.
+    m.abandon(1);
+    assert!(
+        m.replay_next(),
+        "a's completion is skipped, not a nondeterminism"
+    );
+    assert!(m.failure().is_none());
+    assert!(!m.is_replaying());
+    assert!(m.unreached_history().is_none());
+}

@@ -11,7 +11,7 @@ pub mod sqlite;
 pub use error::StoreError;
 pub use record::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, RunRecord, RunState,
-    SignalOutcome, SignalRecord, StatusChange, StoredEvent,
+    SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
 };
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
@@ -62,4 +62,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The runs of a workflow id that ended by continuing as new and are still kept, oldest first.
     async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError>;
+
+    /// Unfinished runs with a wake-up (pending timer or signal deadline from events' `wake_at_ms`, or
+    /// an execution deadline) at or before `before_ms`: each run once, at its earliest time, earliest
+    /// first, at most `limit` of them.
+    async fn due_wakeups(&self, before_ms: i64, limit: usize) -> Result<Vec<Wakeup>, StoreError>;
 }

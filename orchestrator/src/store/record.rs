@@ -63,6 +63,8 @@ pub struct NewRun {
     pub parent_id: Option<String>,
     /// When the run times out (ms since the Unix epoch), if it has an execution timeout.
     pub deadline_ms: Option<i64>,
+    /// The execution timeout that deadline came from, in milliseconds.
+    pub execution_timeout_ms: Option<i64>,
 }
 
 /// What [`Store::create_run`](super::Store::create_run) found.
@@ -97,6 +99,8 @@ pub struct RunRecord {
     pub cancel_reason: Option<String>,
     /// When the run times out (ms since the Unix epoch), if it has an execution timeout.
     pub deadline_ms: Option<i64>,
+    /// The execution timeout that deadline came from, in milliseconds.
+    pub execution_timeout_ms: Option<i64>,
     /// When the run was created (ms since the Unix epoch).
     pub created_at_ms: i64,
     /// When the run's row last changed (ms since the Unix epoch).
@@ -114,6 +118,10 @@ pub struct NewEvent {
     pub completion: bool,
     /// The encoded event.
     pub payload: Vec<u8>,
+    /// When the run must be woken for this step (a timer's fire time, a signal wait's deadline), in
+    /// ms since the Unix epoch. The store keeps it in its timer index until the step completes, so an
+    /// engine can wake runs that are not in memory (see [`Store::due_wakeups`](super::Store::due_wakeups)).
+    pub wake_at_ms: Option<i64>,
 }
 
 /// An event as stored.
@@ -182,6 +190,9 @@ pub struct Commit {
     pub status: Option<StatusChange>,
     /// Published values (key, encoded value) to upsert.
     pub values: Vec<(String, Vec<u8>)>,
+    /// If set, the commit applies only while the run is still this run of its workflow id (it has not
+    /// continued as new since); otherwise it fails with [`StoreError::Conflict`](super::StoreError).
+    pub run_no: Option<i64>,
 }
 
 impl Commit {
@@ -193,6 +204,7 @@ impl Commit {
             consume_signal: None,
             status: None,
             values: Vec::new(),
+            run_no: None,
         }
     }
 }
@@ -206,6 +218,16 @@ pub struct SignalRecord {
     pub name: String,
     /// The encoded payload.
     pub payload: Vec<u8>,
+}
+
+/// A run that must be woken at a time: its earliest pending timer, signal deadline or execution
+/// deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wakeup {
+    /// The run.
+    pub workflow_id: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
 }
 
 /// What [`Store::request_cancel`](super::Store::request_cancel) did.

@@ -78,6 +78,9 @@ pub(crate) enum DriverExit {
     Parked,
     /// The run continued as new: a fresh run of the same id must be driven.
     ContinuedAsNew,
+    /// The run was idle (waiting only on timers or signals) and left memory; it must be woken at
+    /// `wake_at_ms` (if it waits for a time), or by a signal or cancellation.
+    Evicted { wake_at_ms: Option<i64> },
     /// The engine shut down; the run resumes at the next start.
     Shutdown,
     /// The store failed; the run resumes at the next start.
@@ -111,7 +114,7 @@ struct InFlightActivity {
 
 struct SignalWaitState {
     name: String,
-    deadline: Option<JoinHandle<()>>,
+    deadline: Option<(i64, JoinHandle<()>)>,
 }
 
 struct AwaitedRun {
@@ -136,6 +139,10 @@ pub(crate) struct DriverParts {
     pub(crate) deadline: Option<(i64, u64)>,
     pub(crate) history_warning: usize,
     pub(crate) keep_runs: u32,
+    /// How long the run may sit idle in memory before it is evicted.
+    pub(crate) evict_after: Duration,
+    /// Which run of its workflow id this is: every write is fenced to it.
+    pub(crate) run_no: i64,
 }
 
 pub(crate) struct Driver {
@@ -153,7 +160,8 @@ pub(crate) struct Driver {
     wake: Arc<WakeFlag>,
     waker: Waker,
     activities: HashMap<u32, InFlightActivity>,
-    timers: HashMap<u32, JoinHandle<()>>,
+    /// Armed timers: fire time (ms since the Unix epoch) and the task that fires them.
+    timers: HashMap<u32, (i64, JoinHandle<()>)>,
     signal_waits: BTreeMap<u32, SignalWaitState>,
     awaited: HashMap<u32, AwaitedRun>,
     inbox: BTreeMap<i64, SignalRecord>,
@@ -165,6 +173,9 @@ pub(crate) struct Driver {
     history_warning: usize,
     warned_history: bool,
     keep_runs: u32,
+    evict_after: Duration,
+    interrupt_journaled: bool,
+    run_no: i64,
     panicked: bool,
 }
 
@@ -198,6 +209,9 @@ impl Driver {
             history_warning: parts.history_warning,
             warned_history: false,
             keep_runs: parts.keep_runs,
+            evict_after: parts.evict_after,
+            interrupt_journaled: false,
+            run_no: parts.run_no,
             panicked: false,
         }
     }
@@ -229,6 +243,12 @@ impl Driver {
     /// Loads the signals waiting in the inbox. Runs after the driver is registered with the engine,
     /// so a signal sent meanwhile arrives either here or as a message (duplicates are merged by id).
     async fn load_inbox(&mut self) -> Result<(), StoreError> {
+        // A cancellation requested while this driver was being set up is on the run's row.
+        if self.pending_cancel.is_none() {
+            if let Some(run) = self.store.run(&self.shared.workflow_id).await? {
+                self.pending_cancel = run.cancel_reason;
+            }
+        }
         let pending = self.store.pending_signals(&self.shared.workflow_id).await?;
         for signal in pending {
             if !self.consumed_signals.contains(&signal.id) {
@@ -244,6 +264,12 @@ impl Driver {
             // 1. Poll the body until it makes no more progress.
             while self.wake.woken.swap(false, Ordering::AcqRel) {
                 if let Poll::Ready(result) = self.poll_body() {
+                    // Steps the body dropped or an interruption resolved on its way out must still be
+                    // told to stop (cancellation flags, child cancellation) before the run ends.
+                    let abandoned = self.shared.machine().take_abandoned();
+                    for step in abandoned {
+                        self.abandon(step);
+                    }
                     return self.finish(result).await;
                 }
             }
@@ -287,7 +313,21 @@ impl Driver {
             if self.deliver_signal().await? {
                 continue;
             }
+            // Idle (only timers and signal waits outstanding): leave memory after a while, or at once
+            // when too many runs are resident.
+            let idle = self.is_idle();
+            let evict_in = if idle && self.engine.over_capacity() {
+                Duration::ZERO
+            } else {
+                self.evict_after
+            };
+            let eviction = tokio::time::sleep(evict_in);
             tokio::select! {
+                _ = eviction, if idle => {
+                    if self.engine.release_driver(&self.shared.workflow_id, &mut self.rx) {
+                        return Ok(DriverExit::Evicted { wake_at_ms: self.next_wake() });
+                    }
+                }
                 message = self.rx.recv() => {
                     if let Some(message) = message {
                         self.handle(message).await?;
@@ -305,6 +345,29 @@ impl Driver {
                 return Ok(DriverExit::Shutdown);
             }
         }
+    }
+
+    /// Whether nothing but time or an outside event can move the run: no activity, child or await in
+    /// flight, and the journal fully delivered.
+    fn is_idle(&self) -> bool {
+        self.activities.is_empty()
+            && self.awaited.is_empty()
+            && !self.wake.woken.load(Ordering::Acquire)
+            && !self.shared.machine().is_replaying()
+    }
+
+    /// The earliest time this run must be woken at: a timer, a signal deadline, the execution deadline.
+    fn next_wake(&self) -> Option<i64> {
+        let timers = self.timers.values().map(|(at, _)| *at);
+        let deadlines = self
+            .signal_waits
+            .values()
+            .filter_map(|wait| wait.deadline.as_ref().map(|(at, _)| *at));
+        let execution = self
+            .deadline
+            .filter(|_| self.shared.machine().interrupted().is_none())
+            .map(|(at, _)| at);
+        timers.chain(deadlines).chain(execution).min()
     }
 
     fn poll_body(&mut self) -> Poll<Result<Vec<u8>, WorkflowError>> {
@@ -360,7 +423,8 @@ impl Driver {
     }
 
     /// Commits, retrying transient failures with a short backoff.
-    async fn commit(&mut self, commit: Commit) -> Result<(), StoreError> {
+    async fn commit(&mut self, mut commit: Commit) -> Result<(), StoreError> {
+        commit.run_no = Some(self.run_no);
         let count = commit.events.len();
         let mut wait = Duration::from_millis(5);
         let mut tries = 0;
@@ -407,6 +471,7 @@ impl Driver {
             consume_signal: signal,
             status: None,
             values: Vec::new(),
+            run_no: None,
         })
         .await?;
         self.shared.machine().resolve(step, body);
@@ -414,11 +479,13 @@ impl Driver {
         Ok(())
     }
 
-    /// Journals an interruption (step 0, in completion order) and delivers it.
+    /// Journals an interruption (step 0, in completion order) and delivers it. Only the first one
+    /// counts (the journal holds at most one).
     async fn interrupt(&mut self, interrupt: Interrupt) -> Result<(), StoreError> {
-        if self.shared.machine().interrupted().is_some() {
+        if self.interrupt_journaled || self.shared.machine().interrupt_seen() {
             return Ok(());
         }
+        self.interrupt_journaled = true;
         tracing::info!(workflow_id = %self.workflow_id(), ?interrupt, "run interrupted");
         let events = self.encode_events(&[Event {
             step: 0,
@@ -436,7 +503,7 @@ impl Driver {
     /// After replay: applies a cancellation requested while no driver ran, arms the deadline.
     /// `true` if an interruption was delivered.
     async fn arm_interrupts(&mut self) -> Result<bool, StoreError> {
-        if self.shared.machine().interrupted().is_some() {
+        if self.shared.machine().interrupt_seen() {
             return Ok(false);
         }
         if let Some(reason) = self.pending_cancel.take() {
@@ -529,7 +596,7 @@ impl Driver {
         };
         self.consumed_signals.insert(signal_id);
         if let Some(wait) = self.signal_waits.remove(&step) {
-            if let Some(deadline) = wait.deadline {
+            if let Some((_, deadline)) = wait.deadline {
                 deadline.abort();
             }
         }

@@ -67,6 +67,7 @@ impl Driver {
             consume_signal: None,
             status: Some(status),
             values,
+            run_no: None,
         })
         .await?;
         if published {
@@ -91,6 +92,7 @@ impl Driver {
             consume_signal: None,
             status: Some(StatusChange::Park { reason }),
             values: Vec::new(),
+            run_no: None,
         })
         .await?;
         Ok(DriverExit::Parked)

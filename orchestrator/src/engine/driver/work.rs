@@ -39,6 +39,7 @@ impl Driver {
                     driver: self.tx.clone(),
                     shutdown: self.shutdown.clone(),
                     cancellation: cancellation.clone(),
+                    run_no: self.run_no,
                 };
                 let task = tokio::spawn(task.run());
                 self.activities.insert(
@@ -53,7 +54,7 @@ impl Driver {
             }
             Command::Timer { step, fire_at_ms } => {
                 let timer = self.after(until(fire_at_ms), DriverMsg::TimerDue { step });
-                self.timers.insert(step, timer);
+                self.timers.insert(step, (fire_at_ms, timer));
             }
             Command::Signal {
                 step,
@@ -61,7 +62,8 @@ impl Driver {
                 deadline_ms,
             } => {
                 let deadline = deadline_ms.map(|deadline| {
-                    self.after(until(deadline), DriverMsg::SignalDeadline { step })
+                    let task = self.after(until(deadline), DriverMsg::SignalDeadline { step });
+                    (deadline, task)
                 });
                 self.signal_waits
                     .insert(step, SignalWaitState { name, deadline });
@@ -138,11 +140,11 @@ impl Driver {
             // The task stops at its next await point if it honours the flag; its result is ignored.
             drop(activity.task);
         }
-        if let Some(timer) = self.timers.remove(&step) {
+        if let Some((_, timer)) = self.timers.remove(&step) {
             timer.abort();
         }
         if let Some(wait) = self.signal_waits.remove(&step) {
-            if let Some(deadline) = wait.deadline {
+            if let Some((_, deadline)) = wait.deadline {
                 deadline.abort();
             }
         }
@@ -172,11 +174,11 @@ impl Driver {
         for (_, activity) in self.activities.drain() {
             activity.task.abort();
         }
-        for (_, timer) in self.timers.drain() {
+        for (_, (_, timer)) in self.timers.drain() {
             timer.abort();
         }
         for (_, wait) in std::mem::take(&mut self.signal_waits) {
-            if let Some(deadline) = wait.deadline {
+            if let Some((_, deadline)) = wait.deadline {
                 deadline.abort();
             }
         }

@@ -23,7 +23,7 @@ use writer::{TypedWrite, WriterJob};
 
 use super::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
-    SignalRecord, Store, StoreError, StoredEvent,
+    SignalRecord, Store, StoreError, StoredEvent, Wakeup,
 };
 
 /// What a commit promises once it returns.
@@ -325,6 +325,11 @@ impl Store for SqliteStore {
     async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError> {
         let workflow_id = workflow_id.to_string();
         self.read(move |conn| queries::archived_runs(conn, &workflow_id))
+            .await
+    }
+
+    async fn due_wakeups(&self, before_ms: i64, limit: usize) -> Result<Vec<Wakeup>, StoreError> {
+        self.read(move |conn| queries::due_wakeups(conn, before_ms, limit))
             .await
     }
 }

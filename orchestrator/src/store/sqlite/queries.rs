@@ -7,11 +7,11 @@ use super::errors::Context;
 use crate::clock::now_ms;
 use crate::store::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome,
-    SignalRecord, StatusChange, StoreError, StoredEvent,
+    SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
 };
 
 const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
-    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms";
+    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms, execution_timeout_ms";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
     let state: i64 = row.get(2)?;
@@ -29,6 +29,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
             parent_id: row.get(9)?,
             cancel_reason: row.get(10)?,
             deadline_ms: row.get(11)?,
+            execution_timeout_ms: row.get(12)?,
         },
         state,
     ))
@@ -58,7 +59,7 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcom
     let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO runs (workflow_id, workflow_name, state, input, created_at_ms, updated_at_ms, \
-         parent_id, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+         parent_id, deadline_ms, execution_timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
     )
     .during("creating a run")?
     .execute(params![
@@ -68,7 +69,8 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcom
         run.input,
         now,
         run.parent_id,
-        run.deadline_ms
+        run.deadline_ms,
+        run.execution_timeout_ms
     ])
     .during("creating a run")?;
     Ok(CreateOutcome::Created)
@@ -78,6 +80,23 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
     const OP: &str = "committing journal events";
     let tx = conn;
     let now = now_ms();
+    if let Some(run_no) = commit.run_no {
+        let current: Option<i64> = tx
+            .prepare_cached("SELECT run_no FROM runs WHERE workflow_id = ?1")
+            .during(OP)?
+            .query_row([&commit.workflow_id], |row| row.get(0))
+            .optional()
+            .during(OP)?;
+        if current != Some(run_no) {
+            return Err(StoreError::Conflict {
+                operation: OP,
+                message: format!(
+                    "write for run #{run_no} of `{}`, which is now at run {current:?}",
+                    commit.workflow_id
+                ),
+            });
+        }
+    }
     {
         let mut insert = tx
             .prepare_cached(
@@ -86,6 +105,20 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
             )
             .during(OP)?;
         for event in &commit.events {
+            if let Some(at_ms) = event.wake_at_ms {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO wakeups (workflow_id, step, at_ms) VALUES (?1, ?2, ?3)",
+                )
+                .during(OP)?
+                .execute(params![commit.workflow_id, event.step, at_ms])
+                .during(OP)?;
+            }
+            if event.completion {
+                tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1 AND step = ?2")
+                    .during(OP)?
+                    .execute(params![commit.workflow_id, event.step])
+                    .during(OP)?;
+            }
             insert
                 .execute(params![
                     commit.workflow_id,
@@ -145,6 +178,22 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
                 .execute(params![commit.workflow_id, key, value, now])
                 .during(OP)?;
         }
+    }
+    if matches!(
+        commit.status,
+        Some(
+            StatusChange::Complete { .. }
+                | StatusChange::Fail { .. }
+                | StatusChange::Cancel { .. }
+                | StatusChange::CompensationFail { .. }
+                | StatusChange::ContinueAsNew { .. }
+        )
+    ) {
+        // A run that ends (or starts over) has nothing left to be woken for.
+        tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1")
+            .during(OP)?
+            .execute([&commit.workflow_id])
+            .during(OP)?;
     }
     if let Some(StatusChange::ContinueAsNew { input, keep_runs }) = &commit.status {
         continue_as_new(tx, &commit.workflow_id, input, *keep_runs, now)?;
@@ -424,6 +473,35 @@ pub(super) fn archived_runs(
                 event_count: row.get(4)?,
                 created_at_ms: row.get(5)?,
                 ended_at_ms: row.get(6)?,
+            })
+        })
+        .during(OP)?;
+    rows.collect::<Result<Vec<_>, _>>().during(OP)
+}
+
+pub(super) fn due_wakeups(
+    conn: &Connection,
+    before_ms: i64,
+    limit: usize,
+) -> Result<Vec<Wakeup>, StoreError> {
+    const OP: &str = "listing due wake-ups";
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT workflow_id, MIN(at_ms) AS at_ms FROM ( \
+               SELECT w.workflow_id, w.at_ms FROM wakeups w JOIN runs r ON r.workflow_id = w.workflow_id \
+                 WHERE w.at_ms <= ?1 AND r.state = 0 \
+               UNION ALL \
+               SELECT workflow_id, deadline_ms FROM runs \
+                 WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND state = 0 \
+             ) GROUP BY workflow_id ORDER BY at_ms LIMIT ?2",
+        )
+        .during(OP)?;
+    let rows = statement
+        .query_map(params![before_ms, limit], |row| {
+            Ok(Wakeup {
+                workflow_id: row.get(0)?,
+                at_ms: row.get(1)?,
             })
         })
         .during(OP)?;

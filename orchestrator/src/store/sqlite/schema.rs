@@ -85,6 +85,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (workflow_id, run_no, seq)
     );
     "#,
+    // Version 3: the wake-up index, so runs evicted from memory are woken at their timers.
+    r#"
+    CREATE TABLE wakeups (
+        workflow_id TEXT    NOT NULL REFERENCES runs(workflow_id),
+        step        INTEGER NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, step)
+    );
+    CREATE INDEX wakeups_by_time ON wakeups(at_ms);
+    CREATE INDEX runs_by_deadline ON runs(deadline_ms) WHERE deadline_ms IS NOT NULL AND state IN (0, 3);
+    ALTER TABLE runs ADD COLUMN execution_timeout_ms INTEGER;
+    "#,
 ];
 
 /// The newest schema version this build knows.
