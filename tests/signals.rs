@@ -442,6 +442,12 @@ impl Store for SlowCreate {
     async fn due_wakeups(&self, before_ms: i64, limit: usize) -> Result<Vec<Wakeup>, StoreError> {
         self.inner.due_wakeups(before_ms, limit).await
     }
+    async fn list_runs(
+        &self,
+        query: &orchestrator::store::RunQuery,
+    ) -> Result<orchestrator::store::RunPage, StoreError> {
+        self.inner.list_runs(query).await
+    }
 }
 
 /// A signal sent while `start` is still setting its run up (the run's row is committed, so `signal`

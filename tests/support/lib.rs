@@ -521,4 +521,10 @@ impl Store for SlowStore {
     ) -> Result<Vec<orchestrator::store::Wakeup>, StoreError> {
         self.inner.due_wakeups(before_ms, limit).await
     }
+    async fn list_runs(
+        &self,
+        query: &orchestrator::store::RunQuery,
+    ) -> Result<orchestrator::store::RunPage, StoreError> {
+        self.inner.list_runs(query).await
+    }
 }

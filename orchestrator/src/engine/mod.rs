@@ -616,6 +616,36 @@ impl Engine {
         Ok(self.inner.store.archived_runs(workflow_id).await?)
     }
 
+    /// Runs matching `query` (by workflow type, state, id prefix), one page at a time, ordered by
+    /// workflow id.
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    /// use orchestrator::store::{RunQuery, RunState};
+    ///
+    /// #[workflow]
+    /// async fn nightly(ctx: WorkflowContext, day: u32) -> Result<u32, WorkflowError> { Ok(day) }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(nightly).start().await?;
+    /// for day in 1..=3 {
+    ///     engine.start(nightly, format!("nightly-{day}"), day).await?.result().await?;
+    /// }
+    /// let page = engine.list_runs(&RunQuery::new().state(RunState::Completed).limit(2)).await?;
+    /// assert_eq!(page.runs.len(), 2);
+    /// let rest = engine.list_runs(&RunQuery::new().after(page.next.unwrap())).await?;
+    /// assert_eq!(rest.runs[0].workflow_id, "nightly-3");
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn list_runs(
+        &self,
+        query: &crate::store::RunQuery,
+    ) -> Result<crate::store::RunPage, Error> {
+        Ok(self.inner.store.list_runs(query).await?)
+    }
+
     /// How many runs are in memory now (driven by this engine). Runs waiting only on timers or
     /// signals leave memory after [`EngineBuilder::evict_after`] and do not count.
     pub fn resident_runs(&self) -> usize {

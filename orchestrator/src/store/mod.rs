@@ -10,8 +10,8 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use record::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, RunRecord, RunState,
-    SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, RunPage, RunQuery,
+    RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
 };
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
@@ -67,4 +67,7 @@ pub trait Store: Send + Sync + 'static {
     /// an execution deadline) at or before `before_ms`: each run once, at its earliest time, earliest
     /// first, at most `limit` of them.
     async fn due_wakeups(&self, before_ms: i64, limit: usize) -> Result<Vec<Wakeup>, StoreError>;
+
+    /// Runs matching `query`, ordered by workflow id, one page at a time.
+    async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
 }

@@ -270,3 +270,84 @@ pub enum SignalOutcome {
     /// The run has finished.
     RunFinished,
 }
+
+/// Which runs [`Store::list_runs`](super::Store::list_runs) returns: filters and a page.
+///
+/// ```
+/// use orchestrator::store::{RunQuery, RunState};
+///
+/// let query = RunQuery::new().workflow_name("checkout").state(RunState::Failed).limit(50);
+/// assert_eq!(query.limit, 50);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunQuery {
+    /// Only runs of this workflow type.
+    pub workflow_name: Option<String>,
+    /// Only runs in one of these states (all states when empty).
+    pub states: Vec<RunState>,
+    /// Only runs whose workflow id starts with this prefix.
+    pub id_prefix: Option<String>,
+    /// The page starts after this workflow id (the previous page's `next`).
+    pub after: Option<String>,
+    /// The most runs in one page (1 to 1,000).
+    pub limit: usize,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        RunQuery {
+            workflow_name: None,
+            states: Vec::new(),
+            id_prefix: None,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+impl RunQuery {
+    /// All runs, 100 per page.
+    pub fn new() -> Self {
+        RunQuery::default()
+    }
+
+    /// Only runs of workflow type `name`.
+    pub fn workflow_name(mut self, name: impl Into<String>) -> Self {
+        self.workflow_name = Some(name.into());
+        self
+    }
+
+    /// Also accept runs in `state` (call several times for several states).
+    pub fn state(mut self, state: RunState) -> Self {
+        self.states.push(state);
+        self
+    }
+
+    /// Only runs whose id starts with `prefix`.
+    pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.id_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Continue after the workflow id `cursor` (a previous page's `next`).
+    pub fn after(mut self, cursor: impl Into<String>) -> Self {
+        self.after = Some(cursor.into());
+        self
+    }
+
+    /// At most `limit` runs per page (clamped to 1..=1,000).
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit.clamp(1, 1_000);
+        self
+    }
+}
+
+/// One page of [`Store::list_runs`](super::Store::list_runs), ordered by workflow id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    /// The runs (their inputs and outputs included).
+    pub runs: Vec<RunRecord>,
+    /// The cursor of the next page, if there may be one.
+    pub next: Option<String>,
+}

@@ -22,8 +22,8 @@ use errors::Context;
 use writer::{TypedWrite, WriterJob};
 
 use super::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
-    SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunPage, RunQuery, RunRecord,
+    SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
 };
 
 /// What a commit promises once it returns.
@@ -330,6 +330,12 @@ impl Store for SqliteStore {
 
     async fn due_wakeups(&self, before_ms: i64, limit: usize) -> Result<Vec<Wakeup>, StoreError> {
         self.read(move |conn| queries::due_wakeups(conn, before_ms, limit))
+            .await
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| queries::list_runs(conn, &query))
             .await
     }
 }

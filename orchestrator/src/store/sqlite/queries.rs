@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::errors::Context;
 use crate::clock::now_ms;
 use crate::store::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, RunState, SignalOutcome,
-    SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunPage, RunQuery, RunRecord,
+    RunState, SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
 };
 
 const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
@@ -506,4 +506,55 @@ pub(super) fn due_wakeups(
         })
         .during(OP)?;
     rows.collect::<Result<Vec<_>, _>>().during(OP)
+}
+
+pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, StoreError> {
+    const OP: &str = "listing runs";
+    // Fixed SQL with bound parameters: a NULL parameter disables its filter.
+    let states: Option<String> = if query.states.is_empty() {
+        None
+    } else {
+        Some(
+            query
+                .states
+                .iter()
+                .map(|state| state.code().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    };
+    let limit = query.limit.clamp(1, 1_000);
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs \
+             WHERE (?1 IS NULL OR workflow_name = ?1) \
+               AND (?2 IS NULL OR instr(',' || ?2 || ',', ',' || state || ',') > 0) \
+               AND (?3 IS NULL OR substr(workflow_id, 1, length(?3)) = ?3) \
+               AND (?4 IS NULL OR workflow_id > ?4) \
+             ORDER BY workflow_id LIMIT ?5"
+        ))
+        .during(OP)?;
+    let rows = statement
+        .query_map(
+            params![
+                query.workflow_name,
+                states,
+                query.id_prefix,
+                query.after,
+                i64::try_from(limit + 1).unwrap_or(i64::MAX)
+            ],
+            run_from_row,
+        )
+        .during(OP)?;
+    let mut runs = Vec::new();
+    for row in rows {
+        runs.push(with_state(row.during(OP)?)?);
+    }
+    let next = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|run| run.workflow_id.clone())
+    } else {
+        None
+    };
+    Ok(RunPage { runs, next })
 }
