@@ -51,6 +51,7 @@ impl EngineLink {
             parent_id: Some(parent.to_string()),
             deadline_ms: None,
             execution_timeout_ms: None,
+            owner: None,
         };
         let created = engine
             .inner

@@ -94,6 +94,7 @@ impl<W: Workflow> StartRun<W> {
                 execution_timeout_ms: self
                     .execution_timeout
                     .map(|timeout| i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+                owner: None,
             })
             .await?;
         match outcome {

@@ -71,6 +71,17 @@ pub enum StoreError {
         /// What conflicted.
         message: String,
     },
+    /// The writer's lease on the run is gone: another node took the run over (its epoch is newer).
+    /// Nothing was written; the writer must stop driving the run.
+    #[error("stale lease on `{workflow_id}`: epoch {epoch} of node `{node}` no longer owns it")]
+    StaleLease {
+        /// The run.
+        workflow_id: String,
+        /// The node whose write was rejected.
+        node: String,
+        /// The epoch it wrote under.
+        epoch: i64,
+    },
     /// A stored row does not have the expected shape.
     #[error("malformed row during {operation}: {message}")]
     MalformedRow {

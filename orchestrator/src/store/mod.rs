@@ -10,8 +10,8 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use record::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, RunPage, RunQuery,
-    RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, NewEvent, NewRun, RunPage,
+    RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
 };
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
@@ -70,4 +70,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs matching `query`, ordered by workflow id, one page at a time.
     async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
+
+    /// Lease-based ownership, for stores that several engines share (PostgreSQL). `None` (the default)
+    /// means the store belongs to one engine at a time (SQLite: a second process is refused).
+    fn leases(&self) -> Option<&dyn LeaseStore> {
+        None
+    }
+}
+
+/// Ownership of runs by nodes, through leases with fencing epochs. Required for a store several engine
+/// processes share; see `docs/storage.md`.
+///
+/// Contract: a running run is owned by at most one node at a time. A node claims runs that have no
+/// owner or whose lease expired, which increments their epoch; it keeps them by renewing its leases
+/// before they expire. Every journal write of an owned run carries `(node, epoch)` in
+/// [`Commit::fence`], and the store rejects it with [`StoreError::StaleLease`] unless that pair still
+/// owns the run — checked in the same transaction as the write.
+#[async_trait::async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Claims up to `limit` running runs that are unowned or whose lease expired, for `node`, with a
+    /// lease of `lease_ms`. Concurrent claimers never get the same run (e.g. `FOR UPDATE SKIP LOCKED`).
+    async fn claim_runs(
+        &self,
+        node: &str,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Extends every unexpired lease `node` holds by `lease_ms`; returns the runs it still owns.
+    async fn renew_leases(&self, node: &str, lease_ms: i64) -> Result<Vec<Claim>, StoreError>;
+
+    /// Gives a run back (it becomes claimable at once), if `claim` still owns it.
+    async fn release_run(&self, node: &str, claim: &Claim) -> Result<(), StoreError>;
+
+    /// Unconsumed signals (with their run's id) of running runs `node` owns, with inbox id greater than
+    /// `after_id`, oldest first.
+    async fn owned_signals(
+        &self,
+        node: &str,
+        after_id: i64,
+    ) -> Result<Vec<(String, SignalRecord)>, StoreError>;
+
+    /// Running runs `node` owns that have a cancellation request: `(workflow_id, reason)`.
+    async fn owned_cancellations(&self, node: &str) -> Result<Vec<(String, String)>, StoreError>;
 }

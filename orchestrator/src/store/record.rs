@@ -65,6 +65,30 @@ pub struct NewRun {
     pub deadline_ms: Option<i64>,
     /// The execution timeout that deadline came from, in milliseconds.
     pub execution_timeout_ms: Option<i64>,
+    /// For stores with leases: the node creating the run owns it (lease epoch 1) from the start.
+    pub owner: Option<Lease>,
+}
+
+/// Who may write a run's journal: a node, under a lease epoch. Every takeover of a run increments its
+/// epoch, so a node that lost its lease (it paused past the lease, or was partitioned) can no longer
+/// write: its commits carry the old epoch and are rejected with [`StoreError::StaleLease`](super::StoreError).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The owning node's id.
+    pub node: String,
+    /// The lease epoch (fencing token).
+    pub epoch: i64,
+    /// How long the lease lasts without renewal, in milliseconds.
+    pub duration_ms: i64,
+}
+
+/// A run claimed (or still held) by a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The run.
+    pub workflow_id: String,
+    /// The lease epoch the node now holds for it.
+    pub epoch: i64,
 }
 
 /// What [`Store::create_run`](super::Store::create_run) found.
@@ -193,6 +217,9 @@ pub struct Commit {
     /// If set, the commit applies only while the run is still this run of its workflow id (it has not
     /// continued as new since); otherwise it fails with [`StoreError::Conflict`](super::StoreError).
     pub run_no: Option<i64>,
+    /// For stores with leases: the commit applies only while `(node, epoch)` still holds the run's
+    /// lease; otherwise it fails with [`StoreError::StaleLease`](super::StoreError) and writes nothing.
+    pub fence: Option<(String, i64)>,
 }
 
 impl Commit {
@@ -205,6 +232,7 @@ impl Commit {
             status: None,
             values: Vec::new(),
             run_no: None,
+            fence: None,
         }
     }
 }

@@ -472,6 +472,7 @@ impl Driver {
             status: None,
             values: Vec::new(),
             run_no: None,
+            fence: None,
         })
         .await?;
         self.shared.machine().resolve(step, body);

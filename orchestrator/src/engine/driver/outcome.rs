@@ -68,6 +68,7 @@ impl Driver {
             status: Some(status),
             values,
             run_no: None,
+            fence: None,
         })
         .await?;
         if published {
@@ -93,6 +94,7 @@ impl Driver {
             status: Some(StatusChange::Park { reason }),
             values: Vec::new(),
             run_no: None,
+            fence: None,
         })
         .await?;
         Ok(DriverExit::Parked)
