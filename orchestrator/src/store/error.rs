@@ -24,6 +24,17 @@ pub enum StoreError {
         /// How many tables the file already has.
         tables: i64,
     },
+    /// Another process already has this journal open (one process per SQLite journal; use the
+    /// PostgreSQL store for several processes).
+    #[error(
+        "`{path}` is already open in another process ({owner}); one process per SQLite journal"
+    )]
+    AlreadyOpen {
+        /// The journal's path.
+        path: String,
+        /// What the owner recorded about itself (its pid).
+        owner: String,
+    },
     /// The journal was written by a newer orchestrator whose schema this build does not know.
     #[error(
         "journal schema version {found} is newer than this build supports (up to {supported}); upgrade orchestrator"

@@ -6,6 +6,7 @@
 //! are prepared once and cached; parameters are always bound.
 
 mod errors;
+mod ownership;
 mod queries;
 mod reader;
 mod schema;
@@ -129,8 +130,14 @@ impl SqliteStore {
     pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
         let (writer, jobs) = mpsc::channel::<WriterJob>();
         let (ready_tx, ready_rx) = oneshot::channel();
+        let owner = match &options.path {
+            Some(path) => Some(ownership::acquire(path)?),
+            None => None,
+        };
         let writer_options = options.clone();
         spawn_thread("orchestrator-sqlite-writer", move || {
+            // Ownership lasts as long as the writer: it ends when the last store clone is dropped.
+            let _owner = owner;
             match open_writer(&writer_options) {
                 Ok(conn) => {
                     let _ = ready_tx.send(Ok(()));
