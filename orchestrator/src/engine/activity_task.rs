@@ -30,6 +30,8 @@ pub(crate) struct ActivityTask {
     pub(crate) cancellation: CancellationFlag,
     /// The run this step belongs to: its writes are fenced to it.
     pub(crate) run_no: i64,
+    /// With leases: the (node, epoch) its writes carry.
+    pub(crate) fence: Option<(String, i64)>,
 }
 
 /// Extracts a panic's message.
@@ -126,6 +128,7 @@ impl ActivityTask {
             Ok(event) => {
                 let mut commit = Commit::events(&self.workflow_id, vec![event]);
                 commit.run_no = Some(self.run_no);
+                commit.fence = self.fence.clone();
                 self.store
                     .commit(commit)
                     .await

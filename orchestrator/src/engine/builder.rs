@@ -52,6 +52,8 @@ pub struct EngineBuilder {
     group_commit_window: Duration,
     evict_after: Duration,
     max_resident_runs: usize,
+    node: Option<String>,
+    lease: Duration,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -80,6 +82,8 @@ impl EngineBuilder {
             group_commit_window: Duration::ZERO,
             evict_after: Duration::from_secs(60),
             max_resident_runs: 10_000,
+            node: None,
+            lease: Duration::from_secs(10),
         }
     }
 
@@ -155,6 +159,20 @@ impl EngineBuilder {
         self
     }
 
+    /// This engine's node id, for a store several engines share (PostgreSQL). Must be unique among the
+    /// engines running at one time; default: a random UUID per engine.
+    pub fn node_id(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// How long a node's lease on a run lasts without renewal (stores shared by several engines).
+    /// A node that dies or pauses longer than this loses its runs to the others. Default 10 s.
+    pub fn lease_duration(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
     /// How long a write waits for another process's lock on the SQLite file. Default 5 s.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
@@ -220,10 +238,26 @@ impl EngineBuilder {
             keep_runs: self.keep_runs,
             evict_after: self.evict_after,
             max_resident_runs: self.max_resident_runs,
+            node: Arc::from(
+                self.node
+                    .unwrap_or_else(|| {
+                        uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+                            .into_uuid()
+                            .to_string()
+                    })
+                    .as_str(),
+            ),
+            lease: self.lease,
         };
         let engine = Engine::assemble(store, settings, self.workflows);
-        engine.recover().await?;
-        engine.start_wakeups();
+        if engine.lease_mode() {
+            // Runs are claimed by the cluster loop, from whichever node is first.
+            engine.release_stale_claims().await?;
+            engine.start_cluster();
+        } else {
+            engine.recover().await?;
+            engine.start_wakeups();
+        }
         Ok(engine)
     }
 }

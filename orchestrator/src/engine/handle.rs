@@ -125,6 +125,14 @@ impl<T: Payload> RunHandle<T> {
                 Phase::Ended(DriverExitView::Stopped(reason)) => Some(reason.clone()),
                 _ => None,
             };
+            if let Some(every) = self.engine.poll_interval() {
+                // Several engines share the store: whichever node drives the run, re-read it.
+                if self.engine.is_shutting_down() {
+                    return Err(Error::ShuttingDown);
+                }
+                let _ = tokio::time::timeout(every, phase.changed()).await;
+                continue;
+            }
             match stopped {
                 Some(Some(reason)) => {
                     return Err(Error::RunStopped {

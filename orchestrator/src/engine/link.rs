@@ -51,7 +51,7 @@ impl EngineLink {
             parent_id: Some(parent.to_string()),
             deadline_ms: None,
             execution_timeout_ms: None,
-            owner: None,
+            owner: engine.initial_lease(),
         };
         let created = engine
             .inner
@@ -61,6 +61,9 @@ impl EngineLink {
             .map_err(|error| start_error(error.to_string()))?;
         match created {
             CreateOutcome::Created => {
+                if let Some(lease) = engine.initial_lease() {
+                    engine.hold(child_id, lease.epoch);
+                }
                 let record = engine
                     .inner
                     .store
@@ -129,9 +132,21 @@ impl EngineLink {
                 *phase.borrow_and_update(),
                 Phase::Ended(DriverExitView::Stopped(_))
             );
+            let poll = engine.poll_interval();
             drop(engine);
-            if stopped || phase.changed().await.is_err() && self.inner.strong_count() == 0 {
+            if stopped && poll.is_none() {
                 return None;
+            }
+            match poll {
+                // Another node may drive it: re-read the store now and then.
+                Some(every) => {
+                    let _ = tokio::time::timeout(every, phase.changed()).await;
+                }
+                None => {
+                    if phase.changed().await.is_err() && self.inner.strong_count() == 0 {
+                        return None;
+                    }
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod activity_task;
 mod builder;
+mod cluster;
 mod driver;
 mod handle;
 mod link;
@@ -17,7 +18,7 @@ pub(crate) use registry::ErasedWorkflow;
 pub use start::StartRun;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -60,6 +61,10 @@ pub(crate) struct EngineSettings {
     pub(crate) keep_runs: u32,
     pub(crate) evict_after: Duration,
     pub(crate) max_resident_runs: usize,
+    /// This engine's node id among the engines sharing a store with leases.
+    pub(crate) node: Arc<str>,
+    /// How long a lease on a run lasts without renewal.
+    pub(crate) lease: Duration,
 }
 
 /// The durable execution engine.
@@ -94,6 +99,10 @@ pub(crate) struct EngineInner {
     wakeups: Arc<wakeups::Wakeups>,
     /// Runs being loaded from the store to be driven (so two wake-ups never load one run twice).
     resuming: Mutex<HashSet<Arc<str>>>,
+    /// With leases: the epoch this node holds for each run it drives.
+    epochs: Mutex<HashMap<Arc<str>, i64>>,
+    /// With leases: journal writes rejected because another node had taken the run over.
+    stale_writes: AtomicU64,
     shutdown: watch::Sender<bool>,
     shutting_down: AtomicBool,
     active: AtomicUsize,
@@ -128,6 +137,8 @@ impl Engine {
                 state_published: Notify::new(),
                 wakeups: Arc::new(wakeups::Wakeups::default()),
                 resuming: Mutex::new(HashSet::new()),
+                epochs: Mutex::new(HashMap::new()),
+                stale_writes: AtomicU64::new(0),
                 shutdown,
                 shutting_down: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
@@ -149,11 +160,64 @@ impl Engine {
         self.inner.workflows.get(name).copied()
     }
 
+    /// Starts the loop that claims, renews and takes over runs (stores with leases only).
+    fn start_cluster(&self) {
+        if self.lease_mode() {
+            let engine = Arc::downgrade(&self.inner);
+            let shutdown = self.inner.shutdown.subscribe();
+            tokio::spawn(cluster::run(engine, shutdown));
+        }
+    }
+
     /// Starts the service that wakes evicted runs at their timers.
     fn start_wakeups(&self) {
         let engine = Arc::downgrade(&self.inner);
         let shutdown = self.inner.shutdown.subscribe();
         tokio::spawn(wakeups::run(engine, self.inner.wakeups.clone(), shutdown));
+    }
+
+    /// Whether the store is shared by several engines under leases.
+    pub(crate) fn lease_mode(&self) -> bool {
+        self.inner.store.leases().is_some()
+    }
+
+    /// The fence (node, epoch) this engine writes `id` under, with leases.
+    pub(crate) fn fence_for(&self, id: &str) -> Option<(String, i64)> {
+        if !self.lease_mode() {
+            return None;
+        }
+        let epoch = lock(&self.inner.epochs).get(id).copied()?;
+        Some((self.inner.settings.node.to_string(), epoch))
+    }
+
+    /// Records that this node holds `id` under `epoch`.
+    pub(crate) fn hold(&self, id: &str, epoch: i64) {
+        lock(&self.inner.epochs).insert(Arc::from(id), epoch);
+    }
+
+    /// The lease a run created by this node starts with (with leases).
+    pub(crate) fn initial_lease(&self) -> Option<crate::store::Lease> {
+        self.lease_mode().then(|| crate::store::Lease {
+            node: self.inner.settings.node.to_string(),
+            epoch: 1,
+            duration_ms: i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// How often waiters re-read the store for runs other nodes drive (with leases).
+    pub(crate) fn poll_interval(&self) -> Option<Duration> {
+        self.lease_mode().then_some(Duration::from_millis(100))
+    }
+
+    /// This engine's node id (meaningful with a store shared under leases).
+    pub fn node_id(&self) -> &str {
+        &self.inner.settings.node
+    }
+
+    /// With a store shared by several engines: how many of this engine's journal writes were rejected
+    /// because another node had taken the run over (this node paused or was cut off past its lease).
+    pub fn stale_writes_rejected(&self) -> u64 {
+        self.inner.stale_writes.load(Ordering::Acquire)
     }
 
     /// Resumes every unfinished (running or parked) run from its journal.
@@ -195,6 +259,7 @@ impl Engine {
         if run.state == RunState::Parked {
             let mut resume = Commit::events(&run.workflow_id, Vec::new());
             resume.status = Some(StatusChange::Resume);
+            resume.fence = self.fence_for(&id);
             self.inner.store.commit(resume).await?;
         }
         let rows = self.inner.store.history(&id).await?;
@@ -213,6 +278,7 @@ impl Engine {
         park.status = Some(StatusChange::Park {
             reason: self.codec().encode(reason)?,
         });
+        park.fence = self.fence_for(id);
         self.inner.store.commit(park).await?;
         Ok(())
     }
@@ -285,6 +351,7 @@ impl Engine {
             keep_runs: settings.keep_runs,
             evict_after: settings.evict_after,
             run_no: run.run_no,
+            fence: self.fence_for(&id),
         });
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
@@ -293,6 +360,19 @@ impl Engine {
                 return;
             };
             let engine = Engine { inner };
+            if exit == DriverExit::LeaseLost {
+                // Another node owns the run now; it drives it (waiters poll the store).
+                lock(&engine.inner.drivers).remove(&id);
+                lock(&engine.inner.epochs).remove(&id);
+                engine.inner.stale_writes.fetch_add(1, Ordering::AcqRel);
+                if engine.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    engine.inner.idle.notify_waiters();
+                }
+                return;
+            }
+            if exit == DriverExit::Shutdown {
+                engine.release_lease(&id).await;
+            }
             if let DriverExit::Evicted { wake_at_ms } = exit {
                 // The driver already left the drivers map; the run waits in the store.
                 tracing::debug!(workflow_id = %id, ?wake_at_ms, "run evicted from memory");
@@ -316,6 +396,7 @@ impl Engine {
                 if view == DriverExitView::Settled {
                     // The outcome is in the store; waiters holding a receiver re-read it.
                     lock(&engine.inner.phases).remove(&id);
+                    lock(&engine.inner.epochs).remove(&id);
                 }
             }
             if engine.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -323,6 +404,23 @@ impl Engine {
             }
         });
         Ok(())
+    }
+
+    /// Gives the lease on `id` back so another node can take the run over at once (graceful stop).
+    async fn release_lease(&self, id: &str) {
+        let Some((node, epoch)) = self.fence_for(id) else {
+            return;
+        };
+        lock(&self.inner.epochs).remove(id);
+        if let Some(leases) = self.inner.store.leases() {
+            let claim = crate::store::Claim {
+                workflow_id: id.to_string(),
+                epoch,
+            };
+            if let Err(error) = leases.release_run(&node, &claim).await {
+                tracing::warn!(workflow_id = %id, %error, "could not release a lease; it expires instead");
+            }
+        }
     }
 
     /// Drives the fresh run that replaced `id`'s previous run (continue-as-new).
@@ -461,7 +559,8 @@ impl Engine {
                 None => false,
             }
         };
-        if !sent {
+        // With leases the owning node (maybe another process) picks it up from the store.
+        if !sent && !self.lease_mode() {
             self.wake(workflow_id);
         }
     }
@@ -604,9 +703,11 @@ impl Engine {
             if self.is_shutting_down() {
                 return Err(Error::ShuttingDown);
             }
+            let poll = self.poll_interval().unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = published => {}
                 _ = phase.changed() => {}
+                _ = tokio::time::sleep(poll) => {}
             }
         }
     }

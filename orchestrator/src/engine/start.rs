@@ -94,11 +94,14 @@ impl<W: Workflow> StartRun<W> {
                 execution_timeout_ms: self
                     .execution_timeout
                     .map(|timeout| i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
-                owner: None,
+                owner: engine.initial_lease(),
             })
             .await?;
         match outcome {
             CreateOutcome::Created => {
+                if let Some(lease) = engine.initial_lease() {
+                    engine.hold(&self.workflow_id, lease.epoch);
+                }
                 let record = engine.run_record(&self.workflow_id).await?;
                 let id: Arc<str> = Arc::from(self.workflow_id.as_str());
                 engine

@@ -67,6 +67,10 @@ pub(crate) enum DriverMsg {
     Cancel { reason: String },
     /// The run's execution deadline passed.
     Deadline,
+    /// Another node took the run over: stop driving it.
+    LeaseLost,
+    /// This node claimed the run again under a new lease epoch.
+    NewEpoch(i64),
 }
 
 /// How a driver ended.
@@ -83,6 +87,8 @@ pub(crate) enum DriverExit {
     Evicted { wake_at_ms: Option<i64> },
     /// The engine shut down; the run resumes at the next start.
     Shutdown,
+    /// Another node took the run over (a write was rejected as stale): stop driving it.
+    LeaseLost,
     /// The store failed; the run resumes at the next start.
     StoreFailed(String),
 }
@@ -143,6 +149,8 @@ pub(crate) struct DriverParts {
     pub(crate) evict_after: Duration,
     /// Which run of its workflow id this is: every write is fenced to it.
     pub(crate) run_no: i64,
+    /// With leases: the (node, epoch) every write carries.
+    pub(crate) fence: Option<(String, i64)>,
 }
 
 pub(crate) struct Driver {
@@ -176,6 +184,7 @@ pub(crate) struct Driver {
     evict_after: Duration,
     interrupt_journaled: bool,
     run_no: i64,
+    fence: Option<(String, i64)>,
     panicked: bool,
 }
 
@@ -212,6 +221,7 @@ impl Driver {
             evict_after: parts.evict_after,
             interrupt_journaled: false,
             run_no: parts.run_no,
+            fence: parts.fence,
             panicked: false,
         }
     }
@@ -228,6 +238,10 @@ impl Driver {
         };
         let exit = match exit {
             Ok(exit) => exit,
+            Err(StoreError::StaleLease { node, epoch, .. }) => {
+                tracing::warn!(workflow_id = %self.workflow_id(), %node, epoch, "lease lost: another node drives this run now");
+                DriverExit::LeaseLost
+            }
             Err(error) => {
                 tracing::error!(workflow_id = %self.workflow_id(), %error, "journal write failed; the run resumes at the next start");
                 DriverExit::StoreFailed(error.to_string())
@@ -315,7 +329,8 @@ impl Driver {
             }
             // Idle (only timers and signal waits outstanding): leave memory after a while, or at once
             // when too many runs are resident.
-            let idle = self.is_idle();
+            // With leases (several engines share the store) runs stay in memory while owned.
+            let idle = self.is_idle() && self.fence.is_none();
             let evict_in = if idle && self.engine.over_capacity() {
                 Duration::ZERO
             } else {
@@ -425,6 +440,7 @@ impl Driver {
     /// Commits, retrying transient failures with a short backoff.
     async fn commit(&mut self, mut commit: Commit) -> Result<(), StoreError> {
         commit.run_no = Some(self.run_no);
+        commit.fence = self.fence.clone();
         let count = commit.events.len();
         let mut wait = Duration::from_millis(5);
         let mut tries = 0;
@@ -574,6 +590,21 @@ impl Driver {
                 Ok(())
             }
             DriverMsg::Cancel { reason } => self.interrupt(Interrupt::Cancelled { reason }).await,
+            DriverMsg::LeaseLost => Err(StoreError::StaleLease {
+                workflow_id: self.workflow_id().to_string(),
+                node: self
+                    .fence
+                    .as_ref()
+                    .map(|(node, _)| node.clone())
+                    .unwrap_or_default(),
+                epoch: self.fence.as_ref().map_or(0, |(_, epoch)| *epoch),
+            }),
+            DriverMsg::NewEpoch(epoch) => {
+                if let Some((_, held)) = self.fence.as_mut() {
+                    *held = epoch;
+                }
+                Ok(())
+            }
             DriverMsg::Deadline => {
                 let timeout_ms = self.deadline.map(|(_, timeout)| timeout).unwrap_or(0);
                 self.interrupt(Interrupt::TimedOut { timeout_ms }).await

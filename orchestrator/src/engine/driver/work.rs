@@ -40,6 +40,7 @@ impl Driver {
                     shutdown: self.shutdown.clone(),
                     cancellation: cancellation.clone(),
                     run_no: self.run_no,
+                    fence: self.fence.clone(),
                 };
                 let task = tokio::spawn(task.run());
                 self.activities.insert(

@@ -1,0 +1,157 @@
+//! Several engines sharing one store: claiming runs, renewing leases, taking over dead nodes' runs.
+//!
+//! Active only when the store offers [`LeaseStore`](crate::store::LeaseStore) (PostgreSQL). Every
+//! tick (a quarter of the lease, at most 250 ms) the node renews the leases it holds (a run missing
+//! from the answer was taken over: its driver stops), claims runs that have no live owner — new ones
+//! started elsewhere, and those of nodes that died or paused past their lease — and forwards the
+//! signals and cancellations other nodes recorded for its runs. Every journal write carries the lease
+//! epoch, so a node that lost a run can no longer write to it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::driver::DriverMsg;
+use super::{Engine, EngineInner, lock};
+
+/// The most runs claimed per tick.
+const CLAIM_BATCH: usize = 64;
+
+/// How often a node renews, claims and polls.
+pub(crate) fn tick(lease: Duration) -> Duration {
+    (lease / 4).clamp(Duration::from_millis(20), Duration::from_millis(250))
+}
+
+/// Runs the cluster loop until the engine shuts down or is dropped.
+pub(crate) async fn run(engine: Weak<EngineInner>, mut shutdown: watch::Receiver<bool>) {
+    let mut last_signal = 0_i64;
+    loop {
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        let engine = Engine { inner };
+        if engine.is_shutting_down() {
+            return;
+        }
+        engine.cluster_tick(&mut last_signal).await;
+        let period = tick(engine.inner.settings.lease);
+        drop(engine);
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// At start: gives back runs this node id still holds from an earlier process (they are claimed
+    /// again, with a new epoch, by whichever node is first).
+    pub(crate) async fn release_stale_claims(&self) -> Result<(), crate::Error> {
+        let Some(leases) = self.inner.store.leases() else {
+            return Ok(());
+        };
+        let node = self.inner.settings.node.clone();
+        for claim in leases.renew_leases(&node, self.lease_ms()).await? {
+            leases.release_run(&node, &claim).await?;
+        }
+        Ok(())
+    }
+
+    async fn cluster_tick(&self, last_signal: &mut i64) {
+        let Some(leases) = self.inner.store.leases() else {
+            return;
+        };
+        let node = self.inner.settings.node.clone();
+        let lease_ms = self.lease_ms();
+
+        // 1. Keep what we hold; stop driving what was taken over.
+        match leases.renew_leases(&node, lease_ms).await {
+            Ok(held) => {
+                let held: HashSet<&str> = held.iter().map(|c| c.workflow_id.as_str()).collect();
+                let lost: Vec<Arc<str>> = lock(&self.inner.epochs)
+                    .keys()
+                    .filter(|id| !held.contains(id.as_ref()))
+                    .cloned()
+                    .collect();
+                for id in lost {
+                    if !lock(&self.inner.resuming).contains(&id) {
+                        self.send_to_driver(&id, DriverMsg::LeaseLost);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not renew leases"),
+        }
+
+        // 2. Claim runs without a live owner and drive them.
+        match leases.claim_runs(&node, lease_ms, CLAIM_BATCH).await {
+            Ok(claims) => {
+                for claim in claims {
+                    let id: Arc<str> = Arc::from(claim.workflow_id.as_str());
+                    self.hold(&id, claim.epoch);
+                    if lock(&self.inner.drivers).contains_key(&id) {
+                        // Re-claimed while still driven here: the driver writes under the new epoch.
+                        self.send_to_driver(&id, DriverMsg::NewEpoch(claim.epoch));
+                        continue;
+                    }
+                    self.adopt(id).await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not claim runs"),
+        }
+
+        // 3. Signals and cancellations other nodes recorded for our runs.
+        match leases.owned_signals(&node, *last_signal).await {
+            Ok(signals) => {
+                for (id, signal) in signals {
+                    *last_signal = (*last_signal).max(signal.id);
+                    self.send_to_driver(&id, DriverMsg::Signal(signal));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read signals"),
+        }
+        match leases.owned_cancellations(&node).await {
+            Ok(cancellations) => {
+                for (id, reason) in cancellations {
+                    self.send_to_driver(&id, DriverMsg::Cancel { reason });
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read cancellations"),
+        }
+    }
+
+    /// Loads a run this node just claimed and drives it.
+    async fn adopt(&self, id: Arc<str>) {
+        if !lock(&self.inner.resuming).insert(id.clone()) {
+            return;
+        }
+        let resumed = match self.inner.store.run(&id).await {
+            Ok(Some(run)) if !run.state.is_finished() => self.resume(run).await,
+            Ok(_) => Ok(()),
+            Err(error) => Err(error.into()),
+        };
+        lock(&self.inner.resuming).remove(&id);
+        if let Err(error) = resumed {
+            tracing::error!(workflow_id = %id, %error, "could not drive a claimed run");
+        } else {
+            tracing::debug!(workflow_id = %id, "claimed run");
+        }
+    }
+
+    /// Sends `message` to the run's driver in this process, if there is one.
+    fn send_to_driver(&self, id: &str, message: DriverMsg) {
+        let drivers = lock(&self.inner.drivers);
+        if let Some(driver) = drivers.get(id) {
+            let _ = driver.send(message);
+        }
+    }
+}
