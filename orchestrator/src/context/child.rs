@@ -88,8 +88,8 @@ impl<W: Workflow> Future for ChildCall<W> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.slot.step().is_none() {
-            if let Target::Child {
+        if this.slot.step().is_none()
+            && let Target::Child {
                 input: Some(Err(error)),
                 ..
             } = &this.target
@@ -100,7 +100,6 @@ impl<W: Workflow> Future for ChildCall<W> {
                     message: format!("input of child `{}`: {error}", this.workflow_id),
                 }));
             }
-        }
         let workflow_id = this.workflow_id.clone();
         let target = &mut this.target;
         let outcome = this.slot.poll_outcome(cx, |machine| match target {

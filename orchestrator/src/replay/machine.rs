@@ -170,15 +170,14 @@ impl<A> ReplayMachine<A> {
             .history
             .completion(step)
             .or_else(|| self.history.records(step).first());
-        if let Some(recorded) = recorded {
-            if !matches(request, recorded) {
+        if let Some(recorded) = recorded
+            && !matches(request, recorded) {
                 self.fail(ParkReason::NonDeterminism(NonDeterminismError {
                     step,
                     recorded: describe(recorded),
                     requested: request.to_string(),
                 }));
             }
-        }
         step
     }
 
@@ -192,13 +191,12 @@ impl<A> ReplayMachine<A> {
         if self.history.completion(step).is_some() {
             return false;
         }
-        if !self.shielded {
-            if let Some(interrupt) = self.unobserved_interrupt.take() {
+        if !self.shielded
+            && let Some(interrupt) = self.unobserved_interrupt.take() {
                 self.abandoned.push(step);
                 self.deliver(step, EventBody::Interrupted { interrupt });
                 return false;
             }
-        }
         true
     }
 

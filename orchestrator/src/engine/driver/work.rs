@@ -144,11 +144,10 @@ impl Driver {
         if let Some((_, timer)) = self.timers.remove(&step) {
             timer.abort();
         }
-        if let Some(wait) = self.signal_waits.remove(&step) {
-            if let Some((_, deadline)) = wait.deadline {
+        if let Some(wait) = self.signal_waits.remove(&step)
+            && let Some((_, deadline)) = wait.deadline {
                 deadline.abort();
             }
-        }
         if let Some(awaited) = self.awaited.remove(&step) {
             awaited.waiter.abort();
             if awaited.cancel_with_parent {
