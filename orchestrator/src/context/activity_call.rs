@@ -44,13 +44,14 @@ impl Future for RawActivityCall {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if this.slot.step().is_none()
-            && let Some(Err(error)) = &this.invocation {
-                let step = this.slot.ctx.shared.machine().steps_issued() + 1;
-                return Poll::Ready(Err(WorkflowError::Payload {
-                    step,
-                    message: error.to_string(),
-                }));
-            }
+            && let Some(Err(error)) = &this.invocation
+        {
+            let step = this.slot.ctx.shared.machine().steps_issued() + 1;
+            return Poll::Ready(Err(WorkflowError::Payload {
+                step,
+                message: error.to_string(),
+            }));
+        }
         let name = this.name;
         let invocation = &mut this.invocation;
         let outcome = this.slot.poll_outcome(cx, |machine| {

@@ -93,13 +93,13 @@ impl<W: Workflow> Future for ChildCall<W> {
                 input: Some(Err(error)),
                 ..
             } = &this.target
-            {
-                let step = this.slot.ctx.shared.machine().steps_issued() + 1;
-                return Poll::Ready(Err(WorkflowError::Payload {
-                    step,
-                    message: format!("input of child `{}`: {error}", this.workflow_id),
-                }));
-            }
+        {
+            let step = this.slot.ctx.shared.machine().steps_issued() + 1;
+            return Poll::Ready(Err(WorkflowError::Payload {
+                step,
+                message: format!("input of child `{}`: {error}", this.workflow_id),
+            }));
+        }
         let workflow_id = this.workflow_id.clone();
         let target = &mut this.target;
         let outcome = this.slot.poll_outcome(cx, |machine| match target {

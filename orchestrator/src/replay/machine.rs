@@ -171,13 +171,14 @@ impl<A> ReplayMachine<A> {
             .completion(step)
             .or_else(|| self.history.records(step).first());
         if let Some(recorded) = recorded
-            && !matches(request, recorded) {
-                self.fail(ParkReason::NonDeterminism(NonDeterminismError {
-                    step,
-                    recorded: describe(recorded),
-                    requested: request.to_string(),
-                }));
-            }
+            && !matches(request, recorded)
+        {
+            self.fail(ParkReason::NonDeterminism(NonDeterminismError {
+                step,
+                recorded: describe(recorded),
+                requested: request.to_string(),
+            }));
+        }
         step
     }
 
@@ -192,11 +193,12 @@ impl<A> ReplayMachine<A> {
             return false;
         }
         if !self.shielded
-            && let Some(interrupt) = self.unobserved_interrupt.take() {
-                self.abandoned.push(step);
-                self.deliver(step, EventBody::Interrupted { interrupt });
-                return false;
-            }
+            && let Some(interrupt) = self.unobserved_interrupt.take()
+        {
+            self.abandoned.push(step);
+            self.deliver(step, EventBody::Interrupted { interrupt });
+            return false;
+        }
         true
     }
 

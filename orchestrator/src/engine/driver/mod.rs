@@ -259,9 +259,10 @@ impl Driver {
     async fn load_inbox(&mut self) -> Result<(), StoreError> {
         // A cancellation requested while this driver was being set up is on the run's row.
         if self.pending_cancel.is_none()
-            && let Some(run) = self.store.run(&self.shared.workflow_id).await? {
-                self.pending_cancel = run.cancel_reason;
-            }
+            && let Some(run) = self.store.run(&self.shared.workflow_id).await?
+        {
+            self.pending_cancel = run.cancel_reason;
+        }
         let pending = self.store.pending_signals(&self.shared.workflow_id).await?;
         for signal in pending {
             if !self.consumed_signals.contains(&signal.id) {
@@ -627,9 +628,10 @@ impl Driver {
         };
         self.consumed_signals.insert(signal_id);
         if let Some(wait) = self.signal_waits.remove(&step)
-            && let Some((_, deadline)) = wait.deadline {
-                deadline.abort();
-            }
+            && let Some((_, deadline)) = wait.deadline
+        {
+            deadline.abort();
+        }
         let body = EventBody::SignalReceived {
             name: signal.name,
             signal_id,

@@ -145,9 +145,10 @@ impl Driver {
             timer.abort();
         }
         if let Some(wait) = self.signal_waits.remove(&step)
-            && let Some((_, deadline)) = wait.deadline {
-                deadline.abort();
-            }
+            && let Some((_, deadline)) = wait.deadline
+        {
+            deadline.abort();
+        }
         if let Some(awaited) = self.awaited.remove(&step) {
             awaited.waiter.abort();
             if awaited.cancel_with_parent {

@@ -80,22 +80,28 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
     const OP: &str = "committing journal events";
     let tx = conn;
     let now = now_ms();
-    if let Some(run_no) = commit.run_no {
-        let current: Option<i64> = tx
-            .prepare_cached("SELECT run_no FROM runs WHERE workflow_id = ?1")
-            .during(OP)?
-            .query_row([&commit.workflow_id], |row| row.get(0))
-            .optional()
-            .during(OP)?;
-        if current != Some(run_no) {
-            return Err(StoreError::Conflict {
-                operation: OP,
-                message: format!(
-                    "write for run #{run_no} of `{}`, which is now at run {current:?}",
-                    commit.workflow_id
-                ),
-            });
-        }
+    let current: Option<i64> = tx
+        .prepare_cached("SELECT run_no FROM runs WHERE workflow_id = ?1")
+        .during(OP)?
+        .query_row([&commit.workflow_id], |row| row.get(0))
+        .optional()
+        .during(OP)?;
+    if current.is_none() {
+        return Err(StoreError::Conflict {
+            operation: OP,
+            message: format!("no run has the id `{}`", commit.workflow_id),
+        });
+    }
+    if let Some(run_no) = commit.run_no
+        && current != Some(run_no)
+    {
+        return Err(StoreError::Conflict {
+            operation: OP,
+            message: format!(
+                "write for run #{run_no} of `{}`, which is now at run {current:?}",
+                commit.workflow_id
+            ),
+        });
     }
     {
         let mut insert = tx
