@@ -383,7 +383,11 @@ impl Engine {
                 lock(&engine.inner.drivers).remove(&id);
             }
             if matches!(exit, DriverExit::Evicted { .. }) {
-                // Waiters keep waiting: the run is unfinished and will be woken.
+                // Nothing of the run stays in memory. Waiters see their channel close, re-read the
+                // store (still running) and wait on a fresh channel until the run is woken.
+                if !lock(&engine.inner.drivers).contains_key(&id) {
+                    lock(&engine.inner.phases).remove(&id);
+                }
             } else if exit == DriverExit::ContinuedAsNew {
                 engine.continue_run(&id).await;
             } else {

@@ -183,6 +183,8 @@ pub(crate) struct Driver {
     keep_runs: u32,
     evict_after: Duration,
     interrupt_journaled: bool,
+    /// Completions delivered to the body and not journaled yet (see `complete`).
+    unjournaled: Vec<Event>,
     run_no: i64,
     fence: Option<(String, i64)>,
     panicked: bool,
@@ -220,6 +222,7 @@ impl Driver {
             keep_runs: parts.keep_runs,
             evict_after: parts.evict_after,
             interrupt_journaled: false,
+            unjournaled: Vec::new(),
             run_no: parts.run_no,
             fence: parts.fence,
             panicked: false,
@@ -422,11 +425,13 @@ impl Driver {
     }
 
     async fn journal(&mut self, records: Vec<Event>) -> Result<(), StoreError> {
-        if records.is_empty() {
+        let mut events = std::mem::take(&mut self.unjournaled);
+        if events.is_empty() && records.is_empty() {
             return Ok(());
         }
         let values = published_values(&records);
-        let events = self.encode_events(&records)?;
+        events.extend(records);
+        let events = self.encode_events(&events)?;
         let mut commit = Commit::events(self.workflow_id(), events);
         commit.values = values;
         let published = !commit.values.is_empty();
@@ -471,26 +476,33 @@ impl Driver {
     }
 
     /// Journals a completion, then delivers it to the body.
+    /// Delivers a completion to the body and journals it.
+    ///
+    /// A completion without a signal is journaled together with what the body does next — in one
+    /// commit, before any work the body asks for starts (see `journal`), or with the run's outcome if
+    /// the body returns. Nothing outside the process can observe the delivery before that commit, so
+    /// a crash in between only means the step runs again (at least once), as if it had not finished;
+    /// and the journal order is still the delivery order. A signal's consumption is committed at once.
     async fn complete(
         &mut self,
         step: u32,
         body: EventBody,
         signal: Option<i64>,
     ) -> Result<(), StoreError> {
-        let events = self.encode_events(&[Event {
+        let event = Event {
             step,
             body: body.clone(),
-        }])?;
-        self.commit(Commit {
-            workflow_id: self.workflow_id().to_string(),
-            events,
-            consume_signal: signal,
-            status: None,
-            values: Vec::new(),
-            run_no: None,
-            fence: None,
-        })
-        .await?;
+        };
+        if signal.is_some() {
+            let mut events = std::mem::take(&mut self.unjournaled);
+            events.push(event);
+            let events = self.encode_events(&events)?;
+            let mut commit = Commit::events(self.workflow_id(), events);
+            commit.consume_signal = signal;
+            self.commit(commit).await?;
+        } else {
+            self.unjournaled.push(event);
+        }
         self.shared.machine().resolve(step, body);
         self.wake.wake_by_ref();
         Ok(())
@@ -504,12 +516,14 @@ impl Driver {
         }
         self.interrupt_journaled = true;
         tracing::info!(workflow_id = %self.workflow_id(), ?interrupt, "run interrupted");
-        let events = self.encode_events(&[Event {
+        let mut events = std::mem::take(&mut self.unjournaled);
+        events.push(Event {
             step: 0,
             body: EventBody::Interrupted {
                 interrupt: interrupt.clone(),
             },
-        }])?;
+        });
+        let events = self.encode_events(&events)?;
         self.commit(Commit::events(self.workflow_id(), events))
             .await?;
         self.shared.machine().interrupt(interrupt);

@@ -17,7 +17,9 @@ impl Driver {
         }
         let records = self.shared.machine().take_records();
         let values = super::published_values(&records);
-        let mut events = self.encode_events(&records)?;
+        let mut pending = std::mem::take(&mut self.unjournaled);
+        pending.extend(records);
+        let events = self.encode_events(&pending)?;
         let continue_input = self.shared.machine().continue_as_new().map(<[u8]>::to_vec);
         let cancelled = matches!(
             self.shared.machine().interrupted(),
@@ -39,7 +41,6 @@ impl Driver {
                     Err(codec_error) => {
                         // The error itself is too large: keep its head.
                         let message: String = error.to_string().chars().take(1024).collect();
-                        events.clear();
                         self.codec
                             .encode(&WorkflowError::Application {
                                 message: format!("{message}… ({codec_error})"),
@@ -87,9 +88,12 @@ impl Driver {
                 operation: "encoding a park reason",
                 message: error.to_string(),
             })?;
+        // Completions delivered before the divergence are facts: keep them.
+        let pending = std::mem::take(&mut self.unjournaled);
+        let events = self.encode_events(&pending)?;
         self.commit(Commit {
             workflow_id: self.workflow_id().to_string(),
-            events: Vec::new(),
+            events,
             consume_signal: None,
             status: Some(StatusChange::Park { reason }),
             values: Vec::new(),

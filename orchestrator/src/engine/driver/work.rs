@@ -194,6 +194,9 @@ impl Driver {
     /// After shutdown began: journal the outcomes of activity attempts still running, within the grace
     /// period; start nothing new.
     pub(super) async fn drain(&mut self) {
+        if let Err(error) = self.journal(Vec::new()).await {
+            tracing::warn!(workflow_id = %self.workflow_id(), %error, "could not journal delivered completions during shutdown");
+        }
         let deadline = tokio::time::Instant::now() + self.shutdown_grace;
         while !self.activities.is_empty() {
             let message = tokio::select! {
