@@ -351,8 +351,9 @@ async fn unfinished_runs_resume_when_the_engine_starts() {
         let handle = engine.handle(napper, id).await.unwrap();
         assert_eq!(finish(&handle).await.unwrap(), n * 2);
     }
+    // Generous for a loaded 2-core CI machine; a stuck or restarted-from-scratch run takes far longer.
     assert!(
-        began.elapsed() < Duration::from_millis(1_000),
+        began.elapsed() < Duration::from_millis(3_000),
         "{:?}",
         began.elapsed()
     );
