@@ -74,15 +74,25 @@ impl Engine {
         let node = self.inner.settings.node.clone();
         let lease_ms = self.lease_ms();
 
-        // 1. Keep what we hold; stop driving what was taken over.
+        // 1. Keep what we hold; stop driving what was taken over. Only runs held before the renewal
+        // count: a run started or claimed while it was in flight is not in its answer.
+        let before: Vec<(Arc<str>, i64)> = lock(&self.inner.epochs)
+            .iter()
+            .map(|(id, epoch)| (id.clone(), *epoch))
+            .collect();
         match leases.renew_leases(&node, lease_ms).await {
             Ok(held) => {
                 let held: HashSet<&str> = held.iter().map(|c| c.workflow_id.as_str()).collect();
-                let lost: Vec<Arc<str>> = lock(&self.inner.epochs)
-                    .keys()
-                    .filter(|id| !held.contains(id.as_ref()))
-                    .cloned()
+                let epochs = lock(&self.inner.epochs);
+                let lost: Vec<Arc<str>> = before
+                    .into_iter()
+                    .filter(|(id, epoch)| {
+                        // Still held here under the same epoch, and missing from the store's answer.
+                        !held.contains(id.as_ref()) && epochs.get(id) == Some(epoch)
+                    })
+                    .map(|(id, _)| id)
                     .collect();
+                drop(epochs);
                 for id in lost {
                     if !lock(&self.inner.resuming).contains(&id) {
                         self.send_to_driver(&id, DriverMsg::LeaseLost);
@@ -92,8 +102,20 @@ impl Engine {
             Err(error) => tracing::warn!(%error, "could not renew leases"),
         }
 
-        // 2. Claim runs without a live owner and drive them.
+        // 2. Claim runs without a live owner and drive them — unless shutting down, when whatever a
+        // claim raced in is given back at once.
+        if self.is_shutting_down() {
+            return;
+        }
         match leases.claim_runs(&node, lease_ms, CLAIM_BATCH).await {
+            Ok(claims) if self.is_shutting_down() => {
+                for claim in claims {
+                    if let Err(error) = leases.release_run(&node, &claim).await {
+                        tracing::warn!(workflow_id = %claim.workflow_id, %error, "could not give back a claim");
+                    }
+                }
+                return;
+            }
             Ok(claims) => {
                 for claim in claims {
                     let id: Arc<str> = Arc::from(claim.workflow_id.as_str());

@@ -360,11 +360,13 @@ impl Engine {
                 return;
             };
             let engine = Engine { inner };
-            if exit == DriverExit::LeaseLost {
+            if let DriverExit::LeaseLost { rejected_write } = exit {
                 // Another node owns the run now; it drives it (waiters poll the store).
                 lock(&engine.inner.drivers).remove(&id);
                 lock(&engine.inner.epochs).remove(&id);
-                engine.inner.stale_writes.fetch_add(1, Ordering::AcqRel);
+                if rejected_write {
+                    engine.inner.stale_writes.fetch_add(1, Ordering::AcqRel);
+                }
                 if engine.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
                     engine.inner.idle.notify_waiters();
                 }

@@ -87,8 +87,9 @@ pub(crate) enum DriverExit {
     Evicted { wake_at_ms: Option<i64> },
     /// The engine shut down; the run resumes at the next start.
     Shutdown,
-    /// Another node took the run over (a write was rejected as stale): stop driving it.
-    LeaseLost,
+    /// Another node took the run over: stop driving it. `rejected_write` if this driver found out by
+    /// a journal write being rejected (rather than by a lease renewal).
+    LeaseLost { rejected_write: bool },
     /// The store failed; the run resumes at the next start.
     StoreFailed(String),
 }
@@ -183,6 +184,8 @@ pub(crate) struct Driver {
     keep_runs: u32,
     evict_after: Duration,
     interrupt_journaled: bool,
+    /// Whether the cluster loop told this driver its lease is gone.
+    told_lease_lost: bool,
     /// Completions delivered to the body and not journaled yet (see `complete`).
     unjournaled: Vec<Event>,
     run_no: i64,
@@ -222,6 +225,7 @@ impl Driver {
             keep_runs: parts.keep_runs,
             evict_after: parts.evict_after,
             interrupt_journaled: false,
+            told_lease_lost: false,
             unjournaled: Vec::new(),
             run_no: parts.run_no,
             fence: parts.fence,
@@ -243,7 +247,9 @@ impl Driver {
             Ok(exit) => exit,
             Err(StoreError::StaleLease { node, epoch, .. }) => {
                 tracing::warn!(workflow_id = %self.workflow_id(), %node, epoch, "lease lost: another node drives this run now");
-                DriverExit::LeaseLost
+                DriverExit::LeaseLost {
+                    rejected_write: !self.told_lease_lost,
+                }
             }
             Err(error) => {
                 tracing::error!(workflow_id = %self.workflow_id(), %error, "journal write failed; the run resumes at the next start");
@@ -604,15 +610,18 @@ impl Driver {
                 Ok(())
             }
             DriverMsg::Cancel { reason } => self.interrupt(Interrupt::Cancelled { reason }).await,
-            DriverMsg::LeaseLost => Err(StoreError::StaleLease {
-                workflow_id: self.workflow_id().to_string(),
-                node: self
-                    .fence
-                    .as_ref()
-                    .map(|(node, _)| node.clone())
-                    .unwrap_or_default(),
-                epoch: self.fence.as_ref().map_or(0, |(_, epoch)| *epoch),
-            }),
+            DriverMsg::LeaseLost => {
+                self.told_lease_lost = true;
+                Err(StoreError::StaleLease {
+                    workflow_id: self.workflow_id().to_string(),
+                    node: self
+                        .fence
+                        .as_ref()
+                        .map(|(node, _)| node.clone())
+                        .unwrap_or_default(),
+                    epoch: self.fence.as_ref().map_or(0, |(_, epoch)| *epoch),
+                })
+            }
             DriverMsg::NewEpoch(epoch) => {
                 if let Some((_, held)) = self.fence.as_mut() {
                     *held = epoch;
