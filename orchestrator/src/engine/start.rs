@@ -10,7 +10,7 @@ use crate::clock::now_ms;
 use crate::definition::Workflow;
 use crate::error::Error;
 use crate::journal::History;
-use crate::store::{CreateOutcome, NewRun};
+use crate::store::{CreateOutcome, NewRun, RunRecord, RunState};
 
 /// A request to start a run, returned by [`Engine::start`]; `.await` it to start the run.
 ///
@@ -82,18 +82,20 @@ impl<W: Workflow> StartRun<W> {
         let deadline_ms = self.execution_timeout.map(|timeout| {
             now_ms().saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
         });
+        let created_at_ms = now_ms();
+        let execution_timeout_ms = self
+            .execution_timeout
+            .map(|timeout| i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         let outcome = engine
             .inner
             .store
             .create_run(NewRun {
                 workflow_id: self.workflow_id.clone(),
                 workflow_name: W::NAME.to_string(),
-                input,
+                input: input.clone(),
                 parent_id: None,
                 deadline_ms,
-                execution_timeout_ms: self
-                    .execution_timeout
-                    .map(|timeout| i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+                execution_timeout_ms,
                 owner: engine.initial_lease(),
             })
             .await?;
@@ -102,7 +104,22 @@ impl<W: Workflow> StartRun<W> {
                 if let Some(lease) = engine.initial_lease() {
                     engine.hold(&self.workflow_id, lease.epoch);
                 }
-                let record = engine.run_record(&self.workflow_id).await?;
+                // What was just written: no need to read it back.
+                let record = RunRecord {
+                    workflow_id: self.workflow_id.clone(),
+                    workflow_name: W::NAME.to_string(),
+                    state: RunState::Running,
+                    input,
+                    output: None,
+                    error: None,
+                    created_at_ms,
+                    updated_at_ms: created_at_ms,
+                    run_no: 0,
+                    parent_id: None,
+                    cancel_reason: None,
+                    deadline_ms,
+                    execution_timeout_ms,
+                };
                 let id: Arc<str> = Arc::from(self.workflow_id.as_str());
                 engine
                     .spawn_driver(id, erased, &record, History::default())
