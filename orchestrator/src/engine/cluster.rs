@@ -81,21 +81,26 @@ impl Engine {
             .map(|(id, epoch)| (id.clone(), *epoch))
             .collect();
         match leases.renew_leases(&node, lease_ms).await {
-            Ok(held) => {
-                let held: HashSet<&str> = held.iter().map(|c| c.workflow_id.as_str()).collect();
-                let epochs = lock(&self.inner.epochs);
-                let lost: Vec<Arc<str>> = before
-                    .into_iter()
-                    .filter(|(id, epoch)| {
-                        // Still held here under the same epoch, and missing from the store's answer.
-                        !held.contains(id.as_ref()) && epochs.get(id) == Some(epoch)
-                    })
-                    .map(|(id, _)| id)
-                    .collect();
-                drop(epochs);
+            Ok(held_claims) => {
+                let held: HashSet<&str> =
+                    held_claims.iter().map(|c| c.workflow_id.as_str()).collect();
+                let lost = self.lost_since(before, &held);
                 for id in lost {
                     if !lock(&self.inner.resuming).contains(&id) {
                         self.send_to_driver(&id, DriverMsg::LeaseLost);
+                    }
+                }
+                // Runs this node holds that nothing here drives (its driver stopped on a journal
+                // error, or it was claimed back after a lapse): drive them again.
+                if !self.is_shutting_down() {
+                    for claim in held_claims {
+                        let id: Arc<str> = Arc::from(claim.workflow_id.as_str());
+                        let driven = lock(&self.inner.drivers).contains_key(&id)
+                            || lock(&self.inner.resuming).contains(&id);
+                        if !driven {
+                            self.hold(&id, claim.epoch);
+                            self.adopt(id).await;
+                        }
                     }
                 }
             }
@@ -151,14 +156,33 @@ impl Engine {
         }
     }
 
+    /// Of the runs held under `before`'s epochs, those missing from the store's renewal answer `held`
+    /// and still held here under the same epoch.
+    fn lost_since(&self, before: Vec<(Arc<str>, i64)>, held: &HashSet<&str>) -> Vec<Arc<str>> {
+        let epochs = lock(&self.inner.epochs);
+        before
+            .into_iter()
+            .filter(|(id, epoch)| !held.contains(id.as_ref()) && epochs.get(id) == Some(epoch))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     /// Loads a run this node just claimed and drives it.
     async fn adopt(&self, id: Arc<str>) {
         if !lock(&self.inner.resuming).insert(id.clone()) {
             return;
         }
         let resumed = match self.inner.store.run(&id).await {
-            Ok(Some(run)) if !run.state.is_finished() => self.resume(run).await,
-            Ok(_) => Ok(()),
+            Ok(Some(run)) if run.state == crate::store::RunState::Running => self.resume(run).await,
+            Ok(Some(run)) if run.state == crate::store::RunState::Parked => {
+                // A parked run waits for an operator, not a node: give its lease back.
+                self.release_lease(&id).await;
+                Ok(())
+            }
+            Ok(_) => {
+                lock(&self.inner.epochs).remove(&id);
+                Ok(())
+            }
             Err(error) => Err(error.into()),
         };
         lock(&self.inner.resuming).remove(&id);

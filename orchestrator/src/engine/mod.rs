@@ -360,10 +360,20 @@ impl Engine {
                 return;
             };
             let engine = Engine { inner };
-            if let DriverExit::LeaseLost { rejected_write } = exit {
-                // Another node owns the run now; it drives it (waiters poll the store).
+            if let DriverExit::LeaseLost {
+                rejected_write,
+                epoch,
+            } = exit
+            {
+                // Another node owns the run now; it drives it (waiters poll the store). If this
+                // node claimed it back meanwhile (a newer epoch is held), the cluster loop adopts it.
                 lock(&engine.inner.drivers).remove(&id);
-                lock(&engine.inner.epochs).remove(&id);
+                {
+                    let mut epochs = lock(&engine.inner.epochs);
+                    if epochs.get(&id) == Some(&epoch) {
+                        epochs.remove(&id);
+                    }
+                }
                 if rejected_write {
                     engine.inner.stale_writes.fetch_add(1, Ordering::AcqRel);
                 }

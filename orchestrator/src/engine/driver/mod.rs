@@ -89,7 +89,7 @@ pub(crate) enum DriverExit {
     Shutdown,
     /// Another node took the run over: stop driving it. `rejected_write` if this driver found out by
     /// a journal write being rejected (rather than by a lease renewal).
-    LeaseLost { rejected_write: bool },
+    LeaseLost { rejected_write: bool, epoch: i64 },
     /// The store failed; the run resumes at the next start.
     StoreFailed(String),
 }
@@ -249,6 +249,7 @@ impl Driver {
                 tracing::warn!(workflow_id = %self.workflow_id(), %node, epoch, "lease lost: another node drives this run now");
                 DriverExit::LeaseLost {
                     rejected_write: !self.told_lease_lost,
+                    epoch: self.fence.as_ref().map_or(0, |(_, epoch)| *epoch),
                 }
             }
             Err(error) => {
