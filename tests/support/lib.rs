@@ -9,8 +9,12 @@
 //!   hanging it.
 //! - [`SlowStore`]: the SQLite store with injected delays, to open race windows deterministically.
 //! - [`gate_or_cancelled`]: an activity body that waits for a gate but honours cancellation.
+//! - [`lease_probe::ProbedStore`]: a store with leases (PostgreSQL) passed through, counting the writes
+//!   it rejected as stale, and able to delay renewals or commits or simulate an outage.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod lease_probe;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -255,10 +259,10 @@ pub async fn wait_status(
     let deadline = Instant::now() + PATIENCE;
     loop {
         let status = engine.status(workflow_id).await;
-        if let Ok(status) = &status {
-            if accept(status) {
-                return status.clone();
-            }
+        if let Ok(status) = &status
+            && accept(status)
+        {
+            return status.clone();
         }
         assert!(
             Instant::now() < deadline,

@@ -5,10 +5,16 @@
 //! transaction. Stores see only bytes: encoding is the journal's job.
 
 mod error;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod record;
 pub mod sqlite;
+#[cfg(feature = "store-testkit")]
+pub mod testkit;
 
 pub use error::StoreError;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{
     ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, NewEvent, NewRun, RunPage,
     RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
@@ -63,9 +69,9 @@ pub trait Store: Send + Sync + 'static {
     /// The runs of a workflow id that ended by continuing as new and are still kept, oldest first.
     async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError>;
 
-    /// Unfinished runs with a wake-up (pending timer or signal deadline from events' `wake_at_ms`, or
-    /// an execution deadline) at or before `before_ms`: each run once, at its earliest time, earliest
-    /// first, at most `limit` of them.
+    /// Running runs (not parked, not finished) with a wake-up (pending timer or signal deadline from
+    /// events' `wake_at_ms`, or an execution deadline) at or before `before_ms`: each run once, at its
+    /// earliest time, earliest first, at most `limit` of them.
     async fn due_wakeups(&self, before_ms: i64, limit: usize) -> Result<Vec<Wakeup>, StoreError>;
 
     /// Runs matching `query`, ordered by workflow id, one page at a time.

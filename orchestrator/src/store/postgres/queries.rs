@@ -1,0 +1,947 @@
+//! The SQL of the PostgreSQL store. Every value is a bound parameter; the only text spliced into
+//! statements is the schema name, validated against `^[a-z_][a-z0-9_]*$` and quoted, once, when the
+//! store connects. Statements are prepared once per connection and cached.
+//!
+//! Writes that touch a run lock its row first (`SELECT ... FOR UPDATE`), so the writes of one run are
+//! serialized: events get their `seq` in commit order, a status transition sees the state it changes,
+//! and a takeover (which increments the lease epoch under the same lock) cannot interleave with a
+//! fenced commit. Lease times come from the database's clock, journal timestamps from the caller's
+//! (like the SQLite store: the engine's timers and deadlines are computed on its clock too).
+
+use deadpool_postgres::{GenericClient, Object};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::errors::Context;
+use super::schema::{LOCK_CLASS_SIGNALS, schema_lock_key};
+use crate::clock::now_ms;
+use crate::store::{
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, NewRun, RunPage, RunQuery, RunRecord,
+    RunState, SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
+};
+
+/// Now on the database server, in ms since the Unix epoch: the clock every lease is measured on, so
+/// nodes whose clocks disagree still agree on who holds a lease.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
+    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms, execution_timeout_ms";
+
+/// Declares the statements: each a template in which `{s}` is the quoted schema, `{cols}` the run
+/// columns and `{now}` the database clock.
+macro_rules! statements {
+    ($($(#[doc = $doc:literal])* $name:ident = $text:expr;)*) => {
+        /// The store's statements, with the schema name filled in.
+        #[derive(Debug)]
+        pub(super) struct Sql {
+            /// The schema's name (unquoted), for advisory lock keys.
+            pub(super) schema: String,
+            /// The quoted schema name, for statements built per call.
+            pub(super) quoted: String,
+            $($(#[doc = $doc])* pub(super) $name: String,)*
+        }
+
+        impl Sql {
+            /// Fills the templates in for the validated schema `schema`.
+            pub(super) fn new(schema: &str) -> Self {
+                let quoted = format!("\"{schema}\"");
+                let fill = |text: &str| {
+                    text.replace("{s}", &quoted)
+                        .replace("{cols}", RUN_COLUMNS)
+                        .replace("{now}", DB_NOW)
+                };
+                Sql {
+                    schema: schema.to_string(),
+                    $($name: fill($text),)*
+                    quoted,
+                }
+            }
+        }
+    };
+}
+
+statements! {
+    /// A run by id.
+    select_run = "SELECT {cols} FROM {s}.runs WHERE workflow_id = $1";
+    /// Creates a run unless its id exists; owned from the start if `$8` (the node) is set.
+    insert_run = "INSERT INTO {s}.runs (workflow_id, workflow_name, state, input, created_at_ms, \
+        updated_at_ms, parent_id, deadline_ms, execution_timeout_ms, owner, lease_epoch, \
+        lease_expires_at_ms) VALUES ($1, $2, 0, $3, $4, $4, $5, $6, $7, $8, $9, \
+        CASE WHEN $8::text IS NULL THEN NULL ELSE {now} + $10 END) \
+        ON CONFLICT (workflow_id) DO NOTHING";
+    /// Locks a run's row for a commit.
+    lock_run = "SELECT state, run_no, owner, lease_epoch FROM {s}.runs WHERE workflow_id = $1 FOR UPDATE";
+    /// Appends an event.
+    insert_event = "INSERT INTO {s}.events (workflow_id, step, kind, completion, payload, \
+        recorded_at_ms) VALUES ($1, $2, $3, $4, $5, $6)";
+    /// Sets a step's wake-up time.
+    upsert_wakeup = "INSERT INTO {s}.wakeups (workflow_id, step, at_ms) VALUES ($1, $2, $3) \
+        ON CONFLICT (workflow_id, step) DO UPDATE SET at_ms = excluded.at_ms";
+    /// Removes a step's wake-up.
+    delete_wakeup = "DELETE FROM {s}.wakeups WHERE workflow_id = $1 AND step = $2";
+    /// Removes every wake-up of a run.
+    delete_wakeups = "DELETE FROM {s}.wakeups WHERE workflow_id = $1";
+    /// Consumes a signal, once.
+    consume_signal = "UPDATE {s}.signals SET consumed_by_step = $1 \
+        WHERE id = $2 AND workflow_id = $3 AND consumed_by_step IS NULL";
+    /// Publishes a value.
+    upsert_value = "INSERT INTO {s}.run_values (workflow_id, key, value, updated_at_ms) \
+        VALUES ($1, $2, $3, $4) ON CONFLICT (workflow_id, key) DO UPDATE \
+        SET value = excluded.value, updated_at_ms = excluded.updated_at_ms";
+    /// Changes a run's status if it is in one of the states `$6`.
+    set_status = "UPDATE {s}.runs SET state = $1, output = $2, error = $3, updated_at_ms = $4 \
+        WHERE workflow_id = $5 AND state = ANY($6)";
+    /// Archives the current (running) run of a workflow id.
+    archive_run = "INSERT INTO {s}.archived_runs (workflow_id, run_no, workflow_name, input, \
+        event_count, created_at_ms, ended_at_ms) \
+        SELECT r.workflow_id, r.run_no, r.workflow_name, r.input, \
+        (SELECT count(*) FROM {s}.events e WHERE e.workflow_id = r.workflow_id), \
+        r.created_at_ms, $2 FROM {s}.runs r WHERE r.workflow_id = $1 AND r.state = 0";
+    /// Archives the current run's events.
+    archive_events = "INSERT INTO {s}.archived_events (workflow_id, run_no, seq, step, kind, \
+        completion, payload, recorded_at_ms) \
+        SELECT e.workflow_id, r.run_no, e.seq, e.step, e.kind, e.completion, e.payload, \
+        e.recorded_at_ms FROM {s}.events e JOIN {s}.runs r ON r.workflow_id = e.workflow_id \
+        WHERE e.workflow_id = $1";
+    /// Deletes a run's events.
+    delete_events = "DELETE FROM {s}.events WHERE workflow_id = $1";
+    /// Turns a run's row into the next run of its workflow id.
+    restart_run = "UPDATE {s}.runs SET run_no = run_no + 1, input = $2, output = NULL, \
+        error = NULL, created_at_ms = $3, updated_at_ms = $3 WHERE workflow_id = $1 RETURNING run_no";
+    /// Retention of archived events.
+    prune_archived_events = "DELETE FROM {s}.archived_events WHERE workflow_id = $1 AND run_no < $2";
+    /// Retention of archived runs.
+    prune_archived_runs = "DELETE FROM {s}.archived_runs WHERE workflow_id = $1 AND run_no < $2";
+    /// A run's events in commit order.
+    history = "SELECT seq, step, kind, payload FROM {s}.events WHERE workflow_id = $1 ORDER BY seq";
+    /// Running and parked runs.
+    unfinished_runs = "SELECT {cols} FROM {s}.runs WHERE state IN (0, 3) \
+        ORDER BY created_at_ms, workflow_id";
+    /// A run's state, locked against a concurrent commit finishing it.
+    share_run = "SELECT state FROM {s}.runs WHERE workflow_id = $1 FOR SHARE";
+    /// A run's state, locked for an update.
+    lock_run_state = "SELECT state FROM {s}.runs WHERE workflow_id = $1 FOR UPDATE";
+    /// Serializes signal inserts so inbox ids grow in commit order.
+    lock_signals = "SELECT pg_advisory_xact_lock($1, $2)";
+    /// Adds a signal to an inbox.
+    insert_signal = "INSERT INTO {s}.signals (workflow_id, name, payload, sent_at_ms) \
+        VALUES ($1, $2, $3, $4) RETURNING id";
+    /// A run's unconsumed signals.
+    pending_signals = "SELECT id, name, payload FROM {s}.signals \
+        WHERE workflow_id = $1 AND consumed_by_step IS NULL ORDER BY id";
+    /// Records the first cancellation request.
+    request_cancel = "UPDATE {s}.runs SET cancel_reason = $2, updated_at_ms = $3 \
+        WHERE workflow_id = $1 AND cancel_reason IS NULL";
+    /// A published value.
+    value = "SELECT value FROM {s}.run_values WHERE workflow_id = $1 AND key = $2";
+    /// The archived runs of a workflow id.
+    archived_runs = "SELECT workflow_id, run_no, workflow_name, input, event_count, created_at_ms, \
+        ended_at_ms FROM {s}.archived_runs WHERE workflow_id = $1 ORDER BY run_no";
+    /// Runs due to be woken.
+    due_wakeups = "SELECT workflow_id, MIN(at_ms) AS at_ms FROM ( \
+          SELECT w.workflow_id, w.at_ms FROM {s}.wakeups w \
+            JOIN {s}.runs r ON r.workflow_id = w.workflow_id \
+            WHERE w.at_ms <= $1 AND r.state = 0 \
+          UNION ALL \
+          SELECT workflow_id, deadline_ms FROM {s}.runs \
+            WHERE deadline_ms IS NOT NULL AND deadline_ms <= $1 AND state = 0 \
+        ) due GROUP BY workflow_id ORDER BY at_ms, workflow_id LIMIT $2";
+    /// Claims unowned or expired running runs; concurrent claimers skip each other's rows.
+    claim_runs = "WITH clock AS (SELECT {now} AS now_ms), \
+        picked AS ( \
+          SELECT r.workflow_id FROM {s}.runs r, clock \
+          WHERE r.state = 0 AND (r.owner IS NULL OR r.lease_expires_at_ms IS NULL \
+            OR r.lease_expires_at_ms <= clock.now_ms) \
+          ORDER BY r.lease_expires_at_ms NULLS FIRST, r.workflow_id \
+          LIMIT $3 FOR UPDATE OF r SKIP LOCKED) \
+        UPDATE {s}.runs r SET owner = $1, lease_epoch = r.lease_epoch + 1, \
+          lease_expires_at_ms = clock.now_ms + $2 \
+        FROM picked, clock WHERE r.workflow_id = picked.workflow_id \
+        RETURNING r.workflow_id, r.lease_epoch";
+    /// Extends a node's unexpired leases of unfinished runs.
+    renew_leases = "WITH clock AS (SELECT {now} AS now_ms), \
+        mine AS ( \
+          SELECT r.workflow_id FROM {s}.runs r, clock \
+          WHERE r.owner = $1 AND r.state IN (0, 3) AND r.lease_expires_at_ms > clock.now_ms \
+          ORDER BY r.workflow_id FOR UPDATE OF r) \
+        UPDATE {s}.runs r SET lease_expires_at_ms = clock.now_ms + $2 \
+        FROM mine, clock WHERE r.workflow_id = mine.workflow_id \
+        RETURNING r.workflow_id, r.lease_epoch";
+    /// Gives a run back.
+    release_run = "UPDATE {s}.runs SET owner = NULL, lease_expires_at_ms = NULL \
+        WHERE workflow_id = $1 AND owner = $2 AND lease_epoch = $3";
+    /// Unconsumed signals of running runs a node owns.
+    owned_signals = "SELECT s.workflow_id, s.id, s.name, s.payload FROM {s}.signals s \
+        JOIN {s}.runs r ON r.workflow_id = s.workflow_id \
+        WHERE r.owner = $1 AND r.state = 0 AND s.consumed_by_step IS NULL AND s.id > $2 \
+        ORDER BY s.id";
+    /// Cancellation requests of running runs a node owns.
+    owned_cancellations = "SELECT workflow_id, cancel_reason FROM {s}.runs \
+        WHERE owner = $1 AND state = 0 AND cancel_reason IS NOT NULL ORDER BY workflow_id";
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers: run a cached statement, read a column.
+
+async fn query<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    op: &'static str,
+) -> Result<Vec<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await.during(op)?;
+    client.query(&statement, params).await.during(op)
+}
+
+async fn query_opt<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    op: &'static str,
+) -> Result<Option<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await.during(op)?;
+    client.query_opt(&statement, params).await.during(op)
+}
+
+async fn execute<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    op: &'static str,
+) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached(sql).await.during(op)?;
+    client.execute(&statement, params).await.during(op)
+}
+
+/// Column `idx` of `row`, or `MalformedRow`.
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    idx: usize,
+    op: &'static str,
+) -> Result<T, StoreError> {
+    row.try_get(idx).map_err(|error| StoreError::MalformedRow {
+        operation: op,
+        message: format!("column {idx}: {error}"),
+    })
+}
+
+fn run_from_row(row: &Row, op: &'static str) -> Result<RunRecord, StoreError> {
+    let workflow_id: String = get(row, 0, op)?;
+    let code: i32 = get(row, 2, op)?;
+    let state = RunState::from_code(i64::from(code)).ok_or_else(|| StoreError::MalformedRow {
+        operation: op,
+        message: format!("run `{workflow_id}` has unknown state {code}"),
+    })?;
+    Ok(RunRecord {
+        workflow_name: get(row, 1, op)?,
+        state,
+        input: get(row, 3, op)?,
+        output: get(row, 4, op)?,
+        error: get(row, 5, op)?,
+        created_at_ms: get(row, 6, op)?,
+        updated_at_ms: get(row, 7, op)?,
+        run_no: get(row, 8, op)?,
+        parent_id: get(row, 9, op)?,
+        cancel_reason: get(row, 10, op)?,
+        deadline_ms: get(row, 11, op)?,
+        execution_timeout_ms: get(row, 12, op)?,
+        workflow_id,
+    })
+}
+
+fn step_from(value: i64, op: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::MalformedRow {
+        operation: op,
+        message: format!("step {value} is out of range"),
+    })
+}
+
+fn kind_from(value: i32, op: &'static str) -> Result<u16, StoreError> {
+    u16::try_from(value).map_err(|_| StoreError::MalformedRow {
+        operation: op,
+        message: format!("event kind {value} is out of range"),
+    })
+}
+
+fn state_code(state: RunState) -> i32 {
+    // Codes are 0..=5.
+    i32::try_from(state.code()).unwrap_or(i32::MAX)
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn claims_from(rows: &[Row], op: &'static str) -> Result<Vec<Claim>, StoreError> {
+    let mut claims = rows
+        .iter()
+        .map(|row| {
+            Ok(Claim {
+                workflow_id: get(row, 0, op)?,
+                epoch: get(row, 1, op)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    claims.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
+    Ok(claims)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writes.
+
+pub(super) async fn create_run(
+    client: &Object,
+    sql: &Sql,
+    run: &NewRun,
+) -> Result<CreateOutcome, StoreError> {
+    const OP: &str = "creating a run";
+    let now = now_ms();
+    let (owner, epoch, duration) = match &run.owner {
+        Some(lease) => (
+            Some(lease.node.as_str()),
+            lease.epoch,
+            Some(lease.duration_ms),
+        ),
+        None => (None, 0, None),
+    };
+    // A concurrent creator of the same id either wins the insert (we then read its run) or loses it.
+    // Runs are never deleted, so the read after a lost insert finds the row.
+    let inserted = execute(
+        client,
+        &sql.insert_run,
+        &[
+            &run.workflow_id,
+            &run.workflow_name,
+            &run.input,
+            &now,
+            &run.parent_id,
+            &run.deadline_ms,
+            &run.execution_timeout_ms,
+            &owner,
+            &epoch,
+            &duration,
+        ],
+        OP,
+    )
+    .await?;
+    if inserted == 1 {
+        return Ok(CreateOutcome::Created);
+    }
+    match query_opt(client, &sql.select_run, &[&run.workflow_id], OP).await? {
+        Some(row) => Ok(CreateOutcome::Existing(Box::new(run_from_row(&row, OP)?))),
+        None => Err(StoreError::Backend {
+            operation: OP,
+            message: format!(
+                "run `{}` neither inserted nor found (was it deleted?)",
+                run.workflow_id
+            ),
+        }),
+    }
+}
+
+/// What `commit` found when it locked the run's row.
+struct Locked {
+    state: i32,
+    run_no: i64,
+    owner: Option<String>,
+    epoch: i64,
+}
+
+pub(super) async fn commit(
+    client: &mut Object,
+    sql: &Sql,
+    commit: &Commit,
+) -> Result<(), StoreError> {
+    const OP: &str = "committing journal events";
+    let id = &commit.workflow_id;
+    let now = now_ms();
+    let tx = client.transaction().await.during(OP)?;
+    let locked = match query_opt(&tx, &sql.lock_run, &[id], OP).await? {
+        Some(row) => Some(Locked {
+            state: get(&row, 0, OP)?,
+            run_no: get(&row, 1, OP)?,
+            owner: get(&row, 2, OP)?,
+            epoch: get(&row, 3, OP)?,
+        }),
+        None => None,
+    };
+    // Fencing, under the row lock: a takeover increments the epoch under the same lock, so once this
+    // check passes no other node can own the run until this transaction ends.
+    if let Some((node, epoch)) = &commit.fence {
+        let owns = locked
+            .as_ref()
+            .is_some_and(|run| run.owner.as_deref() == Some(node.as_str()) && run.epoch == *epoch);
+        if !owns {
+            return Err(StoreError::StaleLease {
+                workflow_id: id.clone(),
+                node: node.clone(),
+                epoch: *epoch,
+            });
+        }
+    }
+    if let Some(run_no) = commit.run_no {
+        let current = locked.as_ref().map(|run| run.run_no);
+        if current != Some(run_no) {
+            return Err(StoreError::Conflict {
+                operation: OP,
+                message: format!(
+                    "write for run #{run_no} of `{id}`, which is now at run {current:?}"
+                ),
+            });
+        }
+    }
+    let Some(locked) = locked else {
+        let empty = commit.events.is_empty()
+            && commit.consume_signal.is_none()
+            && commit.status.is_none()
+            && commit.values.is_empty();
+        if empty {
+            return Ok(());
+        }
+        return Err(StoreError::Conflict {
+            operation: OP,
+            message: format!("no run has the workflow id `{id}`"),
+        });
+    };
+    for event in &commit.events {
+        let step = i64::from(event.step);
+        if let Some(at_ms) = event.wake_at_ms {
+            execute(&tx, &sql.upsert_wakeup, &[id, &step, &at_ms], OP).await?;
+        }
+        if event.completion {
+            execute(&tx, &sql.delete_wakeup, &[id, &step], OP).await?;
+        }
+        let kind = i32::from(event.kind);
+        execute(
+            &tx,
+            &sql.insert_event,
+            &[id, &step, &kind, &event.completion, &event.payload, &now],
+            OP,
+        )
+        .await
+        .map_err(|error| match error {
+            StoreError::Conflict { operation, message } => StoreError::Conflict {
+                operation,
+                message: format!(
+                    "step {} of `{id}` already has a completion ({message})",
+                    event.step
+                ),
+            },
+            other => other,
+        })?;
+    }
+    if let Some(signal_id) = commit.consume_signal {
+        let step = commit
+            .events
+            .iter()
+            .find(|event| event.completion)
+            .map_or(0, |event| i64::from(event.step));
+        let changed = execute(&tx, &sql.consume_signal, &[&step, &signal_id, id], OP).await?;
+        if changed != 1 {
+            return Err(StoreError::Conflict {
+                operation: OP,
+                message: format!("signal #{signal_id} of `{id}` is unknown or already consumed"),
+            });
+        }
+    }
+    for (key, value) in &commit.values {
+        execute(&tx, &sql.upsert_value, &[id, key, value, &now], OP).await?;
+    }
+    if matches!(
+        commit.status,
+        Some(
+            StatusChange::Complete { .. }
+                | StatusChange::Fail { .. }
+                | StatusChange::Cancel { .. }
+                | StatusChange::CompensationFail { .. }
+                | StatusChange::ContinueAsNew { .. }
+        )
+    ) {
+        // A run that ends (or starts over) has nothing left to be woken for.
+        execute(&tx, &sql.delete_wakeups, &[id], OP).await?;
+    }
+    match &commit.status {
+        None => {}
+        Some(StatusChange::ContinueAsNew { input, keep_runs }) => {
+            continue_as_new(&tx, sql, id, input, *keep_runs, now).await?;
+        }
+        Some(status) => {
+            let Transition {
+                to: state,
+                output,
+                error,
+                from: allowed,
+            } = Transition::of(status);
+            let changed = execute(
+                &tx,
+                &sql.set_status,
+                &[
+                    &state_code(state),
+                    &output,
+                    &error,
+                    &now,
+                    id,
+                    &allowed.to_vec(),
+                ],
+                OP,
+            )
+            .await?;
+            if changed != 1 {
+                let from = RunState::from_code(i64::from(locked.state));
+                return Err(StoreError::Conflict {
+                    operation: OP,
+                    message: format!(
+                        "run `{id}` cannot move to {state:?} from its current state ({from:?})"
+                    ),
+                });
+            }
+        }
+    }
+    tx.commit().await.during(OP)
+}
+
+/// A status change as a row update: the new state and columns, and the states it may start from.
+struct Transition<'a> {
+    to: RunState,
+    output: Option<&'a [u8]>,
+    error: Option<&'a [u8]>,
+    from: &'static [i32],
+}
+
+impl<'a> Transition<'a> {
+    /// The same transitions as the SQLite store's: only running or parked runs finish, only running
+    /// runs park, only parked runs resume.
+    fn of(status: &'a StatusChange) -> Self {
+        const RUNNING: &[i32] = &[0];
+        const PARKED: &[i32] = &[3];
+        const UNFINISHED: &[i32] = &[0, 3];
+        let (to, output, error, from) = match status {
+            StatusChange::Resume => (RunState::Running, None, None, PARKED),
+            StatusChange::Complete { output } => (
+                RunState::Completed,
+                Some(output.as_slice()),
+                None,
+                UNFINISHED,
+            ),
+            StatusChange::Fail { error } => {
+                (RunState::Failed, None, Some(error.as_slice()), UNFINISHED)
+            }
+            StatusChange::Park { reason } => {
+                (RunState::Parked, None, Some(reason.as_slice()), RUNNING)
+            }
+            StatusChange::Cancel { error } => (
+                RunState::Cancelled,
+                None,
+                Some(error.as_slice()),
+                UNFINISHED,
+            ),
+            StatusChange::CompensationFail { error } => (
+                RunState::CompensationFailed,
+                None,
+                Some(error.as_slice()),
+                UNFINISHED,
+            ),
+            StatusChange::ContinueAsNew { .. } => (RunState::Running, None, None, RUNNING),
+        };
+        Transition {
+            to,
+            output,
+            error,
+            from,
+        }
+    }
+}
+
+/// Archives the current run of `workflow_id` and turns its row into a fresh run with `input`.
+async fn continue_as_new<C: GenericClient>(
+    tx: &C,
+    sql: &Sql,
+    workflow_id: &String,
+    input: &[u8],
+    keep_runs: u32,
+    now: i64,
+) -> Result<(), StoreError> {
+    const OP: &str = "continuing as new";
+    let archived = execute(tx, &sql.archive_run, &[workflow_id, &now], OP).await?;
+    if archived != 1 {
+        return Err(StoreError::Conflict {
+            operation: OP,
+            message: format!("run `{workflow_id}` is not running"),
+        });
+    }
+    if keep_runs > 0 {
+        execute(tx, &sql.archive_events, &[workflow_id], OP).await?;
+    }
+    execute(tx, &sql.delete_events, &[workflow_id], OP).await?;
+    let row = query_opt(tx, &sql.restart_run, &[workflow_id, &input, &now], OP)
+        .await?
+        .ok_or_else(|| StoreError::Conflict {
+            operation: OP,
+            message: format!("run `{workflow_id}` disappeared"),
+        })?;
+    let run_no: i64 = get(&row, 0, OP)?;
+    // Retention: keep the newest `keep_runs` archived runs.
+    let oldest_kept = run_no - i64::from(keep_runs);
+    execute(
+        tx,
+        &sql.prune_archived_events,
+        &[workflow_id, &oldest_kept],
+        OP,
+    )
+    .await?;
+    execute(
+        tx,
+        &sql.prune_archived_runs,
+        &[workflow_id, &oldest_kept],
+        OP,
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn send_signal(
+    client: &mut Object,
+    sql: &Sql,
+    workflow_id: &str,
+    name: &str,
+    payload: Vec<u8>,
+) -> Result<SignalOutcome, StoreError> {
+    const OP: &str = "sending a signal";
+    let tx = client.transaction().await.during(OP)?;
+    // The shared lock keeps a concurrent commit from finishing the run before this signal is in.
+    let state = match query_opt(&tx, &sql.share_run, &[&workflow_id], OP).await? {
+        None => return Ok(SignalOutcome::NoSuchRun),
+        Some(row) => get::<i32>(&row, 0, OP)?,
+    };
+    if RunState::from_code(i64::from(state)).is_some_and(RunState::is_finished) {
+        return Ok(SignalOutcome::RunFinished);
+    }
+    // Inbox ids must grow in commit order (nodes page through signals by id): one sender at a time
+    // allocates an id and commits.
+    execute(
+        &tx,
+        &sql.lock_signals,
+        &[&LOCK_CLASS_SIGNALS, &schema_lock_key(&sql.schema)],
+        OP,
+    )
+    .await?;
+    let row = query_opt(
+        &tx,
+        &sql.insert_signal,
+        &[&workflow_id, &name, &payload, &now_ms()],
+        OP,
+    )
+    .await?
+    .ok_or_else(|| StoreError::Backend {
+        operation: OP,
+        message: "the insert returned no id".to_string(),
+    })?;
+    let id: i64 = get(&row, 0, OP)?;
+    tx.commit().await.during(OP)?;
+    Ok(SignalOutcome::Queued(SignalRecord {
+        id,
+        name: name.to_string(),
+        payload,
+    }))
+}
+
+pub(super) async fn request_cancel(
+    client: &mut Object,
+    sql: &Sql,
+    workflow_id: &str,
+    reason: &str,
+) -> Result<CancelOutcome, StoreError> {
+    const OP: &str = "requesting a cancellation";
+    let tx = client.transaction().await.during(OP)?;
+    let state = match query_opt(&tx, &sql.lock_run_state, &[&workflow_id], OP).await? {
+        None => return Ok(CancelOutcome::NoSuchRun),
+        Some(row) => get::<i32>(&row, 0, OP)?,
+    };
+    if RunState::from_code(i64::from(state)).is_some_and(RunState::is_finished) {
+        return Ok(CancelOutcome::RunFinished);
+    }
+    execute(
+        &tx,
+        &sql.request_cancel,
+        &[&workflow_id, &reason, &now_ms()],
+        OP,
+    )
+    .await?;
+    tx.commit().await.during(OP)?;
+    Ok(CancelOutcome::Requested)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reads.
+
+pub(super) async fn run(
+    client: &Object,
+    sql: &Sql,
+    workflow_id: &str,
+) -> Result<Option<RunRecord>, StoreError> {
+    const OP: &str = "reading a run";
+    query_opt(client, &sql.select_run, &[&workflow_id], OP)
+        .await?
+        .map(|row| run_from_row(&row, OP))
+        .transpose()
+}
+
+pub(super) async fn history(
+    client: &Object,
+    sql: &Sql,
+    workflow_id: &str,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    const OP: &str = "reading a history";
+    query(client, &sql.history, &[&workflow_id], OP)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(StoredEvent {
+                seq: get(row, 0, OP)?,
+                step: step_from(get(row, 1, OP)?, OP)?,
+                kind: kind_from(get(row, 2, OP)?, OP)?,
+                payload: get(row, 3, OP)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn unfinished_runs(
+    client: &Object,
+    sql: &Sql,
+) -> Result<Vec<RunRecord>, StoreError> {
+    const OP: &str = "listing unfinished runs";
+    query(client, &sql.unfinished_runs, &[], OP)
+        .await?
+        .iter()
+        .map(|row| run_from_row(row, OP))
+        .collect()
+}
+
+fn signal_from_row(row: &Row, first: usize, op: &'static str) -> Result<SignalRecord, StoreError> {
+    Ok(SignalRecord {
+        id: get(row, first, op)?,
+        name: get(row, first + 1, op)?,
+        payload: get(row, first + 2, op)?,
+    })
+}
+
+pub(super) async fn pending_signals(
+    client: &Object,
+    sql: &Sql,
+    workflow_id: &str,
+) -> Result<Vec<SignalRecord>, StoreError> {
+    const OP: &str = "reading pending signals";
+    query(client, &sql.pending_signals, &[&workflow_id], OP)
+        .await?
+        .iter()
+        .map(|row| signal_from_row(row, 0, OP))
+        .collect()
+}
+
+pub(super) async fn value(
+    client: &Object,
+    sql: &Sql,
+    workflow_id: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    const OP: &str = "reading a published value";
+    query_opt(client, &sql.value, &[&workflow_id, &key], OP)
+        .await?
+        .map(|row| get(&row, 0, OP))
+        .transpose()
+}
+
+pub(super) async fn archived_runs(
+    client: &Object,
+    sql: &Sql,
+    workflow_id: &str,
+) -> Result<Vec<ArchivedRun>, StoreError> {
+    const OP: &str = "listing archived runs";
+    query(client, &sql.archived_runs, &[&workflow_id], OP)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(ArchivedRun {
+                workflow_id: get(row, 0, OP)?,
+                run_no: get(row, 1, OP)?,
+                workflow_name: get(row, 2, OP)?,
+                input: get(row, 3, OP)?,
+                event_count: get(row, 4, OP)?,
+                created_at_ms: get(row, 5, OP)?,
+                ended_at_ms: get(row, 6, OP)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn due_wakeups(
+    client: &Object,
+    sql: &Sql,
+    before_ms: i64,
+    limit: usize,
+) -> Result<Vec<Wakeup>, StoreError> {
+    const OP: &str = "listing due wake-ups";
+    query(
+        client,
+        &sql.due_wakeups,
+        &[&before_ms, &limit_param(limit)],
+        OP,
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Wakeup {
+            workflow_id: get(row, 0, OP)?,
+            at_ms: get(row, 1, OP)?,
+        })
+    })
+    .collect()
+}
+
+pub(super) async fn list_runs(
+    client: &Object,
+    sql: &Sql,
+    run_query: &RunQuery,
+) -> Result<RunPage, StoreError> {
+    const OP: &str = "listing runs";
+    // Only the active filters are in the statement (better plans); every value is still bound.
+    let limit = run_query.limit.clamp(1, 1_000);
+    let mut conditions: Vec<String> = Vec::new();
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    fn bind(
+        params: &mut Vec<Box<dyn ToSql + Sync + Send>>,
+        value: Box<dyn ToSql + Sync + Send>,
+    ) -> usize {
+        params.push(value);
+        params.len()
+    }
+    if let Some(name) = &run_query.workflow_name {
+        let n = bind(&mut params, Box::new(name.clone()));
+        conditions.push(format!("workflow_name = ${n}"));
+    }
+    if !run_query.states.is_empty() {
+        let codes: Vec<i32> = run_query
+            .states
+            .iter()
+            .map(|state| state_code(*state))
+            .collect();
+        let n = bind(&mut params, Box::new(codes));
+        conditions.push(format!("state = ANY(${n})"));
+    }
+    if let Some(prefix) = &run_query.id_prefix {
+        let n = bind(&mut params, Box::new(prefix.clone()));
+        conditions.push(format!(
+            "workflow_id >= ${n} AND starts_with(workflow_id, ${n})"
+        ));
+    }
+    if let Some(after) = &run_query.after {
+        let n = bind(&mut params, Box::new(after.clone()));
+        conditions.push(format!("workflow_id > ${n}"));
+    }
+    let n = bind(&mut params, Box::new(limit_param(limit + 1)));
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let statement = format!(
+        "SELECT {RUN_COLUMNS} FROM {}.runs {filter} ORDER BY workflow_id LIMIT ${n}",
+        sql.quoted
+    );
+    let refs: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let mut runs = query(client, &statement, &refs, OP)
+        .await?
+        .iter()
+        .map(|row| run_from_row(row, OP))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|run| run.workflow_id.clone())
+    } else {
+        None
+    };
+    Ok(RunPage { runs, next })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Leases.
+
+pub(super) async fn claim_runs(
+    client: &Object,
+    sql: &Sql,
+    node: &str,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claim>, StoreError> {
+    const OP: &str = "claiming runs";
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = query(
+        client,
+        &sql.claim_runs,
+        &[&node, &lease_ms, &limit_param(limit)],
+        OP,
+    )
+    .await?;
+    claims_from(&rows, OP)
+}
+
+pub(super) async fn renew_leases(
+    client: &Object,
+    sql: &Sql,
+    node: &str,
+    lease_ms: i64,
+) -> Result<Vec<Claim>, StoreError> {
+    const OP: &str = "renewing leases";
+    let rows = query(client, &sql.renew_leases, &[&node, &lease_ms], OP).await?;
+    claims_from(&rows, OP)
+}
+
+pub(super) async fn release_run(
+    client: &Object,
+    sql: &Sql,
+    node: &str,
+    claim: &Claim,
+) -> Result<(), StoreError> {
+    const OP: &str = "releasing a run";
+    execute(
+        client,
+        &sql.release_run,
+        &[&claim.workflow_id, &node, &claim.epoch],
+        OP,
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn owned_signals(
+    client: &Object,
+    sql: &Sql,
+    node: &str,
+    after_id: i64,
+) -> Result<Vec<(String, SignalRecord)>, StoreError> {
+    const OP: &str = "reading owned runs' signals";
+    query(client, &sql.owned_signals, &[&node, &after_id], OP)
+        .await?
+        .iter()
+        .map(|row| Ok((get(row, 0, OP)?, signal_from_row(row, 1, OP)?)))
+        .collect()
+}
+
+pub(super) async fn owned_cancellations(
+    client: &Object,
+    sql: &Sql,
+    node: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    const OP: &str = "reading owned runs' cancellations";
+    query(client, &sql.owned_cancellations, &[&node], OP)
+        .await?
+        .iter()
+        .map(|row| Ok((get(row, 0, OP)?, get(row, 1, OP)?)))
+        .collect()
+}
