@@ -8,13 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::{Either, select};
 use orchestrator::prelude::*;
-use orchestrator::store::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
-    SignalRecord, SqliteStore, Store, StoreError, StoredEvent, Wakeup,
-};
 use orchestrator_tests::{
-    KIND_SIGNAL_RECEIVED, KIND_TIMER_FIRED, TestDb, bump, eventually, finish, gate_wait, open_gate,
-    stop, wait_status,
+    KIND_SIGNAL_RECEIVED, KIND_TIMER_FIRED, SlowStore, TestDb, bump, eventually, finish, gate_wait,
+    open_gate, stop, wait_status,
 };
 
 /// The `signals` table of a run: (name, consumed_by_step), in sending order.
@@ -380,85 +376,17 @@ async fn waits_for_ping(ctx: WorkflowContext, _: ()) -> Result<u32, WorkflowErro
         .await
 }
 
-/// The SQLite store, except that `create_run` returns 100 ms after its row is committed, as it does on
-/// a stalled disk.
-struct SlowCreate {
-    inner: SqliteStore,
-}
-
-#[async_trait::async_trait]
-impl Store for SlowCreate {
-    async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError> {
-        let outcome = self.inner.create_run(run).await?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok(outcome)
-    }
-
-    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        self.inner.commit(commit).await
-    }
-
-    async fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        self.inner.run(workflow_id).await
-    }
-
-    async fn history(&self, workflow_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.history(workflow_id).await
-    }
-
-    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.inner.unfinished_runs().await
-    }
-
-    async fn send_signal(
-        &self,
-        workflow_id: &str,
-        name: &str,
-        payload: Vec<u8>,
-    ) -> Result<SignalOutcome, StoreError> {
-        self.inner.send_signal(workflow_id, name, payload).await
-    }
-
-    async fn pending_signals(&self, workflow_id: &str) -> Result<Vec<SignalRecord>, StoreError> {
-        self.inner.pending_signals(workflow_id).await
-    }
-
-    async fn request_cancel(
-        &self,
-        workflow_id: &str,
-        reason: &str,
-    ) -> Result<CancelOutcome, StoreError> {
-        self.inner.request_cancel(workflow_id, reason).await
-    }
-
-    async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.value(workflow_id, key).await
-    }
-
-    async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, StoreError> {
-        self.inner.archived_runs(workflow_id).await
-    }
-
-    async fn due_wakeups(&self, before_ms: i64, limit: usize) -> Result<Vec<Wakeup>, StoreError> {
-        self.inner.due_wakeups(before_ms, limit).await
-    }
-    async fn list_runs(
-        &self,
-        query: &orchestrator::store::RunQuery,
-    ) -> Result<orchestrator::store::RunPage, StoreError> {
-        self.inner.list_runs(query).await
-    }
-}
-
 /// A signal sent while `start` is still setting its run up (the run's row is committed, so `signal`
 /// accepts it, but `start` has not returned) must reach the workflow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_sent_while_start_is_in_progress_is_not_lost() {
     let db = TestDb::new();
     let id = "signal-race-1";
-    let store = Arc::new(SlowCreate {
-        inner: SqliteStore::open(db.path()).await.unwrap(),
-    });
+    let store = Arc::new(
+        SlowStore::open(db.path())
+            .await
+            .delay_create_replies(Duration::from_millis(100)),
+    );
     let engine = Engine::builder()
         .store(store)
         .register(waits_for_ping)

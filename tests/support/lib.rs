@@ -386,6 +386,7 @@ pub async fn gate_or_cancelled(key: &str, ctx: &ActivityContext) -> bool {
 /// process would cause. Every other call goes straight through.
 ///
 /// - `before_create`: `create_run` waits this long before writing the row.
+/// - `after_create`: `create_run` waits this long after the row is committed, before it returns.
 /// - [`SlowStore::delay_reads_of`]: `run(id)` for that id reads the row, then waits before returning
 ///   it (so the caller acts on a row that may be stale by then). Armed once; later reads are prompt.
 /// - [`SlowStore::delay_history_of`]: `history(id)` for that id waits before reading (as when the
@@ -394,6 +395,7 @@ pub async fn gate_or_cancelled(key: &str, ctx: &ActivityContext) -> bool {
 pub struct SlowStore {
     inner: SqliteStore,
     before_create: Duration,
+    after_create: Duration,
     slow_read: Mutex<Option<(String, Duration)>>,
     slow_read_done: AtomicBool,
     slow_history: Mutex<Option<(String, Duration)>>,
@@ -407,6 +409,7 @@ impl SlowStore {
                 .await
                 .expect("open the SQLite store"),
             before_create: Duration::ZERO,
+            after_create: Duration::ZERO,
             slow_read: Mutex::new(None),
             slow_read_done: AtomicBool::new(false),
             slow_history: Mutex::new(None),
@@ -416,6 +419,12 @@ impl SlowStore {
     /// Makes `create_run` wait `delay` before writing the row.
     pub fn delay_creates(mut self, delay: Duration) -> Self {
         self.before_create = delay;
+        self
+    }
+
+    /// Makes `create_run` return `delay` after its row is committed (as on a stalled disk).
+    pub fn delay_create_replies(mut self, delay: Duration) -> Self {
+        self.after_create = delay;
         self
     }
 
@@ -440,7 +449,9 @@ impl SlowStore {
 impl Store for SlowStore {
     async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError> {
         tokio::time::sleep(self.before_create).await;
-        self.inner.create_run(run).await
+        let outcome = self.inner.create_run(run).await?;
+        tokio::time::sleep(self.after_create).await;
+        Ok(outcome)
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {

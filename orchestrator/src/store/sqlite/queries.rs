@@ -295,6 +295,31 @@ pub(super) fn unfinished_runs(conn: &Connection) -> Result<Vec<RunRecord>, Store
     Ok(runs)
 }
 
+/// Whether a run exists and may still take requests (signals, cancellation).
+enum Lifecycle {
+    Missing,
+    Finished,
+    Open,
+}
+
+fn lifecycle(
+    conn: &Connection,
+    workflow_id: &str,
+    op: &'static str,
+) -> Result<Lifecycle, StoreError> {
+    let state: Option<i64> = conn
+        .prepare_cached("SELECT state FROM runs WHERE workflow_id = ?1")
+        .during(op)?
+        .query_row([workflow_id], |row| row.get(0))
+        .optional()
+        .during(op)?;
+    Ok(match state.map(RunState::from_code) {
+        None => Lifecycle::Missing,
+        Some(Some(state)) if state.is_finished() => Lifecycle::Finished,
+        Some(_) => Lifecycle::Open,
+    })
+}
+
 pub(super) fn send_signal(
     conn: &Connection,
     workflow_id: &str,
@@ -303,16 +328,10 @@ pub(super) fn send_signal(
 ) -> Result<SignalOutcome, StoreError> {
     const OP: &str = "sending a signal";
     let tx = conn;
-    let state: Option<i64> = tx
-        .prepare_cached("SELECT state FROM runs WHERE workflow_id = ?1")
-        .during(OP)?
-        .query_row([workflow_id], |row| row.get(0))
-        .optional()
-        .during(OP)?;
-    match state.map(RunState::from_code) {
-        None => return Ok(SignalOutcome::NoSuchRun),
-        Some(Some(state)) if state.is_finished() => return Ok(SignalOutcome::RunFinished),
-        _ => {}
+    match lifecycle(tx, workflow_id, OP)? {
+        Lifecycle::Missing => return Ok(SignalOutcome::NoSuchRun),
+        Lifecycle::Finished => return Ok(SignalOutcome::RunFinished),
+        Lifecycle::Open => {}
     }
     tx.prepare_cached(
         "INSERT INTO signals (workflow_id, name, payload, sent_at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -424,16 +443,10 @@ pub(super) fn request_cancel(
 ) -> Result<CancelOutcome, StoreError> {
     const OP: &str = "requesting a cancellation";
     let tx = conn;
-    let state: Option<i64> = tx
-        .prepare_cached("SELECT state FROM runs WHERE workflow_id = ?1")
-        .during(OP)?
-        .query_row([workflow_id], |row| row.get(0))
-        .optional()
-        .during(OP)?;
-    match state.map(RunState::from_code) {
-        None => return Ok(CancelOutcome::NoSuchRun),
-        Some(Some(state)) if state.is_finished() => return Ok(CancelOutcome::RunFinished),
-        _ => {}
+    match lifecycle(tx, workflow_id, OP)? {
+        Lifecycle::Missing => return Ok(CancelOutcome::NoSuchRun),
+        Lifecycle::Finished => return Ok(CancelOutcome::RunFinished),
+        Lifecycle::Open => {}
     }
     tx.prepare_cached(
         "UPDATE runs SET cancel_reason = ?2, updated_at_ms = ?3 \
