@@ -267,13 +267,16 @@ impl Driver {
     /// Loads the signals waiting in the inbox. Runs after the driver is registered with the engine,
     /// so a signal sent meanwhile arrives either here or as a message (duplicates are merged by id).
     async fn load_inbox(&mut self) -> Result<(), StoreError> {
-        // A cancellation requested while this driver was being set up is on the run's row.
+        // A cancellation requested while this driver was being set up is on the run's row. Both reads
+        // are queued at once (one round trip to the reader instead of two).
+        let id = self.shared.workflow_id.clone();
+        let (run, pending) = tokio::join!(self.store.run(&id), self.store.pending_signals(&id));
         if self.pending_cancel.is_none()
-            && let Some(run) = self.store.run(&self.shared.workflow_id).await?
+            && let Some(run) = run?
         {
             self.pending_cancel = run.cancel_reason;
         }
-        let pending = self.store.pending_signals(&self.shared.workflow_id).await?;
+        let pending = pending?;
         for signal in pending {
             if !self.consumed_signals.contains(&signal.id) {
                 self.inbox.entry(signal.id).or_insert(signal);
