@@ -47,7 +47,8 @@ pub(crate) enum Phase {
 /// How a driver ended, as reported to waiters.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum DriverExitView {
-    Settled,
+    /// Finished (or parked): the outcome is in the store; a completed run's output comes along.
+    Settled(Option<Arc<Vec<u8>>>),
     /// Stopped before the run finished: the engine shut down (`None`) or the journal failed.
     Stopped(Option<String>),
 }
@@ -406,10 +407,14 @@ impl Engine {
                 let view = match exit {
                     DriverExit::StoreFailed(error) => DriverExitView::Stopped(Some(error)),
                     DriverExit::Shutdown => DriverExitView::Stopped(None),
-                    _ => DriverExitView::Settled,
+                    DriverExit::Finished { output } => {
+                        DriverExitView::Settled(output.map(Arc::new))
+                    }
+                    _ => DriverExitView::Settled(None),
                 };
-                engine.publish(&id, Phase::Ended(view.clone()));
-                if view == DriverExitView::Settled {
+                let settled = matches!(view, DriverExitView::Settled(_));
+                engine.publish(&id, Phase::Ended(view));
+                if settled {
                     // The outcome is in the store; waiters holding a receiver re-read it.
                     lock(&engine.inner.phases).remove(&id);
                     lock(&engine.inner.epochs).remove(&id);
@@ -483,6 +488,11 @@ impl Engine {
         if !driven {
             lock(&self.inner.phases).remove(id);
         }
+    }
+
+    /// Whether a driver of this engine drives the run now.
+    pub(crate) fn is_driven(&self, workflow_id: &str) -> bool {
+        lock(&self.inner.drivers).contains_key(workflow_id)
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

@@ -76,8 +76,9 @@ pub(crate) enum DriverMsg {
 /// How a driver ended.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum DriverExit {
-    /// The run finished (completed, failed, cancelled); the outcome is journaled.
-    Finished,
+    /// The run finished (completed, failed, cancelled); the outcome is journaled. `output` is the
+    /// encoded output of a completed run.
+    Finished { output: Option<Vec<u8>> },
     /// The run was parked; the reason is journaled.
     Parked,
     /// The run continued as new: a fresh run of the same id must be driven.

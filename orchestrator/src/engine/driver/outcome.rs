@@ -33,7 +33,14 @@ impl Driver {
                 },
                 DriverExit::ContinuedAsNew,
             ),
-            (Ok(output), _) => (StatusChange::Complete { output }, DriverExit::Finished),
+            (Ok(output), _) => (
+                StatusChange::Complete {
+                    output: output.clone(),
+                },
+                DriverExit::Finished {
+                    output: Some(output),
+                },
+            ),
             (Err(error), _) => {
                 let compensation_failed = matches!(error, WorkflowError::CompensationFailed { .. });
                 let encoded = match self.codec.encode(&error) {
@@ -58,7 +65,7 @@ impl Driver {
                 } else {
                     StatusChange::Fail { error: encoded }
                 };
-                (status, DriverExit::Finished)
+                (status, DriverExit::Finished { output: None })
             }
         };
         let published = !values.is_empty();
