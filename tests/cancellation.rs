@@ -420,9 +420,12 @@ async fn waits_for_go_briefly(ctx: WorkflowContext, _: ()) -> Result<u32, Workfl
 async fn a_cancellation_accepted_while_start_is_in_progress_is_not_lost() {
     let db = TestDb::new();
     let id = "cancel-race-1";
-    let store = Arc::new(SlowStore::open(db.path()).await);
-    // `start` reads the new run's row, then stalls 150 ms before driving it.
-    store.delay_reads_of(id, Duration::from_millis(150));
+    // `create_run` commits the row, then answers 150 ms later: `start` has not driven it yet.
+    let store = Arc::new(
+        SlowStore::open(db.path())
+            .await
+            .delay_create_replies(Duration::from_millis(150)),
+    );
     let engine = Engine::builder()
         .store(store.clone())
         .register(waits_for_go_briefly)
@@ -436,8 +439,8 @@ async fn a_cancellation_accepted_while_start_is_in_progress_is_not_lost() {
             finish(&handle).await
         })
     };
-    eventually("start has read the new run's row", || async {
-        store.delayed_read_taken()
+    eventually("the new run's row exists", || async {
+        db.run_state(id).is_some()
     })
     .await;
     // The row exists and no driver runs it yet: the request is accepted and must not be lost.

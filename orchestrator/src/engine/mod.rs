@@ -53,6 +53,12 @@ pub(crate) enum DriverExitView {
     Stopped(Option<String>),
 }
 
+/// A driver's message channel.
+pub(crate) type Channel = (
+    mpsc::UnboundedSender<DriverMsg>,
+    mpsc::UnboundedReceiver<DriverMsg>,
+);
+
 /// Tunables fixed at build time.
 #[derive(Debug, Clone)]
 pub(crate) struct EngineSettings {
@@ -293,7 +299,55 @@ impl Engine {
         run: &'a RunRecord,
         history: History,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
-        Box::pin(self.spawn_driver_inner(id, workflow, run, history))
+        Box::pin(self.spawn_driver_inner(id, workflow, run, history, None))
+    }
+
+    /// Like [`Engine::spawn_driver`], for a run just created by this engine through a channel it
+    /// registered before creating it (see [`Engine::preregister`]).
+    pub(crate) fn spawn_new_driver<'a>(
+        &'a self,
+        id: Arc<str>,
+        workflow: ErasedWorkflow,
+        run: &'a RunRecord,
+        channel: Channel,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
+        Box::pin(self.spawn_driver_inner(id, workflow, run, History::default(), Some(channel)))
+    }
+
+    /// Registers a driver channel for a run about to be created, so every signal or cancellation
+    /// accepted once its row exists reaches it (the new driver then needs no inbox read). `None` if a
+    /// driver (or another start's channel) is registered already.
+    pub(crate) fn preregister(&self, id: &str) -> Option<Channel> {
+        let mut drivers = lock(&self.inner.drivers);
+        if drivers.contains_key(id) {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        drivers.insert(Arc::from(id), tx.clone());
+        Some((tx, rx))
+    }
+
+    /// Takes back a channel registered by [`Engine::preregister`] for a run that was not created
+    /// (it existed already, or the write failed), and wakes that run: a wake-up or message that
+    /// met the channel meanwhile was meant for it.
+    pub(crate) fn withdraw(&self, id: &str, channel: &Channel) {
+        let removed = {
+            let mut drivers = lock(&self.inner.drivers);
+            let ours = drivers
+                .get(id)
+                .is_some_and(|registered| registered.same_channel(&channel.0));
+            if ours {
+                drivers.remove(id);
+            }
+            ours
+        };
+        if removed {
+            // A waiter that saw the channel and took the run for driven here re-reads the store.
+            self.release(id);
+        }
+        if !self.lease_mode() {
+            self.wake(id);
+        }
     }
 
     async fn spawn_driver_inner(
@@ -302,6 +356,7 @@ impl Engine {
         workflow: ErasedWorkflow,
         run: &RunRecord,
         history: History,
+        channel: Option<Channel>,
     ) -> Result<(), Error> {
         let settings = &self.inner.settings;
         let shared = Arc::new(RunShared::new(
@@ -317,18 +372,33 @@ impl Engine {
                     type_name: format!("input of `{}`", workflow.name),
                     message: error.to_string(),
                 };
+                if let Some(channel) = &channel {
+                    let mut drivers = lock(&self.inner.drivers);
+                    if drivers
+                        .get(&id)
+                        .is_some_and(|registered| registered.same_channel(&channel.0))
+                    {
+                        drivers.remove(&id);
+                    }
+                }
                 return self.park_stored(&id, &reason).await;
             }
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        {
-            let mut drivers = lock(&self.inner.drivers);
-            if drivers.contains_key(&id) {
-                // Already driven (a start and a wake-up raced): one driver per run.
-                return Ok(());
+        let fresh = channel.is_some();
+        let (tx, rx) = match channel {
+            // Registered before the run was created: it is ours.
+            Some(channel) => channel,
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let mut drivers = lock(&self.inner.drivers);
+                if drivers.contains_key(&id) {
+                    // Already driven (a start and a wake-up raced): one driver per run.
+                    return Ok(());
+                }
+                drivers.insert(id.clone(), tx.clone());
+                (tx, rx)
             }
-            drivers.insert(id.clone(), tx.clone());
-        }
+        };
         self.publish(&id, Phase::Active);
         self.inner.active.fetch_add(1, Ordering::AcqRel);
         let deadline = run.deadline_ms.map(|deadline| {
@@ -353,6 +423,7 @@ impl Engine {
             evict_after: settings.evict_after,
             run_no: run.run_no,
             fence: self.fence_for(&id),
+            fresh,
         });
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(async move {

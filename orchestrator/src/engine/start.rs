@@ -86,7 +86,9 @@ impl<W: Workflow> StartRun<W> {
         let execution_timeout_ms = self
             .execution_timeout
             .map(|timeout| i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
-        let outcome = engine
+        // Register the run's channel first: whatever is sent to it once its row exists reaches it.
+        let channel = engine.preregister(&self.workflow_id);
+        let created = engine
             .inner
             .store
             .create_run(NewRun {
@@ -98,7 +100,19 @@ impl<W: Workflow> StartRun<W> {
                 execution_timeout_ms,
                 owner: engine.initial_lease(),
             })
-            .await?;
+            .await;
+        let outcome = match created {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                if let Some(channel) = &channel {
+                    engine.withdraw(&self.workflow_id, channel);
+                }
+                return Err(error.into());
+            }
+        };
+        if let (CreateOutcome::Existing(_), Some(channel)) = (&outcome, &channel) {
+            engine.withdraw(&self.workflow_id, channel);
+        }
         match outcome {
             CreateOutcome::Created => {
                 if let Some(lease) = engine.initial_lease() {
@@ -121,9 +135,19 @@ impl<W: Workflow> StartRun<W> {
                     execution_timeout_ms,
                 };
                 let id: Arc<str> = Arc::from(self.workflow_id.as_str());
-                engine
-                    .spawn_driver(id, erased, &record, History::default())
-                    .await?;
+                match channel {
+                    Some(channel) => {
+                        engine
+                            .spawn_new_driver(id, erased, &record, channel)
+                            .await?
+                    }
+                    // Another start of this id registered first; it drives the run (or wakes it).
+                    None => {
+                        engine
+                            .spawn_driver(id, erased, &record, History::default())
+                            .await?
+                    }
+                }
             }
             CreateOutcome::Existing(existing) if existing.workflow_name != W::NAME => {
                 return Err(Error::WorkflowIdConflict {

@@ -153,6 +153,9 @@ pub(crate) struct DriverParts {
     pub(crate) run_no: i64,
     /// With leases: the (node, epoch) every write carries.
     pub(crate) fence: Option<(String, i64)>,
+    /// A run this engine just created, whose channel was registered before the run existed: nothing
+    /// can be in its inbox or cancellation flag that did not also reach the channel.
+    pub(crate) fresh: bool,
 }
 
 pub(crate) struct Driver {
@@ -187,6 +190,8 @@ pub(crate) struct Driver {
     interrupt_journaled: bool,
     /// Whether the cluster loop told this driver its lease is gone.
     told_lease_lost: bool,
+    /// See [`DriverParts::fresh`].
+    fresh: bool,
     /// Completions delivered to the body and not journaled yet (see `complete`).
     unjournaled: Vec<Event>,
     run_no: i64,
@@ -227,6 +232,7 @@ impl Driver {
             evict_after: parts.evict_after,
             interrupt_journaled: false,
             told_lease_lost: false,
+            fresh: parts.fresh,
             unjournaled: Vec::new(),
             run_no: parts.run_no,
             fence: parts.fence,
@@ -240,7 +246,12 @@ impl Driver {
 
     /// Drives the run until it finishes, is parked, or the engine shuts down.
     pub(crate) async fn run(mut self) -> DriverExit {
-        let exit = match self.load_inbox().await {
+        let loaded = if self.fresh {
+            Ok(())
+        } else {
+            self.load_inbox().await
+        };
+        let exit = match loaded {
             Ok(()) => self.drive().await,
             Err(error) => Err(error),
         };
