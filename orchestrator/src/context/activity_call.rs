@@ -43,31 +43,22 @@ impl Future for RawActivityCall {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.slot.step().is_none()
-            && let Some(Err(error)) = &this.invocation
-        {
-            let step = this.slot.ctx.shared.machine().steps_issued() + 1;
-            return Poll::Ready(Err(WorkflowError::Payload {
-                step,
-                message: error.to_string(),
-            }));
-        }
         let name = this.name;
-        let invocation = &mut this.invocation;
-        let outcome = this.slot.poll_outcome(cx, |machine| {
-            match invocation.take() {
-                Some(Ok(invocation)) => {
-                    machine.issue_activity(name, fingerprint(&invocation.input), invocation)
-                }
-                // Unreachable: the error case returned above. Issue nothing sensible: park.
-                _ => {
-                    machine.fail(crate::error::ParkReason::CorruptJournal {
-                        message: "activity call polled without its input".to_string(),
-                    });
-                    0
-                }
+        match this.invocation.take() {
+            Some(Err(error)) => {
+                // The input never encoded: no step is issued (the same on replay).
+                let step = this.slot.ctx.shared.machine().steps_issued() + 1;
+                return Poll::Ready(Err(WorkflowError::Payload {
+                    step,
+                    message: error.to_string(),
+                }));
             }
-        });
+            Some(Ok(invocation)) => this.slot.issue(|machine| {
+                machine.issue_activity(name, fingerprint(&invocation.input), invocation)
+            }),
+            None => {}
+        }
+        let outcome = this.slot.poll_issued(cx);
         match outcome {
             None => Poll::Pending,
             Some((

@@ -47,6 +47,24 @@ impl StepSlot {
         Some((step, outcome))
     }
 
+    /// The outcome of a step already issued with [`StepSlot::issue`]; `None` while it is pending
+    /// (or if it was never issued).
+    pub(crate) fn poll_issued(&mut self, cx: &mut Context<'_>) -> Option<(u32, EventBody)> {
+        let step = self.step?;
+        self.poll_outcome(cx, |_| step)
+    }
+
+    /// Issues the step now (once).
+    pub(crate) fn issue(
+        &mut self,
+        issue: impl FnOnce(&mut ReplayMachine<ActivityInvocation>) -> u32,
+    ) {
+        if self.step.is_none() {
+            let step = issue(&mut self.ctx.shared.machine());
+            self.step = Some(step);
+        }
+    }
+
     /// Parks the run because `step` received an outcome of the wrong kind.
     pub(crate) fn wrong_outcome(&self, step: u32, expected: &str, got: &EventBody) {
         self.ctx.shared.machine().fail(ParkReason::CorruptJournal {

@@ -3,8 +3,9 @@
 //! One driver task per active run. It alternates between polling the workflow future until it makes no
 //! more progress, journaling the records that poll produced, starting the commands it issued (and
 //! stopping the work of steps it abandoned), and delivering exactly one completion — first the
-//! journal's recorded ones in order (replay), then live ones as they arrive (each journaled before it is
-//! delivered). Delivering one completion at a time, in journal order, is what makes concurrent steps
+//! journal's recorded ones in order (replay), then live ones as they arrive (each journaled in the same
+//! commit as what the next poll produced, before any work that poll asks for starts; a signal's receipt
+//! at once). Delivering one completion at a time, in journal order, is what makes concurrent steps
 //! replay identically.
 
 mod outcome;
