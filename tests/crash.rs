@@ -15,15 +15,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use orchestrator::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
 use orchestrator::journal::EventBody;
+use orchestrator_tests::ChildWorker;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 /// Activity calls made by the worker's workflow.
@@ -62,85 +60,6 @@ fn kill_window_ms(journaled: usize, kills_left: usize) -> u64 {
     let steps_left = (STEPS as usize).saturating_sub(journaled + 1) as u64;
     let kills_left = kills_left.max(1) as u64;
     (15 + 60 * steps_left / kills_left).min(150)
-}
-
-/// A running incarnation of the worker, with its stdout lines arriving on a channel.
-struct Worker {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Worker {
-    fn spawn(db: &Path, log: &Path) -> Worker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crash_worker"))
-            .arg(db)
-            .arg(log)
-            .arg(WORKFLOW_ID)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn crash_worker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Worker { child, lines }
-    }
-
-    /// Waits for a stdout line starting with `prefix`; `None` if the worker closed stdout first.
-    fn wait_for(&self, prefix: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return Some(line),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Disconnected) => return None,
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("crash_worker printed no `{prefix}` line within {timeout:?}")
-                }
-            }
-        }
-    }
-
-    /// SIGKILLs the worker (a no-op if it already exited) and reaps it.
-    fn kill(&mut self) -> ExitStatus {
-        // `Child::kill` sends SIGKILL on Unix.
-        self.child.kill().expect("SIGKILL crash_worker");
-        self.child.wait().expect("reap crash_worker")
-    }
-
-    /// Waits for the worker to exit on its own.
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll crash_worker") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "crash_worker did not exit within {timeout:?} after printing its result"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Worker {
-    /// Leaves no worker behind when an assertion fails.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// One line of the run log.
@@ -255,6 +174,12 @@ struct KillRecord {
     mid_activity: Vec<u32>,
 }
 
+/// Starts `crash_worker` on the journal.
+fn spawn_worker(db: &Path, log: &Path) -> ChildWorker {
+    let args: [&std::ffi::OsStr; 3] = [db.as_os_str(), log.as_os_str(), WORKFLOW_ID.as_ref()];
+    ChildWorker::spawn(env!("CARGO_BIN_EXE_crash_worker"), args)
+}
+
 #[test]
 fn survives_30_sigkills() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -267,8 +192,8 @@ fn survives_30_sigkills() {
     let mut journaled = 0;
     for n in 0..KILLS {
         let log_start = log_len(&log);
-        let mut worker = Worker::spawn(&db, &log);
-        let pid = worker.child.id();
+        let mut worker = spawn_worker(&db, &log);
+        let pid = worker.id();
         let spawned = Instant::now();
         if fastrand::u8(..5) == 0 {
             // Early: hit process start, opening the journal and recovery.
@@ -326,7 +251,7 @@ fn survives_30_sigkills() {
     }
 
     // The final, uninterrupted run.
-    let mut worker = Worker::spawn(&db, &log);
+    let mut worker = spawn_worker(&db, &log);
     let result = worker
         .wait_for("RESULT ", Duration::from_secs(60))
         .expect("crash_worker exited without printing its result");

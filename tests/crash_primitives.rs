@@ -43,11 +43,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use orchestrator::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
@@ -55,7 +52,8 @@ use orchestrator::journal::EventBody;
 use orchestrator::prelude::*;
 use orchestrator::{Either, Payload};
 use orchestrator_tests::{
-    KIND_ACTIVITY_COMPLETED, TestDb, bump, count, eventually, finish, gate_wait, open_gate, stop,
+    ChildWorker, KIND_ACTIVITY_COMPLETED, TestDb, bump, count, eventually, finish, gate_wait,
+    open_gate, stop,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -90,83 +88,15 @@ fn decode_event(payload: &[u8]) -> EventBody {
 // ---------------------------------------------------------------------------------------------------
 // The worker process
 
-/// A running incarnation of the worker, with its stdout lines arriving on a channel.
-struct Worker {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Worker {
-    fn spawn(scenario: &str, db: &Path, log: &Path, workflow_id: &str) -> Worker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_primitives_worker"))
-            .arg(scenario)
-            .arg(db)
-            .arg(log)
-            .arg(workflow_id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn primitives_worker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Worker { child, lines }
-    }
-
-    /// Waits for a stdout line starting with `prefix`; `None` if the worker closed stdout first.
-    fn wait_for(&self, prefix: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return Some(line),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Disconnected) => return None,
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("primitives_worker printed no `{prefix}` line within {timeout:?}")
-                }
-            }
-        }
-    }
-
-    /// SIGKILLs the worker (a no-op if it already exited) and reaps it.
-    fn kill(&mut self) -> ExitStatus {
-        self.child.kill().expect("SIGKILL primitives_worker");
-        self.child.wait().expect("reap primitives_worker")
-    }
-
-    /// Waits for the worker to exit on its own.
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll primitives_worker") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "primitives_worker did not exit within {timeout:?} after printing its result"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Worker {
-    /// Leaves no worker behind when an assertion fails.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Starts `primitives_worker` with a scenario on the journal.
+fn spawn_worker(scenario: &str, db: &Path, log: &Path, workflow_id: &str) -> ChildWorker {
+    let args: [&std::ffi::OsStr; 4] = [
+        scenario.as_ref(),
+        db.as_os_str(),
+        log.as_os_str(),
+        workflow_id.as_ref(),
+    ];
+    ChildWorker::spawn(env!("CARGO_BIN_EXE_primitives_worker"), args)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -364,10 +294,10 @@ enum Moment {
 
 /// Waits until the log, from byte `from` on, has a line `<start|end> .. <label> <pid>`, or the worker
 /// exits, or 500 ms pass. Returns whether the line came.
-fn wait_for_log(worker: &mut Worker, log: &Path, from: usize, end: bool, label: &str) -> bool {
+fn wait_for_log(worker: &mut ChildWorker, log: &Path, from: usize, end: bool, label: &str) -> bool {
     let deadline = Instant::now() + Duration::from_millis(500);
     let what = if end { "end " } else { "start " };
-    let suffix = format!(" {label} {}", worker.child.id());
+    let suffix = format!(" {label} {}", worker.id());
     while Instant::now() < deadline {
         let bytes = std::fs::read(log).unwrap_or_default();
         let text = String::from_utf8_lossy(bytes.get(from..).unwrap_or_default());
@@ -377,7 +307,7 @@ fn wait_for_log(worker: &mut Worker, log: &Path, from: usize, end: bool, label: 
         {
             return true;
         }
-        if matches!(worker.child.try_wait(), Ok(Some(_))) {
+        if worker.has_exited() {
             return false;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -407,8 +337,8 @@ fn run_with_kills(
     let mut view = JournalView::default();
     for n in 0..KILLS {
         let log_start = log_len(&log);
-        let mut worker = Worker::spawn(scenario, &db, &log, workflow_id);
-        let pid = worker.child.id();
+        let mut worker = spawn_worker(scenario, &db, &log, workflow_id);
+        let pid = worker.id();
         let spawned = Instant::now();
         if fastrand::u8(..5) == 0 {
             // Early: hit process start, opening the journal and recovery.
@@ -465,7 +395,7 @@ fn run_with_kills(
         });
     }
 
-    let mut worker = Worker::spawn(scenario, &db, &log, workflow_id);
+    let mut worker = spawn_worker(scenario, &db, &log, workflow_id);
     let result = worker
         .wait_for("RESULT ", Duration::from_secs(60))
         .expect("primitives_worker exited without printing its result");

@@ -14,7 +14,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod child_worker;
 pub mod lease_probe;
+
+pub use child_worker::ChildWorker;
 
 use std::collections::HashMap;
 use std::future::Future;
