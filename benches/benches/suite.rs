@@ -31,10 +31,10 @@ use orchestrator::codec::Codec;
 use orchestrator::journal::EventBody;
 use orchestrator::store::SqliteStore;
 use orchestrator_benches::{
-    BoxError, KIND_ACTIVITY_COMPLETED, KIND_TIMER_STARTED, Mode, average_completion_payload,
-    build_replay_journal, copy_journal, count_events, cpu_time, engine_builder, noop_name, parked,
-    peak_rss_kb, percentile_us, replay_once, rss_kb, seq_steps, take_stamps, ten_steps,
-    three_steps, within,
+    BoxError, KIND_ACTIVITY_COMPLETED, KIND_TIMER_STARTED, Mode, POISON_MESSAGE,
+    average_completion_payload, build_replay_journal, copy_journal, count_events, cpu_time,
+    engine_builder, noop_name, parked, peak_rss_kb, percentile_us, poison_pill, replay_once,
+    rss_kb, seq_steps, take_stamps, ten_steps, three_steps, within,
 };
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::runtime::Runtime;
@@ -58,6 +58,8 @@ const TARGET_STEPS_X_BATCH10: f64 = 0.9;
 const TARGET_REPLAY_EVENTS_PER_S: f64 = 250_000.0;
 const TARGET_RSS_MB: f64 = 100.0;
 const TARGET_IDLE_CPU_PERCENT: f64 = 1.0;
+/// Issue 6: the other workflows keep at least 95% of their throughput beside poison runs.
+const TARGET_POISON_RATIO: f64 = 0.95;
 
 /// Journal writes of a 3-activity workflow: the run row, two completions, the last completion together
 /// with the final status.
@@ -82,6 +84,10 @@ struct Sizes {
     wps_in_flight: usize,
     /// Steps of the replayed journal.
     replay_steps: u32,
+    /// 3-activity workflows per measurement of the throughput beside poison runs ...
+    poison_total: u32,
+    /// ... and the poison runs replayed meanwhile.
+    poison_runs: u32,
     /// Workflows parked on timers in the child process.
     parked: u32,
     /// The idle-CPU window.
@@ -99,6 +105,8 @@ impl Sizes {
             wps_total: 20_000,
             wps_in_flight: 1_000,
             replay_steps: 10_000,
+            poison_total: 5_000,
+            poison_runs: 100,
             parked: 100_000,
             idle: Duration::from_secs(5),
         }
@@ -114,6 +122,8 @@ impl Sizes {
             wps_total: 300,
             wps_in_flight: 100,
             replay_steps: 1_000,
+            poison_total: 300,
+            poison_runs: 20,
             parked: 1_000,
             idle: Duration::from_secs(1),
         }
@@ -266,6 +276,15 @@ fn suite_main(args: &[String]) -> Result<(), BoxError> {
     ));
     let replay_events_per_s = runtime.block_on(replay_workload(dir.path(), sizes.replay_steps))?;
     results.insert("replay_events_per_s".to_string(), replay_events_per_s);
+
+    // Throughput beside poison runs (workflow code that panics on every replay).
+    ceiling.sample(&runtime)?;
+    progress(&format!(
+        "[Full] {} 3-activity workflows, {} in flight, without and with {} poison runs replayed meanwhile",
+        sizes.poison_total, sizes.wps_in_flight, sizes.poison_runs
+    ));
+    let ratio = runtime.block_on(poison_ratio(dir.path(), &sizes))?;
+    results.insert("poison_throughput_ratio".to_string(), ratio);
 
     // Memory and idle CPU with parked workflows, in a child process.
     ceiling.sample(&runtime)?;
@@ -757,6 +776,107 @@ async fn throughput_workload(
     Ok(f64::from(total) / elapsed.as_secs_f64())
 }
 
+/// Workflows per second of [`throughput_workload`]-style load (Full durability) with `poison` poison
+/// runs ([`poison_pill`]) started first and replayed after each panic throughout (their panic policy
+/// allows 1,000 attempts, 100 ms doubling up to 1 s apart), divided by the same without them. The two
+/// are measured alternately, twice each (A B B A), so drifting machine noise hits both alike.
+async fn poison_ratio(dir: &Path, sizes: &Sizes) -> Result<f64, BoxError> {
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if !message.starts_with(POISON_MESSAGE) {
+            quiet(info);
+        }
+    }));
+    let mut clean = Vec::new();
+    let mut poisoned = Vec::new();
+    for (round, poison) in [0, sizes.poison_runs, sizes.poison_runs, 0]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.join(format!("poison-{round}.db"));
+        let engine = within(
+            Duration::from_secs(60),
+            "starting the engine",
+            engine_builder(&path, Mode::Full)
+                .panic_retry(
+                    orchestrator::RetryPolicy::builder()
+                        .max_attempts(1_000)
+                        .initial_backoff(Duration::from_millis(100))
+                        .max_backoff(Duration::from_secs(1))
+                        .build(),
+                )
+                .start(),
+        )
+        .await??;
+        for i in 0..poison {
+            engine.start(poison_pill, format!("poison-{i}"), i).await?;
+        }
+        let rate = load(&engine, sizes.poison_total, sizes.wps_in_flight).await?;
+        if poison > 0 {
+            let parked = engine
+                .list_runs(
+                    &orchestrator::store::RunQuery::new()
+                        .state(orchestrator::store::RunState::Parked),
+                )
+                .await?;
+            if !parked.runs.is_empty() {
+                return Err(
+                    "a poison run was parked during the measurement: it no longer measures replays"
+                        .into(),
+                );
+            }
+            poisoned.push(rate);
+        } else {
+            clean.push(rate);
+        }
+        stop_engine(engine).await?;
+    }
+    let _ = std::panic::take_hook();
+    let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len() as f64;
+    Ok(mean(&poisoned) / mean(&clean))
+}
+
+/// `total` 3-activity workflows on `engine`, at most `in_flight` at a time; completed per second.
+async fn load(
+    engine: &orchestrator::Engine,
+    total: u32,
+    in_flight: usize,
+) -> Result<f64, BoxError> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let engine = engine.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            let run = engine.start(three_steps, format!("load-{i}"), i).await?;
+            let output = run.result().await?;
+            if output != i {
+                return Err(format!("3-activity workflow returned {output}, expected {i}").into());
+            }
+            Ok::<(), BoxError>(())
+        });
+    }
+    within(
+        budget(total * 5, Duration::from_millis(20)),
+        "3-activity workflows beside poison runs",
+        async {
+            while let Some(joined) = tasks.join_next().await {
+                joined??;
+            }
+            Ok::<(), BoxError>(())
+        },
+    )
+    .await??;
+    Ok(f64::from(total) / started.elapsed().as_secs_f64())
+}
+
 /// Builds a journal of `steps` completed activities (stopped in its last step), then restarts an
 /// engine on copies of it three times and returns events per second of the median replay (from
 /// `EngineBuilder::start` until the run asks for its first step past the journal).
@@ -1082,6 +1202,14 @@ impl Report<'_> {
                 value >= TARGET_REPLAY_EVENTS_PER_S,
             )),
             ..row("replay_events_per_s", "events/s")
+        });
+        let value = self.get("poison_throughput_ratio");
+        rows.push(Row {
+            target: Some((
+                format!("≥ {TARGET_POISON_RATIO}"),
+                value >= TARGET_POISON_RATIO,
+            )),
+            ..row("poison_throughput_ratio", "×")
         });
         let value = self.get("rss_mb_100k_parked");
         let parked_note = if self.quick {

@@ -89,6 +89,7 @@ pub fn engine_builder(path: &Path, mode: Mode) -> EngineBuilder {
         .register(ten_steps)
         .register(steps_then_gate)
         .register(parked)
+        .register(poison_pill)
         .register(noop)
         .register(stamp)
         .register(gate);
@@ -213,6 +214,16 @@ pub async fn steps_then_gate(ctx: WorkflowContext, n: u32) -> Result<u32, Workfl
     }
     ctx.call(gate, n).await
 }
+
+/// One no-op activity, then a panic: a poison run (replayed after every panic until parked).
+#[workflow]
+pub async fn poison_pill(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let n = ctx.call(noop, n).await?;
+    panic!("{POISON_MESSAGE} {n}");
+}
+
+/// The start of the panic message of [`poison_pill`] (the bench's panic hook keeps it off stderr).
+pub const POISON_MESSAGE: &str = "poison pill";
 
 /// Sleeps `secs` seconds on a durable timer.
 #[workflow]

@@ -16,6 +16,7 @@
 
 pub mod child_worker;
 pub mod lease_probe;
+pub mod store_hooks;
 
 pub use child_worker::ChildWorker;
 

@@ -148,10 +148,13 @@ impl ActivityTask {
             return false;
         }
         let cancellation = self.cancellation.clone();
+        // `biased`: branches are checked in this order rather than a random one, so a run is
+        // reproducible under a seeded simulation (see `docs/reliability.md`).
         tokio::select! {
-            _ = tokio::time::sleep(wait) => true,
+            biased;
             _ = self.shutdown.changed() => false,
             _ = cancellation.raised() => false,
+            _ = tokio::time::sleep(wait) => true,
         }
     }
 

@@ -10,6 +10,7 @@ use super::{Engine, EngineSettings};
 use crate::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
 use crate::definition::{Registrable, RegistrationKind};
 use crate::error::Error;
+use crate::retry::RetryPolicy;
 use crate::store::sqlite::{Durability, SqliteOptions};
 use crate::store::{SqliteStore, Store};
 
@@ -54,6 +55,7 @@ pub struct EngineBuilder {
     max_resident_runs: usize,
     node: Option<String>,
     lease: Duration,
+    panic_retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -84,6 +86,7 @@ impl EngineBuilder {
             max_resident_runs: 1_000,
             node: None,
             lease: Duration::from_secs(10),
+            panic_retry: default_panic_retry(),
         }
     }
 
@@ -201,6 +204,52 @@ impl EngineBuilder {
         self
     }
 
+    /// How often a run whose workflow code panics is replayed from its journal before it is parked
+    /// (default: 5 attempts, 100 ms doubling up to 10 s between them).
+    ///
+    /// A panic in workflow code is a bug, not an outcome: the run does not fail (its compensations do
+    /// not run). Its driver stops, and the run is replayed from its journal after the policy's backoff,
+    /// which also covers panics that depend on something outside the journal. Once `max_attempts`
+    /// attempts have panicked, the run is parked with [`ParkReason::Panicked`](crate::ParkReason) and
+    /// costs nothing more until an operator deploys a fix and restarts the engine (parked runs are
+    /// tried again at start). Other runs are not slowed down meanwhile.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn brittle(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    ///     if n == 0 { panic!("division by zero"); }
+    ///     Ok(100 / n)
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// let engine = Engine::builder()
+    ///     .in_memory()
+    ///     .register(brittle)
+    ///     .panic_retry(
+    ///         RetryPolicy::builder()
+    ///             .max_attempts(3)
+    ///             .initial_backoff(Duration::from_millis(10))
+    ///             .build(),
+    ///     )
+    ///     .start()
+    ///     .await?;
+    /// let run = engine.start(brittle, "brittle-0", 0).await?;
+    /// assert!(matches!(
+    ///     run.result().await,
+    ///     Err(orchestrator::Error::RunParked { reason: orchestrator::ParkReason::Panicked { attempts: 3, .. }, .. })
+    /// ));
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn panic_retry(mut self, policy: RetryPolicy) -> Self {
+        self.panic_retry = policy;
+        self
+    }
+
     /// Opens the store, then resumes every unfinished run from its journal.
     pub async fn start(self) -> Result<Engine, Error> {
         if let Some(name) = self.duplicates.first() {
@@ -226,6 +275,7 @@ impl EngineBuilder {
                     busy_timeout: self.busy_timeout,
                     durability: self.durability,
                     group_commit_window: self.group_commit_window,
+                    ..SqliteOptions::default()
                 };
                 Arc::new(SqliteStore::open_with(options).await?)
             }
@@ -249,6 +299,7 @@ impl EngineBuilder {
                     .as_str(),
             ),
             lease: self.lease,
+            panic_retry: self.panic_retry,
         };
         let engine = Engine::assemble(store, settings, self.workflows);
         if engine.lease_mode() {
@@ -261,4 +312,13 @@ impl EngineBuilder {
         }
         Ok(engine)
     }
+}
+
+/// 5 attempts, 100 ms doubling up to 10 s, ±10% jitter (see [`EngineBuilder::panic_retry`]).
+fn default_panic_retry() -> RetryPolicy {
+    RetryPolicy::builder()
+        .max_attempts(5)
+        .initial_backoff(Duration::from_millis(100))
+        .max_backoff(Duration::from_secs(10))
+        .build()
 }

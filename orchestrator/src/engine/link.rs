@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use super::{DriverExitView, Engine, EngineInner, Phase};
 use crate::error::WorkflowError;
 use crate::journal::History;
-use crate::store::{CreateOutcome, NewRun, RunState};
+use crate::store::{CreateOutcome, NewRun, RunState, StoreError};
 
 /// A weak handle from a driver back to its engine (drivers must not keep the engine alive).
 #[derive(Clone)]
@@ -31,19 +31,19 @@ impl EngineLink {
         child_id: &str,
         input: Vec<u8>,
         parent: &str,
-    ) -> Result<(), WorkflowError> {
+    ) -> Result<Result<(), WorkflowError>, StoreError> {
         let start_error = |message: String| WorkflowError::ChildStart {
             workflow_id: child_id.to_string(),
             message,
         };
-        let engine = self
-            .engine()
-            .ok_or_else(|| start_error("the engine is gone".to_string()))?;
-        let workflow = engine.workflow(workflow_name).ok_or_else(|| {
-            start_error(format!(
+        let Some(engine) = self.engine() else {
+            return Err(StoreError::Closed);
+        };
+        let Some(workflow) = engine.workflow(workflow_name) else {
+            return Ok(Err(start_error(format!(
                 "workflow type `{workflow_name}` is not registered with this engine"
-            ))
-        })?;
+            ))));
+        };
         let run = NewRun {
             workflow_id: child_id.to_string(),
             workflow_name: workflow_name.to_string(),
@@ -53,36 +53,39 @@ impl EngineLink {
             execution_timeout_ms: None,
             owner: engine.initial_lease(),
         };
-        let created = engine
-            .inner
-            .store
-            .create_run(run)
-            .await
-            .map_err(|error| start_error(error.to_string()))?;
-        match created {
+        // A store error is not the step's outcome: the parent's driver stops and is revived, and
+        // starting the child again finds it if the failed call created it after all.
+        match engine.inner.store.create_run(run).await? {
             CreateOutcome::Created => {
                 if let Some(lease) = engine.initial_lease() {
                     engine.hold(child_id, lease.epoch);
                 }
-                let record = engine
-                    .inner
-                    .store
-                    .run(child_id)
-                    .await
-                    .map_err(|error| start_error(error.to_string()))?
-                    .ok_or_else(|| start_error("created but not found".to_string()))?;
-                engine
+                let Some(record) = engine.inner.store.run(child_id).await? else {
+                    return Ok(Err(start_error("created but not found".to_string())));
+                };
+                match engine
                     .spawn_driver(Arc::from(child_id), workflow, &record, History::default())
                     .await
-                    .map_err(|error| start_error(error.to_string()))
+                {
+                    Ok(()) => Ok(Ok(())),
+                    Err(crate::Error::Store(error)) => Err(error),
+                    Err(error) => Ok(Err(start_error(error.to_string()))),
+                }
             }
             CreateOutcome::Existing(existing) if existing.workflow_name != workflow_name => {
-                Err(start_error(format!(
+                Ok(Err(start_error(format!(
                     "the id is used by a `{}` run",
                     existing.workflow_name
-                )))
+                ))))
             }
-            CreateOutcome::Existing(_) => Ok(()),
+            CreateOutcome::Existing(_) => {
+                // Perhaps created by an earlier attempt whose driver never started: make sure it
+                // runs (a no-op if it is driven, finished or parked).
+                if !engine.lease_mode() {
+                    engine.wake(child_id);
+                }
+                Ok(Ok(()))
+            }
         }
     }
 
@@ -105,8 +108,11 @@ impl EngineLink {
                     }));
                 }
                 Err(error) => {
-                    tracing::warn!(%workflow_id, %error, "could not read an awaited run");
-                    return None;
+                    // Transient or not, the outcome is still to come: read it again shortly.
+                    tracing::warn!(%workflow_id, %error, "could not read an awaited run; trying again");
+                    drop(engine);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
                 }
             };
             let codec = engine.codec();
@@ -128,9 +134,11 @@ impl EngineLink {
             if engine.is_shutting_down() {
                 return None;
             }
+            // Stopped by a shutdown: the waiting step resumes at the next start. (A run stopped by a
+            // store failure is revived; its phase changes again then.)
             let stopped = matches!(
                 *phase.borrow_and_update(),
-                Phase::Ended(DriverExitView::Stopped(_))
+                Phase::Ended(DriverExitView::Stopped(None))
             );
             let poll = engine.poll_interval();
             drop(engine);

@@ -35,6 +35,16 @@ use crate::store::{
 };
 use driver::{Driver, DriverExit, DriverMsg, DriverParts};
 
+/// How runs whose driver stopped on a store failure are revived: 20 ms doubling up to 5 s, without
+/// limit (a run is never given up on; the journal is the truth once the store works again).
+const STORE_REVIVAL: crate::retry::RetryPolicy = crate::retry::RetryPolicy {
+    max_attempts: u32::MAX,
+    initial_backoff: Duration::from_millis(20),
+    max_backoff: Duration::from_secs(5),
+    multiplier: 2.0,
+    jitter: 0.2,
+};
+
 /// The progress of a run as seen by waiters in this process.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Phase {
@@ -72,6 +82,8 @@ pub(crate) struct EngineSettings {
     pub(crate) node: Arc<str>,
     /// How long a lease on a run lasts without renewal.
     pub(crate) lease: Duration,
+    /// How a run whose workflow code panics is replayed again before it is parked.
+    pub(crate) panic_retry: crate::retry::RetryPolicy,
 }
 
 /// The durable execution engine.
@@ -106,6 +118,8 @@ pub(crate) struct EngineInner {
     wakeups: Arc<wakeups::Wakeups>,
     /// Runs being loaded from the store to be driven (so two wake-ups never load one run twice).
     resuming: Mutex<HashSet<Arc<str>>>,
+    /// How many attempts in a row panicked, per run whose workflow code panicked.
+    panics: Mutex<HashMap<Arc<str>, u32>>,
     /// With leases: the epoch this node holds for each run it drives.
     epochs: Mutex<HashMap<Arc<str>, i64>>,
     /// With leases: journal writes rejected because another node had taken the run over.
@@ -144,6 +158,7 @@ impl Engine {
                 state_published: Notify::new(),
                 wakeups: Arc::new(wakeups::Wakeups::default()),
                 resuming: Mutex::new(HashSet::new()),
+                panics: Mutex::new(HashMap::new()),
                 epochs: Mutex::new(HashMap::new()),
                 stale_writes: AtomicU64::new(0),
                 shutdown,
@@ -234,20 +249,24 @@ impl Engine {
             tracing::info!(runs = runs.len(), "resuming unfinished workflows");
         }
         for run in runs {
-            let id = run.workflow_id.clone();
-            match self.resume(run).await {
-                Ok(()) => {}
-                // A damaged row affects only its run: park it and go on with the others.
-                Err(Error::Store(error @ crate::store::StoreError::MalformedRow { .. })) => {
-                    let reason = ParkReason::CorruptJournal {
-                        message: error.to_string(),
-                    };
-                    self.park_stored(&id, &reason).await?;
-                }
-                Err(error) => return Err(error),
-            }
+            self.resume_or_park(run).await?;
         }
         Ok(())
+    }
+
+    /// Resumes a run; if a journal row of it is damaged, parks it instead (the damage affects only
+    /// that run).
+    async fn resume_or_park(&self, run: RunRecord) -> Result<(), Error> {
+        let id = run.workflow_id.clone();
+        match self.resume(run).await {
+            Err(Error::Store(error @ crate::store::StoreError::MalformedRow { .. })) => {
+                let reason = ParkReason::CorruptJournal {
+                    message: error.to_string(),
+                };
+                self.park_stored(&id, &reason).await
+            }
+            other => other,
+        }
     }
 
     /// Loads a run's journal and drives it.
@@ -432,70 +451,115 @@ impl Engine {
                 return;
             };
             let engine = Engine { inner };
-            if let DriverExit::LeaseLost {
-                rejected_write,
-                epoch,
-            } = exit
-            {
-                // Another node owns the run now; it drives it (waiters poll the store). If this
-                // node claimed it back meanwhile (a newer epoch is held), the cluster loop adopts it.
-                lock(&engine.inner.drivers).remove(&id);
-                {
-                    let mut epochs = lock(&engine.inner.epochs);
-                    if epochs.get(&id) == Some(&epoch) {
-                        epochs.remove(&id);
-                    }
-                }
-                if rejected_write {
-                    engine.inner.stale_writes.fetch_add(1, Ordering::AcqRel);
-                }
-                if engine.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    engine.inner.idle.notify_waiters();
-                }
-                return;
-            }
-            if exit == DriverExit::Shutdown {
-                engine.release_lease(&id).await;
-            }
-            if let DriverExit::Evicted { wake_at_ms } = exit {
-                // The driver already left the drivers map; the run waits in the store.
-                tracing::debug!(workflow_id = %id, ?wake_at_ms, "run evicted from memory");
-                if let Some(at) = wake_at_ms {
-                    engine.inner.wakeups.schedule(id.clone(), at);
-                }
-            } else {
-                lock(&engine.inner.drivers).remove(&id);
-            }
-            if matches!(exit, DriverExit::Evicted { .. }) {
-                // Nothing of the run stays in memory. Waiters see their channel close, re-read the
-                // store (still running) and wait on a fresh channel until the run is woken.
-                if !lock(&engine.inner.drivers).contains_key(&id) {
-                    lock(&engine.inner.phases).remove(&id);
-                }
-            } else if exit == DriverExit::ContinuedAsNew {
-                engine.continue_run(&id).await;
-            } else {
-                let view = match exit {
-                    DriverExit::StoreFailed(error) => DriverExitView::Stopped(Some(error)),
-                    DriverExit::Shutdown => DriverExitView::Stopped(None),
-                    DriverExit::Finished { output } => {
-                        DriverExitView::Settled(output.map(Arc::new))
-                    }
-                    _ => DriverExitView::Settled(None),
-                };
-                let settled = matches!(view, DriverExitView::Settled(_));
-                engine.publish(&id, Phase::Ended(view));
-                if settled {
-                    // The outcome is in the store; waiters holding a receiver re-read it.
-                    lock(&engine.inner.phases).remove(&id);
-                    lock(&engine.inner.epochs).remove(&id);
-                }
-            }
+            engine.driver_ended(id, exit).await;
             if engine.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
                 engine.inner.idle.notify_waiters();
             }
         });
         Ok(())
+    }
+
+    /// What happens to a run once its driver has ended.
+    async fn driver_ended(&self, id: Arc<str>, exit: DriverExit) {
+        match exit {
+            DriverExit::LeaseLost {
+                rejected_write,
+                epoch,
+            } => {
+                // Another node owns the run now; it drives it (waiters poll the store). If this
+                // node claimed it back meanwhile (a newer epoch is held), the cluster loop adopts it.
+                lock(&self.inner.drivers).remove(&id);
+                {
+                    let mut epochs = lock(&self.inner.epochs);
+                    if epochs.get(&id) == Some(&epoch) {
+                        epochs.remove(&id);
+                    }
+                }
+                if rejected_write {
+                    self.inner.stale_writes.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            DriverExit::Evicted { wake_at_ms } => {
+                // The driver already left the drivers map; the run waits in the store. Nothing of it
+                // stays in memory: waiters see their channel close, re-read the store (still running)
+                // and wait on a fresh channel until the run is woken.
+                tracing::debug!(workflow_id = %id, ?wake_at_ms, "run evicted from memory");
+                if let Some(at) = wake_at_ms {
+                    self.inner.wakeups.schedule(id.clone(), at);
+                }
+                if !lock(&self.inner.drivers).contains_key(&id) {
+                    lock(&self.inner.phases).remove(&id);
+                }
+            }
+            DriverExit::ContinuedAsNew => {
+                lock(&self.inner.drivers).remove(&id);
+                lock(&self.inner.panics).remove(&id);
+                self.continue_run(&id).await;
+            }
+            DriverExit::Shutdown => {
+                self.release_lease(&id).await;
+                lock(&self.inner.drivers).remove(&id);
+                self.publish(&id, Phase::Ended(DriverExitView::Stopped(None)));
+            }
+            DriverExit::StoreFailed { message, retryable } => {
+                lock(&self.inner.drivers).remove(&id);
+                if !retryable {
+                    // Waiters learn of it (a typed error); the engine keeps trying meanwhile.
+                    self.publish(&id, Phase::Ended(DriverExitView::Stopped(Some(message))));
+                }
+                self.revive(id, STORE_REVIVAL.initial_backoff);
+            }
+            DriverExit::Panicked { message } => {
+                lock(&self.inner.drivers).remove(&id);
+                self.after_panic(id, message).await;
+            }
+            DriverExit::Finished { output } => {
+                lock(&self.inner.drivers).remove(&id);
+                self.settle(&id, output.map(Arc::new));
+            }
+            DriverExit::Parked => {
+                lock(&self.inner.drivers).remove(&id);
+                self.settle(&id, None);
+            }
+        }
+    }
+
+    /// Tells the waiters of a run that its outcome is in the store (a completed run's output comes
+    /// along), and forgets the run.
+    fn settle(&self, id: &Arc<str>, output: Option<Arc<Vec<u8>>>) {
+        lock(&self.inner.panics).remove(id);
+        self.publish(id, Phase::Ended(DriverExitView::Settled(output)));
+        // Waiters holding a receiver re-read the store.
+        lock(&self.inner.phases).remove(id);
+        lock(&self.inner.epochs).remove(id);
+    }
+
+    /// After the workflow code of `id` panicked: replays the run again after the panic policy's
+    /// backoff, or parks it once the policy's attempts are spent.
+    async fn after_panic(&self, id: Arc<str>, message: String) {
+        let policy = &self.inner.settings.panic_retry;
+        let attempts = {
+            let mut panics = lock(&self.inner.panics);
+            let attempts = panics.entry(id.clone()).or_insert(0);
+            *attempts = attempts.saturating_add(1);
+            *attempts
+        };
+        if policy.allows_retry_after(attempts) {
+            let wait = policy.backoff(attempts, fastrand::f64());
+            tracing::warn!(workflow_id = %id, attempts, ?wait, %message, "workflow code panicked; replaying the run again after a backoff");
+            self.revive(id, wait);
+            return;
+        }
+        let reason = ParkReason::Panicked { message, attempts };
+        tracing::error!(workflow_id = %id, %reason, "run parked");
+        match self.park_stored(&id, &reason).await {
+            Ok(()) => self.settle(&id, None),
+            Err(error) => {
+                // Not parked: try again (the attempt count stays, so it parks at the next panic).
+                tracing::error!(workflow_id = %id, %error, "could not park a panicking run; reviving it");
+                self.revive(id, STORE_REVIVAL.initial_backoff);
+            }
+        }
     }
 
     /// Gives the lease on `id` back so another node can take the run over at once (graceful stop).
@@ -517,18 +581,26 @@ impl Engine {
 
     /// Drives the fresh run that replaced `id`'s previous run (continue-as-new).
     async fn continue_run(&self, id: &Arc<str>) {
-        let resumed = match self.inner.store.run(id).await {
-            Ok(Some(run)) if !self.is_shutting_down() => self.resume(run).await,
-            Ok(_) => Ok(()),
-            Err(error) => Err(error.into()),
-        };
-        if let Err(error) = resumed {
-            tracing::error!(workflow_id = %id, %error, "could not start the continued run; it resumes at the next start");
-            self.publish(
-                id,
-                Phase::Ended(DriverExitView::Stopped(Some(error.to_string()))),
-            );
+        if !self.is_shutting_down() {
+            self.wake(id);
         }
+    }
+
+    /// Drives `id` again from its journal after `delay`: its driver stopped on a store failure or a
+    /// panic. Nothing happens if the engine shuts down first.
+    fn revive(&self, id: Arc<str>, delay: Duration) {
+        let engine = Arc::downgrade(&self.inner);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            if let Some(inner) = engine.upgrade() {
+                Engine { inner }.wake(&id);
+            }
+        });
     }
 
     fn publish(&self, id: &Arc<str>, phase: Phase) {
@@ -674,15 +746,37 @@ impl Engine {
         }
         let engine = self.clone();
         tokio::spawn(async move {
-            let result = match engine.inner.store.run(&id).await {
-                Ok(Some(run)) if run.state == RunState::Running => engine.resume(run).await,
-                Ok(_) => Ok(()),
-                Err(error) => Err(error.into()),
-            };
-            lock(&engine.inner.resuming).remove(&id);
-            if let Err(error) = result {
-                tracing::error!(workflow_id = %id, %error, "could not wake a run");
+            let mut wait = STORE_REVIVAL.initial_backoff;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let result = match engine.inner.store.run(&id).await {
+                    Ok(Some(run)) if run.state == RunState::Running => {
+                        engine.resume_or_park(run).await
+                    }
+                    Ok(Some(_)) => {
+                        // Finished or parked meanwhile (perhaps by a write reported as failed that
+                        // took effect): waiters read the outcome from the store.
+                        engine.settle(&id, None);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(error) => Err(error.into()),
+                };
+                match result {
+                    Ok(()) => break,
+                    Err(error) if engine.is_shutting_down() => {
+                        tracing::warn!(workflow_id = %id, %error, "could not wake a run before shutdown; it resumes at the next start");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(workflow_id = %id, %error, attempt, ?wait, "could not wake a run; trying again");
+                        tokio::time::sleep(wait).await;
+                        wait = STORE_REVIVAL.backoff(attempt, fastrand::f64());
+                    }
+                }
             }
+            lock(&engine.inner.resuming).remove(&id);
         });
     }
 

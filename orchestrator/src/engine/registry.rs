@@ -66,9 +66,3 @@ fn start_erased<W: Workflow>(
         }
     }))
 }
-
-/// The future that rolls back a run whose body panicked: its compensations, then the panic's error.
-pub(crate) fn compensation_future(shared: Arc<RunShared>, error: WorkflowError) -> WorkflowFuture {
-    let ctx = WorkflowContext::new(shared);
-    Box::pin(async move { Err(run_compensations(&ctx, error).await) })
-}

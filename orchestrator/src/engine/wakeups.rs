@@ -118,13 +118,14 @@ pub(crate) async fn run(
         let changed = wakeups.changed.notified();
         drop(engine_now);
         tokio::select! {
-            _ = tokio::time::sleep(until(next)) => {}
-            _ = changed => {}
+            biased;
             result = shutdown.changed() => {
                 if result.is_err() || *shutdown.borrow() {
                     return;
                 }
             }
+            _ = changed => {}
+            _ = tokio::time::sleep(until(next)) => {}
         }
     }
 }

@@ -54,7 +54,9 @@ pub enum WorkflowError {
         /// The codec's description of the problem.
         message: String,
     },
-    /// The workflow function panicked; the panic was caught and the run failed with its message.
+    /// The workflow function panicked and the run failed with its message. Only in journals of
+    /// versions before 0.2: a panicking run is now replayed again and then parked
+    /// ([`ParkReason::Panicked`]).
     #[error("workflow panicked: {message}")]
     Panicked {
         /// The panic message.
@@ -181,5 +183,14 @@ pub enum ParkReason {
     CorruptJournal {
         /// What was wrong with the row.
         message: String,
+    },
+    /// The workflow code panicked on every attempt to drive the run (see
+    /// [`EngineBuilder::panic_retry`](crate::EngineBuilder::panic_retry)).
+    #[error("workflow code panicked {attempts} times in a row; last panic: {message}")]
+    Panicked {
+        /// The last panic's message.
+        message: String,
+        /// How many attempts panicked.
+        attempts: u32,
     },
 }

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::EngineLink;
 use super::activity_task::panic_message;
-use super::registry::{WorkflowFuture, compensation_future};
+use super::registry::WorkflowFuture;
 use crate::codec::Codec;
 use crate::context::{CancellationFlag, RunShared};
 use crate::error::{ActivityError, WorkflowError};
@@ -92,8 +92,16 @@ pub(crate) enum DriverExit {
     /// Another node took the run over: stop driving it. `rejected_write` if this driver found out by
     /// a journal write being rejected (rather than by a lease renewal).
     LeaseLost { rejected_write: bool, epoch: i64 },
-    /// The store failed; the run resumes at the next start.
-    StoreFailed(String),
+    /// A journal read or write failed (it may have taken effect nonetheless): the engine revives the
+    /// run from its journal, the only truth, after a backoff.
+    StoreFailed {
+        /// The error.
+        message: String,
+        /// Whether the error is transient (the run's waiters are not told).
+        retryable: bool,
+    },
+    /// The workflow code panicked: the engine replays the run again after a backoff, or parks it.
+    Panicked { message: String },
 }
 
 /// Wakes the driver when the workflow future wants to be polled.
@@ -197,7 +205,8 @@ pub(crate) struct Driver {
     unjournaled: Vec<Event>,
     run_no: i64,
     fence: Option<(String, i64)>,
-    panicked: bool,
+    /// The message of a panic of the workflow code during the last poll.
+    panic: Option<String>,
 }
 
 impl Driver {
@@ -237,7 +246,7 @@ impl Driver {
             unjournaled: Vec::new(),
             run_no: parts.run_no,
             fence: parts.fence,
-            panicked: false,
+            panic: None,
         }
     }
 
@@ -266,8 +275,11 @@ impl Driver {
                 }
             }
             Err(error) => {
-                tracing::error!(workflow_id = %self.workflow_id(), %error, "journal write failed; the run resumes at the next start");
-                DriverExit::StoreFailed(error.to_string())
+                tracing::error!(workflow_id = %self.workflow_id(), %error, "journal access failed; the run is revived from its journal");
+                DriverExit::StoreFailed {
+                    message: error.to_string(),
+                    retryable: error.is_retryable(),
+                }
             }
         };
         if exit == DriverExit::Shutdown {
@@ -312,6 +324,9 @@ impl Driver {
                     }
                     return self.finish(result).await;
                 }
+            }
+            if let Some(message) = self.panic.take() {
+                return self.stop_after_panic(message).await;
             }
             let failure = self.shared.machine().failure().cloned();
             if let Some(reason) = failure {
@@ -363,10 +378,14 @@ impl Driver {
                 self.evict_after
             };
             let eviction = tokio::time::sleep(evict_in);
+            // `biased`: a fixed order (messages before leaving memory), so a seeded simulation
+            // reproduces exactly.
             tokio::select! {
-                _ = eviction, if idle => {
-                    if self.engine.release_driver(&self.shared.workflow_id, &mut self.rx) {
-                        return Ok(DriverExit::Evicted { wake_at_ms: self.next_wake() });
+                biased;
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() {
+                        // The engine was dropped without a shutdown: stop all the same.
+                        return Ok(DriverExit::Shutdown);
                     }
                 }
                 message = self.rx.recv() => {
@@ -375,10 +394,9 @@ impl Driver {
                     }
                 }
                 _ = self.wake.notify.notified() => {}
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() {
-                        // The engine was dropped without a shutdown: stop all the same.
-                        return Ok(DriverExit::Shutdown);
+                _ = eviction, if idle => {
+                    if self.engine.release_driver(&self.shared.workflow_id, &mut self.rx) {
+                        return Ok(DriverExit::Evicted { wake_at_ms: self.next_wake() });
                     }
                 }
             }
@@ -421,18 +439,18 @@ impl Driver {
             Ok(poll) => poll,
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
-                tracing::error!(workflow_id = %self.shared.workflow_id, %message, "workflow panicked");
-                let error = WorkflowError::Panicked { message };
-                if self.panicked || self.shared.compensations().is_empty() {
-                    return Poll::Ready(Err(error));
-                }
-                // Roll back what the body did before it panicked, then fail with the panic.
-                self.panicked = true;
-                *future = compensation_future(self.shared.clone(), error);
-                self.wake.wake_by_ref();
+                tracing::error!(workflow_id = %self.shared.workflow_id, %message, "workflow code panicked");
+                self.panic = Some(message);
                 Poll::Pending
             }
         }
+    }
+
+    /// After the workflow code panicked: keeps the completions it was given (facts from outside, like
+    /// activity results, so they do not run again), drops what the panicking poll recorded, and stops.
+    async fn stop_after_panic(&mut self, message: String) -> Result<DriverExit, StoreError> {
+        self.journal(Vec::new()).await?;
+        Ok(DriverExit::Panicked { message })
     }
 
     fn encode_events(&self, events: &[Event]) -> Result<Vec<NewEvent>, StoreError> {
@@ -465,25 +483,14 @@ impl Driver {
         Ok(())
     }
 
-    /// Commits, retrying transient failures with a short backoff.
+    /// Commits. Any failure ends the driver, even a transient one: a write reported as failed may have
+    /// taken effect, so retrying it blindly could journal it twice. The engine revives the run from its
+    /// journal instead (see `Engine::revive`).
     async fn commit(&mut self, mut commit: Commit) -> Result<(), StoreError> {
         commit.run_no = Some(self.run_no);
         commit.fence = self.fence.clone();
         let count = commit.events.len();
-        let mut wait = Duration::from_millis(5);
-        let mut tries = 0;
-        loop {
-            match self.store.commit(commit.clone()).await {
-                Ok(()) => break,
-                Err(error) if error.is_retryable() && tries < 10 => {
-                    tracing::warn!(workflow_id = %self.workflow_id(), %error, "transient journal error; retrying");
-                    tries += 1;
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(1));
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        self.store.commit(commit).await?;
         self.events_written += count;
         let total = self.shared.machine().history_len() + self.events_written;
         if !self.warned_history && total >= self.history_warning {

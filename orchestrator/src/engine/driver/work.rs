@@ -82,7 +82,7 @@ impl Driver {
                     let created = self
                         .engine
                         .start_child(&workflow_name, &child_id, input, &parent)
-                        .await;
+                        .await?;
                     if let Err(error) = created {
                         // The child could not be started: that is the step's outcome.
                         let body = EventBody::RunFinished {
@@ -200,6 +200,7 @@ impl Driver {
         let deadline = tokio::time::Instant::now() + self.shutdown_grace;
         while !self.activities.is_empty() {
             let message = tokio::select! {
+                biased;
                 message = self.rx.recv() => message,
                 _ = tokio::time::sleep_until(deadline) => None,
             };
