@@ -818,13 +818,13 @@ async fn poison_ratio(dir: &Path, sizes: &Sizes) -> Result<f64, BoxError> {
         }
         let rate = load(&engine, sizes.poison_total, sizes.wps_in_flight).await?;
         if poison > 0 {
-            let parked = engine
+            let parked_runs = engine
                 .list_runs(
                     &orchestrator::store::RunQuery::new()
                         .state(orchestrator::store::RunState::Parked),
                 )
                 .await?;
-            if !parked.runs.is_empty() {
+            if !parked_runs.runs.is_empty() {
                 return Err(
                     "a poison run was parked during the measurement: it no longer measures replays"
                         .into(),
