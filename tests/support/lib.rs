@@ -9,12 +9,16 @@
 //!   hanging it.
 //! - [`SlowStore`]: the SQLite store with injected delays, to open race windows deterministically.
 //! - [`gate_or_cancelled`]: an activity body that waits for a gate but honours cancellation.
+//! - [`store_hooks::HookedStore`]: any store passed through, with a hook consulted before and after
+//!   every call (to fail it, or report it failed after it took effect, or kill the process there).
+//! - [`faults::FaultInjector`]: a seeded hook injecting busy, I/O, disk-full and lost-after-commit faults.
 //! - [`lease_probe::ProbedStore`]: a store with leases (PostgreSQL) passed through, counting the writes
 //!   it rejected as stale, and able to delay renewals or commits or simulate an outage.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod child_worker;
+pub mod faults;
 pub mod lease_probe;
 pub mod store_hooks;
 
