@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The wall-clock time and the monotonic instant of the process's first reading.
+/// The wall-clock time and the (tokio) instant of the process's first reading.
 fn origin() -> (i64, std::time::Instant) {
     static ORIGIN: OnceLock<(i64, std::time::Instant)> = OnceLock::new();
     *ORIGIN.get_or_init(|| {
@@ -18,17 +18,23 @@ fn origin() -> (i64, std::time::Instant) {
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        (wall, std::time::Instant::now())
+        (wall, tokio::time::Instant::now().into_std())
     })
 }
 
 /// Now, in milliseconds since the Unix epoch (counted from 0 if the wall clock is before 1970).
+///
+/// An affine function of tokio's clock, floored to the millisecond: a runtime whose paused clock is
+/// behind the first reading (another runtime's) gets earlier times, never a clamped one.
 pub(crate) fn now_ms() -> i64 {
     let (wall, at) = origin();
-    let elapsed = tokio::time::Instant::now()
-        .into_std()
-        .saturating_duration_since(at);
-    wall.saturating_add(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+    let now = tokio::time::Instant::now().into_std();
+    let nanos = match now.checked_duration_since(at) {
+        Some(ahead) => i128::try_from(ahead.as_nanos()).unwrap_or(i128::MAX),
+        None => -i128::try_from(at.duration_since(now).as_nanos()).unwrap_or(i128::MAX),
+    };
+    let millis = i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(i64::MAX);
+    wall.saturating_add(millis)
 }
 
 /// How long from now until `at_ms` (zero if it has passed).
@@ -55,7 +61,11 @@ mod tests {
         let before = now_ms();
         tokio::time::sleep(Duration::from_secs(30 * 86_400)).await;
         let after = now_ms();
-        assert!(after - before >= 30 * 86_400 * 1_000);
+        // Whole milliseconds on both sides: one may be lost to rounding.
+        assert!(
+            after - before >= 30 * 86_400 * 1_000 - 1,
+            "{before} → {after}"
+        );
         assert_eq!(until(after - 5), Duration::ZERO);
         assert_eq!(until(after + 1_000), Duration::from_secs(1));
     }

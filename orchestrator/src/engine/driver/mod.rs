@@ -126,7 +126,8 @@ struct InFlightActivity {
     name: &'static str,
     input_fingerprint: u64,
     cancellation: CancellationFlag,
-    task: JoinHandle<()>,
+    /// `None` if the activity finished in its first poll (see `work::start_activity`).
+    task: Option<JoinHandle<()>>,
 }
 
 struct SignalWaitState {

@@ -1,5 +1,8 @@
 //! Starting and stopping the work of steps: activity tasks, timers, signal waits, awaited runs.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -11,6 +14,21 @@ use crate::engine::activity_task::ActivityTask;
 use crate::journal::{Event, EventBody};
 use crate::replay::Command;
 use crate::store::{Commit, StoreError};
+
+/// Runs an activity task's first poll right here, in the driver's task, and spawns it only if it is
+/// not done by then. An activity that finishes without waiting (a cache hit, a validation, a no-op)
+/// costs no task and no cross-thread wake-up; its outcome is in the driver's channel when this
+/// returns. One that waits continues as its own task, polled by tokio from then on.
+fn start_activity(task: ActivityTask) -> Option<JoinHandle<()>> {
+    let mut future: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(task.run());
+    // A no-op waker: if the first poll is pending, the spawned task's first poll registers the real
+    // one (and looks at the state afresh, so nothing that happened in between is missed).
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(()) => None,
+        Poll::Pending => Some(tokio::spawn(future)),
+    }
+}
 
 impl Driver {
     /// Starts the work a command asks for.
@@ -42,7 +60,7 @@ impl Driver {
                     run_no: self.run_no,
                     fence: self.fence.clone(),
                 };
-                let task = tokio::spawn(task.run());
+                let task = start_activity(task);
                 self.activities.insert(
                     step,
                     InFlightActivity {
@@ -173,7 +191,9 @@ impl Driver {
     /// Stops every task the driver started (when the driver ends).
     pub(super) fn stop_all_work(&mut self) {
         for (_, activity) in self.activities.drain() {
-            activity.task.abort();
+            if let Some(task) = activity.task {
+                task.abort();
+            }
         }
         for (_, (_, timer)) in self.timers.drain() {
             timer.abort();
