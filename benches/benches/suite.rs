@@ -779,7 +779,8 @@ async fn throughput_workload(
 /// Workflows per second of [`throughput_workload`]-style load (Full durability) with `poison` poison
 /// runs ([`poison_pill`]) started first and replayed after each panic throughout (their panic policy
 /// allows 1,000 attempts, 100 ms doubling up to 1 s apart), divided by the same without them. The two
-/// are measured alternately, twice each (A B B A), so drifting machine noise hits both alike.
+/// are measured alternately, four times each (A B B A A B B A), so drifting machine noise hits both
+/// alike.
 async fn poison_ratio(dir: &Path, sizes: &Sizes) -> Result<f64, BoxError> {
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -794,10 +795,8 @@ async fn poison_ratio(dir: &Path, sizes: &Sizes) -> Result<f64, BoxError> {
     }));
     let mut clean = Vec::new();
     let mut poisoned = Vec::new();
-    for (round, poison) in [0, sizes.poison_runs, sizes.poison_runs, 0]
-        .into_iter()
-        .enumerate()
-    {
+    let p = sizes.poison_runs;
+    for (round, poison) in [0, p, p, 0, 0, p, p, 0].into_iter().enumerate() {
         let path = dir.join(format!("poison-{round}.db"));
         let engine = within(
             Duration::from_secs(60),
