@@ -506,7 +506,6 @@ impl Driver {
         Ok(())
     }
 
-    /// Journals a completion, then delivers it to the body.
     /// Delivers a completion to the body and journals it.
     ///
     /// A completion without a signal is journaled together with what the body does next — in one
