@@ -27,13 +27,10 @@
 //! both branches finish while the engine shuts down (so the shutdown drain journals both completions,
 //! with no winner record), then the engine restarts and replay must pick one winner and go on.
 //!
-//! Known library bug (that last sub-case fails, on purpose, until it is fixed): after such a shutdown
-//! the restart parks the run with `NonDeterminism { step: <loser's step>, requested: "nothing: the code
-//! has asked for 4 steps and waits at [4]" }`. The drain (`engine/driver/work.rs`, `Driver::drain`)
-//! journals the outcome of every activity still running, including both branches of an undecided
-//! select; on replay the first completion decides the select, the loser's future is dropped (its step
-//! abandoned), and `ReplayMachine::replay_next` then meets the loser's journaled completion for a step
-//! nobody waits on.
+//! That last sub-case guards a former bug: the shutdown drain (`Driver::drain`) journals the outcome of
+//! every activity still running, including both branches of an undecided select, and a restart then
+//! parked the run with `NonDeterminism` when replay met the loser's completion for a step nobody waits
+//! on. Replay now treats a completion of an abandoned step as discarded.
 //!
 //! Each scenario prints a summary line such as
 //! `crash-primitives scenario=rollback kills=20 landed=20 mid_rollback=20 mid_compensation=17
