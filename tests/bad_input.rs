@@ -1,12 +1,14 @@
 //! Brief §8: bad input gets a clear, typed error and nothing is lost — unknown workflow types,
-//! undecodable or corrupted journal rows, foreign or newer database files, payloads over the limit,
-//! hostile ids and names.
+//! undecodable or corrupted journal rows (bytes, column types, sizes, run rows, inbox, published
+//! values, state codes), damaged or truncated files, foreign or newer database files (also opened
+//! read-only), payload types changed between versions, payloads over the limit, hostile ids, names,
+//! signal names, state keys and listing filters.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use orchestrator::codec::CodecError;
 use orchestrator::prelude::*;
-use orchestrator::store::StoreError;
+use orchestrator::store::{RunQuery, SqliteStore, Store, StoreError};
 use orchestrator::{Engine, ParkReason};
 use orchestrator_tests::{
     KIND_ACTIVITY_COMPLETED, TestDb, bump, count, eventually, finish, stop, wait_status,
@@ -779,5 +781,589 @@ async fn ids_that_differ_only_after_a_nul_byte_are_different_runs() {
         .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
         .unwrap();
     assert_eq!(runs, 4);
+    stop(engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hostile strings everywhere else they reach the journal: listing (filters and cursors), published
+// state keys, workflow and activity names, Unicode that normalization would merge.
+
+/// More strings: Unicode that a normalizing or case-folding store would merge, and empty ones.
+fn more_hostile_strings() -> Vec<String> {
+    vec![
+        "\u{e9}".to_string(),   // é, precomposed
+        "e\u{301}".to_string(), // é, e + combining acute: another id
+        "E\u{301}".to_string(), // case differs
+        "Z\u{364}\u{317}a\u{308}\u{356}l\u{36e}g\u{31b}o\u{327}".to_string(),
+        "שלום-سلام-\u{200f}".to_string(),
+        "👩\u{200d}👩\u{200d}👧 family".to_string(),
+        "\u{fffd}\u{ffff}".to_string(),
+        "".to_string(),
+    ]
+}
+
+/// Publishes `(key, key)` for every key, then completes.
+#[workflow]
+async fn publisher(ctx: WorkflowContext, keys: Vec<String>) -> Result<usize, WorkflowError> {
+    for key in &keys {
+        ctx.set_state(key, &format!("value of {key:?}"))?;
+    }
+    Ok(keys.len())
+}
+
+/// SQL, a NUL, an emoji and right-to-left override in a workflow type's and an activity's name.
+#[workflow(name = "wf'; DROP TABLE runs; --\0🚀\u{202e}x")]
+async fn hostile_named(ctx: WorkflowContext, text: String) -> Result<String, WorkflowError> {
+    ctx.call(hostile_named_activity, text).await
+}
+
+#[activity(name = "act\" OR 1=1; --\0é")]
+async fn hostile_named_activity(text: String) -> Result<String, ActivityError> {
+    Ok(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_round_trip_through_list_runs_filters_and_cursors() {
+    let db = TestDb::new();
+    let build = || {
+        db.builder()
+            .register(plain)
+            .register(echo)
+            .register(hostile_named)
+            .register(hostile_named_activity)
+    };
+    let mut ids: Vec<String> = hostile_strings();
+    ids.extend(more_hostile_strings());
+    ids.extend(["nul", "nul\0a", "nul\0b", "%", "%a", "_a"].map(String::from));
+    let engine = build().start().await.unwrap();
+    for id in &ids {
+        let handle = engine.start(plain, id.clone(), id.clone()).await.unwrap();
+        assert!(
+            finish(&handle).await.unwrap() == *id,
+            "{:?}",
+            id.escape_debug()
+        );
+    }
+    let named = "named-run";
+    let handle = engine
+        .start(hostile_named, named, "through hostile names".to_string())
+        .await
+        .unwrap();
+    assert_eq!(finish(&handle).await.unwrap(), "through hostile names");
+    stop(engine).await;
+
+    // After a restart, the listing returns exactly these ids, byte for byte, in byte order.
+    let engine = build().start().await.unwrap();
+    let mut expected = ids.clone();
+    expected.sort();
+    let listed: Vec<String> = engine
+        .list_runs(&RunQuery::new().workflow_name("plain").limit(1000))
+        .await
+        .unwrap()
+        .runs
+        .into_iter()
+        .map(|run| run.workflow_id)
+        .collect();
+    assert!(listed == expected, "the listing differs from the ids");
+
+    // Page by page, the cursors (NULs, 64 KiB, empty) lose and repeat nothing.
+    let mut paged = Vec::new();
+    let mut query = RunQuery::new().workflow_name("plain").limit(3);
+    loop {
+        let page = engine.list_runs(&query).await.unwrap();
+        paged.extend(page.runs.into_iter().map(|run| run.workflow_id));
+        match page.next {
+            Some(cursor) => query = query.after(cursor),
+            None => break,
+        }
+        assert!(paged.len() <= ids.len(), "paging does not end");
+    }
+    assert!(paged == expected, "paging lost or repeated runs");
+
+    // Every id as a prefix: exactly the ids that start with its bytes (no LIKE wildcards, NULs count).
+    for prefix in &ids {
+        let mut want: Vec<&String> = ids
+            .iter()
+            .filter(|id| id.starts_with(prefix.as_str()))
+            .collect();
+        want.sort();
+        let got: Vec<String> = engine
+            .list_runs(
+                &RunQuery::new()
+                    .workflow_name("plain")
+                    .id_prefix(prefix.clone())
+                    .limit(1000),
+            )
+            .await
+            .unwrap()
+            .runs
+            .into_iter()
+            .map(|run| run.workflow_id)
+            .collect();
+        assert!(
+            got.iter().eq(want.iter().copied()),
+            "prefix \"{}\": got {} runs, want {}",
+            prefix.chars().take(40).collect::<String>().escape_debug(),
+            got.len(),
+            want.len()
+        );
+    }
+
+    // The hostile workflow name is stored and filtered on exactly.
+    let by_name = engine
+        .list_runs(&RunQuery::new().workflow_name("wf'; DROP TABLE runs; --\0🚀\u{202e}x"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.runs.len(), 1);
+    assert_eq!(by_name.runs[0].workflow_id, named);
+    assert!(
+        engine
+            .list_runs(&RunQuery::new().workflow_name("wf'; DROP TABLE runs; --"))
+            .await
+            .unwrap()
+            .runs
+            .is_empty(),
+        "a name cut at its NUL matched"
+    );
+    assert_eq!(engine.status(named).await.unwrap(), RunStatus::Completed);
+    let activities = db.completed_activities(named);
+    assert_eq!(activities, vec![(1, "act\" OR 1=1; --\0é".to_string())]);
+    stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_state_keys_are_distinct_and_round_trip() {
+    let db = TestDb::new();
+    let engine = db.builder().register(publisher).start().await.unwrap();
+    let mut keys = hostile_strings();
+    keys.extend(more_hostile_strings());
+    keys.extend(["k", "k\0", "k\0x"].map(String::from));
+    let id = "bad-hostile-keys";
+    let handle = engine.start(publisher, id, keys.clone()).await.unwrap();
+    assert_eq!(finish(&handle).await.unwrap(), keys.len());
+    for key in &keys {
+        let value: Option<String> = engine.get_state(id, key).await.unwrap();
+        assert!(
+            value.as_deref() == Some(format!("value of {key:?}").as_str()),
+            "key \"{}\" read back another value",
+            key.chars().take(40).collect::<String>().escape_debug()
+        );
+    }
+    let none: Option<String> = engine.get_state(id, "k\0y").await.unwrap();
+    assert_eq!(none, None);
+    let stored = db.scalar(
+        "SELECT count(*) FROM run_values WHERE workflow_id = ?1",
+        [id],
+    );
+    assert_eq!(stored, i64::try_from(keys.len()).unwrap());
+    stop(engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Damaged rows the first corruption test does not reach: column types and ranges, oversized blobs,
+// the run row's input, the signal inbox, published values, an unknown state code.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_with_wrong_column_types_or_sizes_park_only_their_runs() {
+    let db = TestDb::new();
+    let ids = [
+        "bad-col-negative-step",
+        "bad-col-kind-out-of-range",
+        "bad-col-payload-as-text",
+        "bad-col-payload-huge",
+        "bad-col-input-flipped",
+    ];
+    let build = || {
+        db.builder()
+            .payload_limit(64 * 1024)
+            .register(parked_candidate)
+            .register(plain)
+            .register(echo)
+    };
+    let engine = build().start().await.unwrap();
+    for id in ids {
+        engine
+            .start(parked_candidate, id, format!("payload of {id}"))
+            .await
+            .unwrap();
+        eventually("the first step is journaled", || async {
+            db.count_kind(id, KIND_ACTIVITY_COMPLETED) == 1
+        })
+        .await;
+    }
+    stop(engine).await;
+    {
+        let conn = db.conn();
+        conn.execute(
+            "UPDATE events SET step = -1 WHERE workflow_id = ?1",
+            [ids[0]],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE events SET kind = 70000 WHERE workflow_id = ?1",
+            [ids[1]],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE events SET payload = 'not a blob' WHERE workflow_id = ?1",
+            [ids[2]],
+        )
+        .unwrap();
+        // 8 MiB: far over the payload limit; decoding must refuse it, not allocate for it.
+        conn.execute(
+            "UPDATE events SET payload = zeroblob(8 * 1024 * 1024) WHERE workflow_id = ?1",
+            [ids[3]],
+        )
+        .unwrap();
+        let input: Vec<u8> = conn
+            .query_row(
+                "SELECT input FROM runs WHERE workflow_id = ?1",
+                [ids[4]],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let flipped: Vec<u8> = input.iter().map(|byte| byte ^ 0xA5).collect();
+        conn.execute(
+            "UPDATE runs SET input = ?1 WHERE workflow_id = ?2",
+            rusqlite::params![flipped, ids[4]],
+        )
+        .unwrap();
+    }
+
+    let engine = build().start().await.unwrap();
+    for id in ids {
+        let status = wait_status(&engine, id, |s| matches!(s, RunStatus::Parked(_))).await;
+        assert!(
+            matches!(
+                &status,
+                RunStatus::Parked(
+                    ParkReason::CorruptJournal { .. } | ParkReason::UndecodablePayload { .. }
+                )
+            ),
+            "{id}: {status:?}"
+        );
+        println!("{id}: {status:?}");
+    }
+    let other = engine
+        .start(plain, "bad-col-other", "ok".to_string())
+        .await
+        .unwrap();
+    assert_eq!(finish(&other).await.unwrap(), "ok");
+    stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_signal_payload_or_state_code_is_a_typed_error_for_that_run_only() {
+    let db = TestDb::new();
+    let build = || {
+        db.builder()
+            .register(parked_candidate)
+            .register(publisher)
+            .register(plain)
+            .register(echo)
+    };
+    let engine = build().start().await.unwrap();
+    let signalled = "bad-damaged-signal";
+    engine
+        .start(parked_candidate, signalled, "kept".to_string())
+        .await
+        .unwrap();
+    let published = "bad-damaged-value";
+    let handle = engine
+        .start(publisher, published, vec!["k".to_string()])
+        .await
+        .unwrap();
+    finish(&handle).await.unwrap();
+    let unknown_state = "bad-unknown-state";
+    let handle = engine
+        .start(plain, unknown_state, "x".to_string())
+        .await
+        .unwrap();
+    finish(&handle).await.unwrap();
+    eventually("the first step is journaled", || async {
+        db.count_kind(signalled, KIND_ACTIVITY_COMPLETED) == 1
+    })
+    .await;
+    stop(engine).await;
+
+    {
+        let conn = db.conn();
+        // A signal whose payload lost its tail, waiting in the inbox.
+        conn.execute(
+            "INSERT INTO signals (workflow_id, name, payload, sent_at_ms) VALUES (?1, 'go', x'0b', 0)",
+            [signalled],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE run_values SET value = x'ffffffffffffffffff' WHERE workflow_id = ?1",
+            [published],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE runs SET state = 99 WHERE workflow_id = ?1",
+            [unknown_state],
+        )
+        .unwrap();
+    }
+
+    let engine = build().start().await.unwrap();
+    let status = wait_status(&engine, signalled, |s| !matches!(s, RunStatus::Running)).await;
+    println!("damaged signal: {status:?}");
+    assert!(
+        matches!(
+            &status,
+            RunStatus::Parked(
+                ParkReason::CorruptJournal { .. } | ParkReason::UndecodablePayload { .. }
+            ) | RunStatus::Failed(WorkflowError::Payload { .. })
+        ),
+        "{status:?}"
+    );
+    let error = engine
+        .get_state::<String>(published, "k")
+        .await
+        .unwrap_err();
+    assert!(matches!(&error, Error::Codec(_)), "{error:?}");
+    let error = engine.status(unknown_state).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Store(StoreError::MalformedRow { message, .. }) if message.contains(unknown_state)),
+        "{error:?}"
+    );
+    // A listing that reaches the damaged row says which run it is (rather than skipping it).
+    let error = engine.list_runs(&RunQuery::new()).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Store(StoreError::MalformedRow { message, .. }) if message.contains(unknown_state)),
+        "{error:?}"
+    );
+    // The others are untouched.
+    assert_eq!(
+        engine.status(published).await.unwrap(),
+        RunStatus::Completed
+    );
+    let other = engine
+        .start(plain, "bad-damaged-other", "ok".to_string())
+        .await
+        .unwrap();
+    assert_eq!(finish(&other).await.unwrap(), "ok");
+    stop(engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Payload types that changed between versions, beyond activity outputs and workflow inputs.
+
+#[workflow(name = "signal_typed")]
+async fn signal_typed_v1(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
+    let text: String = ctx.signal("go").await?;
+    Ok(text)
+}
+
+#[workflow(name = "signal_typed")]
+async fn signal_typed_v2(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
+    let n: (u64, u64, u64, u64) = ctx.signal("go").await?;
+    Ok(format!("{n:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_sent_as_one_type_and_awaited_as_another_is_a_typed_error() {
+    let db = TestDb::new();
+    let id = "bad-signal-type-1";
+    let engine = db
+        .builder()
+        .register(signal_typed_v1)
+        .start()
+        .await
+        .unwrap();
+    engine.start(signal_typed_v1, id, ()).await.unwrap();
+    stop(engine).await;
+    // Sent as the old type while the new code is being deployed (no engine is running the run).
+    {
+        let store = SqliteStore::open(db.path()).await.unwrap();
+        let payload = orchestrator::codec::Codec::default()
+            .encode(&"text".to_string())
+            .unwrap();
+        store.send_signal(id, "go", payload).await.unwrap();
+    }
+
+    let engine = db
+        .builder()
+        .register(signal_typed_v2)
+        .register(publisher)
+        .start()
+        .await
+        .unwrap();
+    let status = wait_status(&engine, id, |s| !matches!(s, RunStatus::Running)).await;
+    println!("signal type changed: {status:?}");
+    assert!(
+        matches!(
+            &status,
+            RunStatus::Parked(ParkReason::UndecodablePayload { .. })
+                | RunStatus::Failed(WorkflowError::Payload { .. })
+        ),
+        "{status:?}"
+    );
+    // A published value read as another type.
+    let handle = engine
+        .start(publisher, "bad-state-type", vec!["k".to_string()])
+        .await
+        .unwrap();
+    finish(&handle).await.unwrap();
+    let error = engine
+        .get_state::<(u64, u64, u64, u64)>("bad-state-type", "k")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Codec(CodecError::Decode { .. })),
+        "{error:?}"
+    );
+    stop(engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Damage below the rows: pages of the file itself, a truncated file; and the read-only opening.
+
+/// A journal file with `runs` completed runs, checkpointed into the main file and closed.
+async fn closed_journal(db: &TestDb, runs: usize) {
+    let engine = db
+        .builder()
+        .register(plain)
+        .register(echo)
+        .start()
+        .await
+        .unwrap();
+    for i in 0..runs {
+        let handle = engine
+            .start(plain, format!("bad-file-{i:03}"), "x".repeat(200))
+            .await
+            .unwrap();
+        finish(&handle).await.unwrap();
+    }
+    stop(engine).await;
+    db.conn()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+}
+
+/// Starts an engine on a damaged file and reads every run: each outcome is a value or a typed error,
+/// within a deadline.
+async fn survey_damaged(db: &TestDb, what: &str) {
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let engine = match db.builder().register(plain).register(echo).start().await {
+            Ok(engine) => engine,
+            Err(error) => {
+                println!("{what}: the engine refused to start: {error}");
+                assert!(
+                    matches!(
+                        &error,
+                        Error::Store(
+                            StoreError::Corrupt { .. }
+                                | StoreError::NotADatabase { .. }
+                                | StoreError::MalformedRow { .. }
+                        )
+                    ),
+                    "{what}: {error:?}"
+                );
+                return;
+            }
+        };
+        let mut typed = 0;
+        for i in 0..40 {
+            match engine.status(&format!("bad-file-{i:03}")).await {
+                Ok(_) => {}
+                Err(Error::Store(_) | Error::NotFound { .. } | Error::Codec(_)) => typed += 1,
+                Err(other) => panic!("{what}: {other:?}"),
+            }
+        }
+        match engine.list_runs(&RunQuery::new().limit(1000)).await {
+            Ok(_) => {}
+            Err(Error::Store(_)) => typed += 1,
+            Err(other) => panic!("{what}: {other:?}"),
+        }
+        println!("{what}: the engine started; {typed} reads failed with typed errors");
+        stop(engine).await;
+    })
+    .await;
+    assert!(outcome.is_ok(), "{what}: hung");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_pages_and_truncated_files_give_typed_errors_without_hanging() {
+    // Bytes flipped across the pages after the header page (b-tree pages of the tables and indexes).
+    let db = TestDb::new();
+    closed_journal(&db, 40).await;
+    let mut bytes = std::fs::read(db.path()).unwrap();
+    let page = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    assert!(bytes.len() > 3 * page, "the journal is too small to damage");
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..64 {
+        let at = rng.usize(page..bytes.len());
+        bytes[at] ^= 0xFF;
+    }
+    std::fs::write(db.path(), &bytes).unwrap();
+    survey_damaged(&db, "flipped page bytes").await;
+
+    // The file cut in half (a copy that stopped midway).
+    let db = TestDb::new();
+    closed_journal(&db, 40).await;
+    let bytes = std::fs::read(db.path()).unwrap();
+    std::fs::write(db.path(), &bytes[..bytes.len() / 2]).unwrap();
+    survey_damaged(&db, "truncated to half").await;
+
+    // Only the header left.
+    let db = TestDb::new();
+    closed_journal(&db, 40).await;
+    let bytes = std::fs::read(db.path()).unwrap();
+    std::fs::write(db.path(), &bytes[..100]).unwrap();
+    survey_damaged(&db, "header only").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_opening_refuses_bad_files_with_the_same_typed_errors() {
+    let db = TestDb::new();
+    std::fs::write(db.path(), "not an SQLite database\n".repeat(300)).unwrap();
+    let error = SqliteStore::open_read_only(db.path()).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::NotADatabase { .. }),
+        "{error:?}"
+    );
+
+    let db = TestDb::new();
+    closed_journal(&db, 1).await;
+    db.conn()
+        .execute_batch("PRAGMA user_version = 999;")
+        .unwrap();
+    let error = SqliteStore::open_read_only(db.path()).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::SchemaTooNew { found: 999, .. }),
+        "{error:?}"
+    );
+
+    let db = TestDb::new();
+    let error = SqliteStore::open_read_only(db.path()).await.unwrap_err();
+    assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
+    assert!(!db.path().exists());
+
+    // A hostile id read through a read-only store.
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(plain)
+        .register(echo)
+        .start()
+        .await
+        .unwrap();
+    let id = "ro'; DROP TABLE runs; --\0🚀";
+    let handle = engine.start(plain, id, "x".to_string()).await.unwrap();
+    finish(&handle).await.unwrap();
+    let reader = SqliteStore::open_read_only(db.path()).await.unwrap();
+    assert_eq!(reader.run(id).await.unwrap().unwrap().workflow_id, id);
+    assert_eq!(reader.history(id).await.unwrap().len(), 1);
+    assert!(
+        reader
+            .run("ro'; DROP TABLE runs; --")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let error = reader.request_cancel(id, "no").await.unwrap_err();
+    assert!(matches!(error, StoreError::ReadOnly { .. }), "{error:?}");
     stop(engine).await;
 }

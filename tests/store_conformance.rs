@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use orchestrator::store::sqlite::{SqliteExecution, SqliteOptions};
 use orchestrator::store::testkit::{self, CheckOutcome, ConformanceFailure, ConformanceReport};
 use orchestrator::store::{
     ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, PostgresOptions,
@@ -80,6 +81,32 @@ async fn sqlite_file_store_conforms() {
 async fn sqlite_in_memory_store_conforms() {
     let report = conform("SQLite (in memory)", || async {
         Ok(Arc::new(SqliteStore::in_memory().await?) as Arc<dyn Store>)
+    })
+    .await;
+    skipped_only_leases(&report);
+}
+
+/// The inline execution mode (no threads, one connection under a mutex), on a file and in memory,
+/// on the current-thread runtime a deterministic simulation uses.
+#[tokio::test]
+async fn sqlite_inline_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = AtomicUsize::new(0);
+    let report = conform("SQLite inline (a fresh file per check)", || {
+        let mut options = SqliteOptions::default();
+        options.path = Some(dir.path().join(format!(
+            "conformance-inline-{}.db",
+            files.fetch_add(1, Ordering::Relaxed)
+        )));
+        options.execution = SqliteExecution::Inline;
+        async move { Ok(Arc::new(SqliteStore::open_with(options).await?) as Arc<dyn Store>) }
+    })
+    .await;
+    skipped_only_leases(&report);
+    let report = conform("SQLite inline (in memory)", || async {
+        let mut options = SqliteOptions::default();
+        options.execution = SqliteExecution::Inline;
+        Ok(Arc::new(SqliteStore::open_with(options).await?) as Arc<dyn Store>)
     })
     .await;
     skipped_only_leases(&report);

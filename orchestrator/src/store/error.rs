@@ -45,6 +45,25 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// A read-only store found a journal whose schema is older than this build's, or no journal schema
+    /// at all (an empty database): it cannot migrate it. Opening the file read-write once (starting an
+    /// engine on it) migrates it.
+    #[error(
+        "journal schema version {found} is older than this build's ({supported}) and a read-only store cannot migrate it; open it read-write once"
+    )]
+    SchemaTooOld {
+        /// The schema version in the file (0: no journal schema).
+        found: i64,
+        /// The version this build reads.
+        supported: i64,
+    },
+    /// The store was opened read-only (`SqliteStore::open_read_only`) and refuses every write;
+    /// nothing was written. Not retryable: the same store refuses it again.
+    #[error("the store is read-only: {operation} needs a read-write store")]
+    ReadOnly {
+        /// The write that was refused.
+        operation: &'static str,
+    },
     /// The database stayed locked by another connection past the busy timeout.
     #[error("database busy or locked during {operation}")]
     Busy {

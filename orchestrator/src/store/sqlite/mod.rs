@@ -1,11 +1,15 @@
 //! The SQLite journal store: one file, WAL mode, a writer thread that group-commits, a reader thread.
 //!
-//! All statements run on dedicated threads that own their connections, so async callers never block a
-//! runtime worker on disk I/O. Writes are group-committed (see `writer.rs`): one `BEGIN IMMEDIATE`
-//! transaction and one fsync per batch, one savepoint per write. Reads use a second connection. Statements
-//! are prepared once and cached; parameters are always bound.
+//! By default ([`SqliteExecution::Threads`]) all statements run on dedicated threads that own their
+//! connections, so async callers never block a runtime worker on disk I/O. Writes are group-committed
+//! (see `writer.rs`): one `BEGIN IMMEDIATE` transaction and one fsync per batch, one savepoint per
+//! write. Reads use a second connection. [`SqliteExecution::Inline`] runs the same statements on the
+//! caller's task instead (see `inline.rs`), for deterministic simulations. A store opened read-only
+//! ([`SqliteStore::open_read_only`]) has only a read connection and refuses writes. Statements are
+//! prepared once and cached; parameters are always bound.
 
 mod errors;
+mod inline;
 mod ownership;
 mod queries;
 mod reader;
@@ -13,13 +17,14 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use errors::Context;
+use inline::InlineConnection;
 use writer::{TypedWrite, WriterJob};
 
 use super::{
@@ -57,6 +62,31 @@ impl Durability {
     }
 }
 
+/// Where SQLite's statements run.
+///
+/// ```
+/// use orchestrator::store::sqlite::{SqliteExecution, SqliteOptions};
+///
+/// let mut options = SqliteOptions::default(); // in memory
+/// options.execution = SqliteExecution::Inline;
+/// assert_ne!(options.execution, SqliteExecution::default());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SqliteExecution {
+    /// A writer thread that owns the read-write connection and group-commits queued writes (one
+    /// transaction and one fsync per batch), plus a reader thread with its own connection (files only;
+    /// in memory, reads run on the writer thread). Async callers never block on disk I/O. The default.
+    #[default]
+    Threads,
+    /// Every statement runs on the calling task, under a mutex on one connection: no threads, and
+    /// deterministic. Each write is its own transaction, committed with the configured
+    /// [`Durability`] before the call returns; queries, savepoints, error mapping and the ownership
+    /// lock are the same as with [`Threads`](SqliteExecution::Threads). It blocks the async runtime's
+    /// thread while SQLite works (fsyncs included): for simulations and tests, not for services.
+    Inline,
+}
+
 /// The SQLite journal store.
 ///
 /// ```
@@ -80,8 +110,21 @@ impl Durability {
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: mpsc::Sender<WriterJob>,
-    reader: Option<mpsc::Sender<reader::ReadJob>>,
+    execution: Execution,
+    read_only: bool,
+}
+
+/// How a store reaches its connections.
+#[derive(Debug, Clone)]
+enum Execution {
+    /// Through the writer and reader threads' queues. A read-only store has no writer; an in-memory
+    /// store has no reader (its reads run on the writer thread).
+    Threads {
+        writer: Option<mpsc::Sender<WriterJob>>,
+        reader: Option<mpsc::Sender<reader::ReadJob>>,
+    },
+    /// On the caller's task.
+    Inline(Arc<InlineConnection>),
 }
 
 /// Where and how to open an SQLite journal.
@@ -90,14 +133,19 @@ pub struct SqliteStore {
 pub struct SqliteOptions {
     /// The database file; `None` for a private in-memory database.
     pub path: Option<PathBuf>,
-    /// How long a write waits for another connection's lock before failing with `Busy`.
+    /// How long a statement waits for another connection's lock before failing with `Busy`.
     pub busy_timeout: Duration,
     /// What a commit promises (see [`Durability`]).
     pub durability: Durability,
     /// How long the writer waits for more writes before committing a batch. Zero (the default) commits
     /// what has queued up while the previous commit was syncing, which batches well under load without
-    /// delaying a lone write.
+    /// delaying a lone write. Ignored by [`SqliteExecution::Inline`].
     pub group_commit_window: Duration,
+    /// Where the statements run (see [`SqliteExecution`]; default: threads).
+    pub execution: SqliteExecution,
+    /// Open the file for reading only (see [`SqliteStore::open_read_only`]): no ownership lock, no
+    /// migrations, and every write fails with [`StoreError::ReadOnly`]. Needs a `path`.
+    pub read_only: bool,
 }
 
 impl Default for SqliteOptions {
@@ -107,6 +155,8 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             durability: Durability::Full,
             group_commit_window: Duration::ZERO,
+            execution: SqliteExecution::Threads,
+            read_only: false,
         }
     }
 }
@@ -126,85 +176,222 @@ impl SqliteStore {
         Self::open_with(SqliteOptions::default()).await
     }
 
-    /// Opens a journal with explicit options.
-    pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
-        let (writer, jobs) = mpsc::channel::<WriterJob>();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let owner = match &options.path {
-            Some(path) => Some(ownership::acquire(path)?),
-            None => None,
-        };
-        let writer_options = options.clone();
-        spawn_thread("orchestrator-sqlite-writer", move || {
-            // Ownership lasts as long as the writer: it ends when the last store clone is dropped.
-            let _owner = owner;
-            match open_writer(&writer_options) {
-                Ok(conn) => {
-                    let _ = ready_tx.send(Ok(()));
-                    writer::run(conn, jobs, writer_options.group_commit_window);
-                }
-                Err(error) => {
-                    let _ = ready_tx.send(Err(error));
-                }
-            }
-        })?;
-        ready_rx.await.map_err(|_| StoreError::Closed)??;
-        let reader = match &options.path {
-            None => None,
-            Some(path) => {
-                let (reader, reads) = mpsc::channel::<reader::ReadJob>();
-                let (ready_tx, ready_rx) = oneshot::channel();
-                let path = path.clone();
-                let busy_timeout = options.busy_timeout;
-                spawn_thread("orchestrator-sqlite-reader", move || {
-                    match open_reader(&path, busy_timeout) {
-                        Ok(conn) => {
-                            let _ = ready_tx.send(Ok(()));
-                            reader::run(conn, reads);
-                        }
-                        Err(error) => {
-                            let _ = ready_tx.send(Err(error));
-                        }
-                    }
-                })?;
-                ready_rx.await.map_err(|_| StoreError::Closed)??;
-                Some(reader)
-            }
-        };
-        Ok(SqliteStore { writer, reader })
+    /// Opens an existing journal for reading only, while the process that owns it (its engine) may be
+    /// writing: for operators' tools and CLIs that list runs and read their histories.
+    ///
+    /// It takes no ownership lock (so it works next to a running engine, in this process or another),
+    /// opens the file with `SQLITE_OPEN_READONLY` and a 5 s busy timeout, and never migrates. Reads
+    /// ([`run`](Store::run), [`history`](Store::history), [`list_runs`](Store::list_runs),
+    /// [`pending_signals`](Store::pending_signals), [`value`](Store::value),
+    /// [`archived_runs`](Store::archived_runs), [`unfinished_runs`](Store::unfinished_runs),
+    /// [`due_wakeups`](Store::due_wakeups)) see the last committed state: in WAL mode they neither wait
+    /// for nor block the owner's writes. Every write fails with [`StoreError::ReadOnly`].
+    ///
+    /// Refused with a typed error: a missing file ([`StoreError::Io`]), a file that is not a database
+    /// ([`StoreError::NotADatabase`]), another application's database
+    /// ([`StoreError::ForeignDatabase`]), a journal of a newer build ([`StoreError::SchemaTooNew`]),
+    /// or one an older build wrote and nobody has migrated yet ([`StoreError::SchemaTooOld`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use orchestrator::store::{NewRun, RunQuery, SqliteStore, Store, StoreError};
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("orch-doc-ro-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let _ = std::fs::remove_file(dir.join("app.db"));
+    /// let path = dir.join("app.db");
+    /// // The owning process (usually an engine) writes...
+    /// let owner = SqliteStore::open(&path).await?;
+    /// owner
+    ///     .create_run(NewRun {
+    ///         workflow_id: "order-42".into(),
+    ///         workflow_name: "checkout".into(),
+    ///         input: vec![1, 2, 3],
+    ///         parent_id: None,
+    ///         deadline_ms: None,
+    ///         execution_timeout_ms: None,
+    ///         owner: None,
+    ///     })
+    ///     .await?;
+    ///
+    /// // ...while a tool reads.
+    /// let reader = SqliteStore::open_read_only(&path).await?;
+    /// let page = reader.list_runs(&RunQuery::new().workflow_name("checkout")).await?;
+    /// assert_eq!(page.runs[0].workflow_id, "order-42");
+    /// assert!(reader.history("order-42").await?.is_empty());
+    ///
+    /// let refused = reader.request_cancel("order-42", "not from a reader").await;
+    /// assert!(matches!(refused, Err(StoreError::ReadOnly { .. })));
+    /// # Ok::<(), StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(SqliteOptions {
+            path: Some(path.as_ref().to_path_buf()),
+            read_only: true,
+            ..SqliteOptions::default()
+        })
+        .await
     }
 
-    /// Queues a write for the next group commit and waits until it is durable.
-    async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    /// Opens a journal with explicit options.
+    pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
+        let execution = match (options.read_only, options.execution) {
+            (false, SqliteExecution::Threads) => open_threads(&options).await?,
+            (false, SqliteExecution::Inline) => {
+                let owner = match &options.path {
+                    Some(path) => Some(ownership::acquire(path)?),
+                    None => None,
+                };
+                let conn = open_writer(&options)?;
+                let wal = options
+                    .path
+                    .as_deref()
+                    .map(|path| writer::WalGuard::new(path, options.busy_timeout));
+                Execution::Inline(Arc::new(InlineConnection::new(conn, wal, owner)))
+            }
+            (true, execution) => {
+                let Some(path) = options.path.clone() else {
+                    return Err(StoreError::Backend {
+                        operation: "opening a read-only store",
+                        message: "a read-only store needs a journal file (`path` is None)"
+                            .to_string(),
+                    });
+                };
+                match execution {
+                    SqliteExecution::Threads => {
+                        let busy_timeout = options.busy_timeout;
+                        let reader =
+                            spawn_reader(move || open_read_only(&path, busy_timeout)).await?;
+                        Execution::Threads {
+                            writer: None,
+                            reader: Some(reader),
+                        }
+                    }
+                    SqliteExecution::Inline => {
+                        let conn = open_read_only(&path, options.busy_timeout)?;
+                        Execution::Inline(Arc::new(InlineConnection::new(conn, None, None)))
+                    }
+                }
+            }
+        };
+        Ok(SqliteStore {
+            execution,
+            read_only: options.read_only,
+        })
+    }
+
+    /// Whether the store was opened read-only (its writes fail with [`StoreError::ReadOnly`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Runs a write and waits until it is durable: queued for the next group commit, or inline.
+    async fn write<R, F>(&self, operation: &'static str, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        let writer = match &self.execution {
+            _ if self.read_only => return Err(StoreError::ReadOnly { operation }),
+            Execution::Inline(conn) => return conn.write(work),
+            Execution::Threads {
+                writer: Some(writer),
+                ..
+            } => writer,
+            Execution::Threads { writer: None, .. } => {
+                return Err(StoreError::ReadOnly { operation });
+            }
+        };
         let (reply, response) = oneshot::channel();
         let job = WriterJob::Write(Box::new(TypedWrite::new(work, reply)));
-        self.writer.send(job).map_err(|_| StoreError::Closed)?;
+        writer.send(job).map_err(|_| StoreError::Closed)?;
         response.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs a read on the reader connection (or the writer's, in memory).
+    /// Runs a read: on the reader connection (or the writer's, in memory), or inline.
     async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        let (writer, reader) = match &self.execution {
+            Execution::Inline(conn) => return conn.read(work),
+            Execution::Threads { writer, reader } => (writer, reader),
+        };
         let (reply, response) = oneshot::channel();
         let job = Box::new(move |conn: &Connection| {
             let _ = reply.send(work(conn));
         });
-        match &self.reader {
-            Some(reader) => reader.send(job).map_err(|_| StoreError::Closed)?,
-            None => self
-                .writer
+        match (reader, writer) {
+            (Some(reader), _) => reader.send(job).map_err(|_| StoreError::Closed)?,
+            (None, Some(writer)) => writer
                 .send(WriterJob::Read(job))
                 .map_err(|_| StoreError::Closed)?,
+            (None, None) => return Err(StoreError::Closed),
         }
         response.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Starts the writer thread (which holds the ownership lock of a file) and, for a file, the reader.
+async fn open_threads(options: &SqliteOptions) -> Result<Execution, StoreError> {
+    let (writer, jobs) = mpsc::channel::<WriterJob>();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let owner = match &options.path {
+        Some(path) => Some(ownership::acquire(path)?),
+        None => None,
+    };
+    let writer_options = options.clone();
+    spawn_thread("orchestrator-sqlite-writer", move || {
+        // Ownership lasts as long as the writer: it ends when the last store clone is dropped.
+        let _owner = owner;
+        match open_writer(&writer_options) {
+            Ok(conn) => {
+                let _ = ready_tx.send(Ok(()));
+                let wal = writer_options
+                    .path
+                    .as_deref()
+                    .map(|path| writer::WalGuard::new(path, writer_options.busy_timeout));
+                writer::run(conn, jobs, writer_options.group_commit_window, wal);
+            }
+            Err(error) => {
+                let _ = ready_tx.send(Err(error));
+            }
+        }
+    })?;
+    ready_rx.await.map_err(|_| StoreError::Closed)??;
+    let reader = match &options.path {
+        None => None,
+        Some(path) => {
+            let path = path.clone();
+            let busy_timeout = options.busy_timeout;
+            Some(spawn_reader(move || open_reader(&path, busy_timeout)).await?)
+        }
+    };
+    Ok(Execution::Threads {
+        writer: Some(writer),
+        reader,
+    })
+}
+
+/// Starts a reader thread on the connection `open` returns.
+async fn spawn_reader(
+    open: impl FnOnce() -> Result<Connection, StoreError> + Send + 'static,
+) -> Result<mpsc::Sender<reader::ReadJob>, StoreError> {
+    let (reader, reads) = mpsc::channel::<reader::ReadJob>();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    spawn_thread("orchestrator-sqlite-reader", move || match open() {
+        Ok(conn) => {
+            let _ = ready_tx.send(Ok(()));
+            reader::run(conn, reads);
+        }
+        Err(error) => {
+            let _ = ready_tx.send(Err(error));
+        }
+    })?;
+    ready_rx.await.map_err(|_| StoreError::Closed)??;
+    Ok(reader)
 }
 
 fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
@@ -266,15 +453,50 @@ fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreE
     Ok(conn)
 }
 
+/// Opens `path` read-only for [`SqliteStore::open_read_only`]: checks it is a current journal, never
+/// writes to it (no migration, no ownership lock).
+fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    const OP: &str = "opening the journal read-only";
+    // SQLite reports a missing file as "unable to open database file": say which one, and why.
+    if let Err(error) = std::fs::metadata(path) {
+        return Err(StoreError::Io {
+            operation: OP,
+            message: format!("{}: {error}", path.display()),
+        });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).during(OP)?;
+    conn.busy_timeout(busy_timeout)
+        .during("setting the busy timeout")?;
+    match schema::check(&conn, &path.display().to_string())? {
+        schema::Found::Current => {}
+        schema::Found::Older(found) => {
+            return Err(StoreError::SchemaTooOld {
+                found,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+    }
+    conn.execute_batch("PRAGMA query_only = ON;")
+        .during("setting pragmas")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError> {
-        self.write(move |conn| queries::create_run(conn, &run))
-            .await
+        self.write("creating a run", move |conn| {
+            queries::create_run(conn, &run)
+        })
+        .await
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        self.write(move |conn| queries::commit(conn, &commit)).await
+        self.write("committing journal events", move |conn| {
+            queries::commit(conn, &commit)
+        })
+        .await
     }
 
     async fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
@@ -301,8 +523,10 @@ impl Store for SqliteStore {
     ) -> Result<SignalOutcome, StoreError> {
         let workflow_id = workflow_id.to_string();
         let name = name.to_string();
-        self.write(move |conn| queries::send_signal(conn, &workflow_id, &name, payload))
-            .await
+        self.write("sending a signal", move |conn| {
+            queries::send_signal(conn, &workflow_id, &name, payload)
+        })
+        .await
     }
 
     async fn pending_signals(&self, workflow_id: &str) -> Result<Vec<SignalRecord>, StoreError> {
@@ -318,8 +542,10 @@ impl Store for SqliteStore {
     ) -> Result<CancelOutcome, StoreError> {
         let workflow_id = workflow_id.to_string();
         let reason = reason.to_string();
-        self.write(move |conn| queries::request_cancel(conn, &workflow_id, &reason))
-            .await
+        self.write("requesting a cancellation", move |conn| {
+            queries::request_cancel(conn, &workflow_id, &reason)
+        })
+        .await
     }
 
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -346,3 +572,6 @@ impl Store for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -529,7 +529,9 @@ pub(super) fn due_wakeups(
 
 pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, StoreError> {
     const OP: &str = "listing runs";
-    // Fixed SQL with bound parameters: a NULL parameter disables its filter.
+    // Fixed SQL with bound parameters: a NULL parameter disables its filter. The prefix compares
+    // bytes: SQLite's `length()` of a text stops at its first NUL, and ids may contain NULs (and
+    // `substr` of an empty blob is NULL, hence the empty prefix's own case).
     let states: Option<String> = if query.states.is_empty() {
         None
     } else {
@@ -548,7 +550,8 @@ pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, 
             "SELECT {RUN_COLUMNS} FROM runs \
              WHERE (?1 IS NULL OR workflow_name = ?1) \
                AND (?2 IS NULL OR instr(',' || ?2 || ',', ',' || state || ',') > 0) \
-               AND (?3 IS NULL OR substr(workflow_id, 1, length(?3)) = ?3) \
+               AND (?3 IS NULL OR ?3 = '' \
+                 OR substr(CAST(workflow_id AS BLOB), 1, length(CAST(?3 AS BLOB))) = CAST(?3 AS BLOB)) \
                AND (?4 IS NULL OR workflow_id > ?4) \
              ORDER BY workflow_id LIMIT ?5"
         ))

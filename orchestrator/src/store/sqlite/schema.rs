@@ -123,9 +123,18 @@ const MIGRATIONS: &[&str] = &[
 /// The newest schema version this build knows.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Checks that `conn` is an orchestrator journal (or an empty database) no newer than this build, then
-/// brings its schema up to date.
-pub(super) fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+/// What [`check`] found in a file that is an orchestrator journal (or an empty database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Found {
+    /// The schema is this build's.
+    Current,
+    /// The schema is older (0: an empty database): it needs migrations.
+    Older(i64),
+}
+
+/// Checks, without writing anything, that `conn` is an orchestrator journal (or an empty database)
+/// no newer than this build.
+pub(super) fn check(conn: &Connection, path: &str) -> Result<Found, StoreError> {
     // The first read of the header: a file that is not a database fails here.
     let application_id: i64 = conn
         .query_row("PRAGMA application_id", [], |row| row.get(0))
@@ -159,7 +168,17 @@ pub(super) fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreErro
             supported: SCHEMA_VERSION,
         });
     }
-    if version == SCHEMA_VERSION {
+    Ok(if version == SCHEMA_VERSION {
+        Found::Current
+    } else {
+        Found::Older(version)
+    })
+}
+
+/// Checks that `conn` is an orchestrator journal (or an empty database) no newer than this build, then
+/// brings its schema up to date.
+pub(super) fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    if check(conn, path)? == Found::Current {
         return Ok(());
     }
     let tx = conn

@@ -5,7 +5,13 @@
 //! transaction, commits once, and only then tells each caller its result. So one fsync covers many
 //! journal writes, and a write that fails (a constraint, say) rolls back alone without failing the
 //! others. A caller is never told "done" before its write is durable.
+//!
+//! The inline execution mode runs the same [`commit_batch`] on the caller's task, with a batch of one.
+//!
+//! Between batches, a [`WalGuard`] keeps the WAL from growing without bound while other processes'
+//! readers hold snapshots.
 
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -80,7 +86,12 @@ pub(super) enum WriterJob {
 const MAX_BATCH: usize = 1024;
 
 /// Runs the writer loop until every sender is gone.
-pub(super) fn run(conn: Connection, jobs: Receiver<WriterJob>, window: Duration) {
+pub(super) fn run(
+    conn: Connection,
+    jobs: Receiver<WriterJob>,
+    window: Duration,
+    mut wal: Option<WalGuard>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         gather(&jobs, &mut batch, window);
@@ -92,7 +103,11 @@ pub(super) fn run(conn: Connection, jobs: Receiver<WriterJob>, window: Duration)
                 WriterJob::Read(read) => reads.push(read),
             }
         }
+        let wrote = !writes.is_empty();
         commit_batch(&conn, writes);
+        if let (true, Some(wal)) = (wrote, wal.as_mut()) {
+            wal.after_batch(&conn);
+        }
         for read in reads {
             read(&conn);
         }
@@ -120,7 +135,9 @@ fn gather(jobs: &Receiver<WriterJob>, batch: &mut Vec<WriterJob>, window: Durati
     }
 }
 
-fn commit_batch(conn: &Connection, writes: Vec<Box<dyn WriteJob>>) {
+/// Commits `writes` as one transaction, one savepoint each, then tells each caller its outcome. The
+/// inline mode (`inline.rs`) calls this with one write at a time.
+pub(super) fn commit_batch(conn: &Connection, writes: Vec<Box<dyn WriteJob>>) {
     if writes.is_empty() {
         return;
     }
@@ -170,5 +187,74 @@ fn commit_batch(conn: &Connection, writes: Vec<Box<dyn WriteJob>>) {
     }
     for write in ran {
         write.finish(committed.clone());
+    }
+}
+
+/// How many batches pass between two looks at the WAL file's size.
+pub(super) const WAL_CHECK_EVERY: u32 = 32;
+/// The WAL size past which the writer forces a checkpoint that resets it (4 times what SQLite's
+/// automatic checkpoints, every 1,000 pages, normally let it reach).
+pub(super) const WAL_TRUNCATE_BYTES: u64 = 16 * 1024 * 1024;
+/// How long that checkpoint may wait for readers to leave their snapshots.
+const WAL_CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
+/// How long to wait before trying again after readers kept it from finishing.
+pub(super) const WAL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Keeps the WAL bounded when readers (read-only stores in other processes) hold snapshots.
+///
+/// SQLite's automatic checkpoints are passive: they never wait for readers and never fail a commit,
+/// but they cannot reset the WAL while some reader's snapshot still uses it, so under a steady stream
+/// of overlapping reads it grows without bound. When it has grown past [`WAL_TRUNCATE_BYTES`], the
+/// writer runs a `TRUNCATE` checkpoint between batches, waiting at most [`WAL_CHECKPOINT_WAIT`] for the
+/// readers of older snapshots (new readers are not blocked). If readers are still there, the checkpoint
+/// reports busy, which is ignored — no caller ever sees it — and tried again later.
+#[derive(Debug)]
+pub(super) struct WalGuard {
+    wal: PathBuf,
+    busy_timeout: Duration,
+    batches: u32,
+    next_try: Instant,
+}
+
+impl WalGuard {
+    /// A guard for the journal at `path`, whose connection normally waits `busy_timeout` for locks.
+    pub(super) fn new(path: &Path, busy_timeout: Duration) -> Self {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        WalGuard {
+            wal: PathBuf::from(wal),
+            busy_timeout,
+            batches: 0,
+            next_try: Instant::now(),
+        }
+    }
+
+    /// Called after each batch that wrote: now and then, checks the WAL's size and resets it.
+    pub(super) fn after_batch(&mut self, conn: &Connection) {
+        self.batches = self.batches.wrapping_add(1);
+        if !self.batches.is_multiple_of(WAL_CHECK_EVERY) || Instant::now() < self.next_try {
+            return;
+        }
+        match std::fs::metadata(&self.wal) {
+            Ok(meta) if meta.len() >= WAL_TRUNCATE_BYTES => {}
+            _ => return,
+        }
+        let _ = conn.busy_timeout(WAL_CHECKPOINT_WAIT);
+        // (busy, frames in the WAL, frames checkpointed); `busy` = 1 when readers kept it from finishing.
+        let outcome = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            row.get::<_, i64>(0)
+        });
+        let _ = conn.busy_timeout(self.busy_timeout);
+        match outcome {
+            Ok(0) => tracing::debug!(wal = %self.wal.display(), "WAL checkpointed and truncated"),
+            other => {
+                self.next_try = Instant::now() + WAL_RETRY_AFTER;
+                tracing::debug!(
+                    wal = %self.wal.display(),
+                    outcome = ?other,
+                    "readers kept the WAL from being reset; trying again later"
+                );
+            }
+        }
     }
 }

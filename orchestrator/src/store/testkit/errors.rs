@@ -35,6 +35,14 @@ fn classification() -> Vec<(StoreError, bool)> {
             false,
         ),
         (StoreError::DiskFull { operation: "op" }, false),
+        (StoreError::ReadOnly { operation: "op" }, false),
+        (
+            StoreError::SchemaTooOld {
+                found: 1,
+                supported: 4,
+            },
+            false,
+        ),
         (
             StoreError::Corrupt {
                 operation: "op",
