@@ -92,7 +92,7 @@ pub(super) fn run(
     window: Duration,
     mut wal: Option<WalGuard>,
 ) {
-    while let Ok(first) = jobs.recv() {
+    while let Ok(first) = next_job(&jobs) {
         let mut batch = vec![first];
         gather(&jobs, &mut batch, window);
         let mut writes = Vec::with_capacity(batch.len());
@@ -110,6 +110,26 @@ pub(super) fn run(
         }
         for read in reads {
             read(&conn);
+        }
+    }
+}
+
+/// How long the writer keeps looking for the next write before it goes to sleep. A run's next write
+/// typically follows its previous commit within tens of microseconds (the driver wakes, polls the
+/// workflow, runs a quick activity, writes again), and waking a sleeping thread costs about as much;
+/// so after each batch the writer checks the queue for this long, yielding its core in between, and
+/// only then blocks. An idle writer spins once, then sleeps.
+const SPIN: Duration = Duration::from_micros(100);
+
+/// The next job: looks for [`SPIN`], then blocks.
+fn next_job(jobs: &Receiver<WriterJob>) -> Result<WriterJob, std::sync::mpsc::RecvError> {
+    let until = Instant::now() + SPIN;
+    loop {
+        match jobs.try_recv() {
+            Ok(job) => return Ok(job),
+            Err(TryRecvError::Disconnected) => return Err(std::sync::mpsc::RecvError),
+            Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
+            Err(TryRecvError::Empty) => return jobs.recv(),
         }
     }
 }
