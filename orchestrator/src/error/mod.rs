@@ -96,9 +96,13 @@ pub enum Error {
         /// The key awaited.
         key: String,
     },
-    /// The run's driver stopped because its journal could not be written; the run is unfinished and
-    /// resumes at the next engine start.
-    #[error("workflow `{workflow_id}` stopped: {reason}; it resumes at the next engine start")]
+    /// The run's driver stopped because its journal could not be read or written (disk full, I/O,
+    /// corruption). The run is unfinished, and the engine keeps reviving it from its journal with
+    /// backoff, so asking for the result again later may succeed. Transient errors (busy, I/O) are
+    /// retried without this error.
+    #[error(
+        "workflow `{workflow_id}` stopped: {reason}; the engine revives it from its journal once the store works again"
+    )]
     RunStopped {
         /// The run's workflow id.
         workflow_id: String,
