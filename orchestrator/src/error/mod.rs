@@ -96,8 +96,8 @@ pub enum Error {
         /// The key awaited.
         key: String,
     },
-    /// The run's driver stopped because its journal could not be read or written (disk full, I/O,
-    /// corruption). The run is unfinished, and the engine keeps reviving it from its journal with
+    /// The run's driver stopped because its journal could not be read or written (disk full,
+    /// corruption, a closed store). The run is unfinished, and the engine keeps reviving it from its journal with
     /// backoff, so asking for the result again later may succeed. Transient errors (busy, I/O) are
     /// retried without this error.
     #[error(
