@@ -97,9 +97,9 @@ pub enum Error {
         key: String,
     },
     /// The run's driver stopped because its journal could not be read or written (disk full,
-    /// corruption, a closed store). The run is unfinished, and the engine keeps reviving it from its journal with
-    /// backoff, so asking for the result again later may succeed. Transient errors (busy, I/O) are
-    /// retried without this error.
+    /// corruption, a closed store). The run is unfinished, and the engine keeps reviving it from its
+    /// journal with backoff, so asking for the result again later may succeed. Transient errors (busy,
+    /// I/O) are retried without this error.
     #[error(
         "workflow `{workflow_id}` stopped: {reason}; the engine revives it from its journal once the store works again"
     )]
