@@ -31,10 +31,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use orchestrator::prelude::*;
-use orchestrator::store::{
-    Durability, SqliteExecution, SqliteOptions, SqliteStore, Store, StoreError,
-};
-use orchestrator_tests::store_hooks::{HookedStore, StoreCall, StoreHook};
+use orchestrator::store::{Durability, SqliteExecution, SqliteOptions, SqliteStore, Store};
+use orchestrator_tests::faults::FaultInjector;
+use orchestrator_tests::store_hooks::HookedStore;
 use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------------------------------------------
@@ -45,6 +44,16 @@ use serde::{Deserialize, Serialize};
 struct World {
     /// Executions per activity step key (`workflow/step-name`).
     executions: Mutex<HashMap<String, u32>>,
+}
+
+impl World {
+    /// Records an execution of `key`'s activity; returns how many there have been.
+    fn execute(&self, key: &str) -> u32 {
+        let mut executions = self.executions.lock().unwrap();
+        let count = executions.entry(key.to_string()).or_insert(0);
+        *count += 1;
+        *count
+    }
 }
 
 fn worlds() -> &'static Mutex<HashMap<u64, Arc<World>>> {
@@ -82,13 +91,7 @@ fn task_value(key: &str) -> u64 {
 
 #[activity(retry(max_attempts = 6, backoff = "10ms..200ms"))]
 async fn work(task: Task) -> Result<u64, ActivityError> {
-    let execution = {
-        let world = world(task.world);
-        let mut executions = world.executions.lock().unwrap();
-        let count = executions.entry(task.key.clone()).or_insert(0);
-        *count += 1;
-        *count
-    };
+    let execution = world(task.world).execute(&task.key);
     tokio::time::sleep(Duration::from_millis(task.millis)).await;
     if execution <= task.failures {
         return Err(ActivityError::retryable(format!(
@@ -101,26 +104,14 @@ async fn work(task: Task) -> Result<u64, ActivityError> {
 
 #[activity(retry(max_attempts = 6, backoff = "10ms..200ms"))]
 async fn undo(task: Task) -> Result<(), ActivityError> {
-    let world = world(task.world);
-    *world
-        .executions
-        .lock()
-        .unwrap()
-        .entry(task.key.clone())
-        .or_insert(0) += 1;
+    world(task.world).execute(&task.key);
     tokio::time::sleep(Duration::from_millis(task.millis)).await;
     Ok(())
 }
 
 #[activity]
 async fn refuse(task: Task) -> Result<u64, ActivityError> {
-    let world = world(task.world);
-    *world
-        .executions
-        .lock()
-        .unwrap()
-        .entry(task.key.clone())
-        .or_insert(0) += 1;
+    world(task.world).execute(&task.key);
     Err(ActivityError::non_retryable(format!(
         "{} is refused",
         task.key
@@ -309,57 +300,6 @@ fn plan(seed: u64, world: u64, rng: &mut fastrand::Rng) -> Vec<Planned> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Seeded storage faults
-
-/// Fails store calls at a seeded rate: busy or I/O error or disk full before the call, or an I/O
-/// error reported after a write that took effect.
-struct SeededFaults {
-    rng: Mutex<fastrand::Rng>,
-    /// Faults per 1,000 calls.
-    per_mille: u32,
-    injected: AtomicU64,
-}
-
-impl SeededFaults {
-    fn roll(&self, call: &StoreCall<'_>, after: bool) -> Option<StoreError> {
-        if self.per_mille == 0 || (after && !call.is_write()) {
-            return None;
-        }
-        let mut rng = self.rng.lock().unwrap();
-        if rng.u32(0..1_000) >= self.per_mille {
-            return None;
-        }
-        self.injected.fetch_add(1, Ordering::Relaxed);
-        let operation = call.name();
-        Some(if after {
-            StoreError::Io {
-                operation,
-                message: "simulated: reported failed after it took effect".to_string(),
-            }
-        } else {
-            match rng.u8(0..3) {
-                0 => StoreError::Busy { operation },
-                1 => StoreError::Io {
-                    operation,
-                    message: "simulated I/O error".to_string(),
-                },
-                _ => StoreError::DiskFull { operation },
-            }
-        })
-    }
-}
-
-impl StoreHook for SeededFaults {
-    fn before(&self, call: &StoreCall<'_>) -> Option<StoreError> {
-        self.roll(call, false)
-    }
-
-    fn after_ok(&self, call: &StoreCall<'_>) -> Option<StoreError> {
-        self.roll(call, true)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Lives of the simulated process
 
 /// How one life of the process ended.
@@ -383,7 +323,7 @@ struct Life<'a> {
     evict_after: Duration,
 }
 
-async fn open_engine(life: &Life<'_>, faults: Arc<SeededFaults>) -> Result<Engine, Error> {
+async fn open_engine(life: &Life<'_>, faults: Arc<FaultInjector>) -> Result<Engine, Error> {
     let mut options = SqliteOptions::default();
     options.path = Some(life.path.to_path_buf());
     options.durability = Durability::Normal;
@@ -500,11 +440,12 @@ fn run_life(
         .build()
         .unwrap();
     fastrand::seed(life.seed);
-    let faults = Arc::new(SeededFaults {
-        rng: Mutex::new(fastrand::Rng::with_seed(life.seed ^ 0x5eed)),
-        per_mille: life.fault_per_mille,
-        injected: AtomicU64::new(0),
-    });
+    // Busy, I/O error, disk full (before a call) or a write reported failed after it took effect.
+    let faults = Arc::new(
+        FaultInjector::new(life.seed ^ 0x5eed)
+            .rate(f64::from(life.fault_per_mille) / 1_000.0)
+            .enabled(life.fault_per_mille > 0),
+    );
     let end = runtime.block_on(async {
         let now = tokio::time::Instant::now().into_std();
         let first = *start.get_or_insert(now);
@@ -544,7 +485,7 @@ fn run_life(
     });
     // A crash: the runtime is dropped with every task in it, mid-flight, and no shutdown.
     drop(runtime);
-    let injected = faults.injected.load(Ordering::Relaxed);
+    let injected = faults.total_injected();
     (end.0, end.1, injected)
 }
 
