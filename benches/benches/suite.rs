@@ -748,43 +748,15 @@ async fn throughput_workload(
     in_flight: usize,
 ) -> Result<f64, BoxError> {
     let engine = start_engine(path, mode).await?;
-    let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..total {
-        let engine = engine.clone();
-        let permits = permits.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
-            let run = engine.start(three_steps, format!("wps-{i}"), i).await?;
-            let output = run.result().await?;
-            if output != i {
-                return Err(format!("3-activity workflow returned {output}, expected {i}").into());
-            }
-            Ok::<(), BoxError>(())
-        });
-    }
-    within(
-        budget(total * 5, Duration::from_millis(20)),
-        "3-activity workflows with a bounded number in flight",
-        async {
-            while let Some(joined) = tasks.join_next().await {
-                joined??;
-            }
-            Ok::<(), BoxError>(())
-        },
-    )
-    .await??;
-    let elapsed = started.elapsed();
+    let rate = load(&engine, total, in_flight).await?;
     stop_engine(engine).await?;
-    Ok(f64::from(total) / elapsed.as_secs_f64())
+    Ok(rate)
 }
 
-/// Workflows per second of [`throughput_workload`]-style load (Normal durability: the fsync noise of
-/// this disk would drown what is measured, the CPU the replays take) with `poison` poison
-/// runs ([`poison_pill`]) started first, settled into their retry cycle, and replayed after each panic
-/// throughout (their panic policy allows 1,000 attempts, 100 ms doubling up to 1 s apart), divided by
-/// the same without them. The two
+/// Workflows per second of [`load`] (Normal durability: the fsync noise of this disk would drown what
+/// is measured, the CPU the replays take) beside `poison_runs` poison runs ([`poison_pill`]) started
+/// first, settled into their retry cycle, and replayed after each panic throughout (their panic policy
+/// allows 1,000 attempts, 100 ms doubling up to 1 s apart), divided by the same without them. The two
 /// are measured alternately, four times each (A B B A A B B A), so drifting machine noise hits both
 /// alike.
 async fn poison_ratio(dir: &Path, sizes: &Sizes) -> Result<f64, BoxError> {
@@ -849,7 +821,8 @@ async fn poison_ratio(dir: &Path, sizes: &Sizes) -> Result<f64, BoxError> {
     Ok(mean(&poisoned) / mean(&clean))
 }
 
-/// `total` 3-activity workflows on `engine`, at most `in_flight` at a time; completed per second.
+/// `total` 3-activity workflows on `engine`, at most `in_flight` at a time (ids `load-{i}`); completed
+/// per second.
 async fn load(
     engine: &orchestrator::Engine,
     total: u32,
@@ -873,7 +846,7 @@ async fn load(
     }
     within(
         budget(total * 5, Duration::from_millis(20)),
-        "3-activity workflows beside poison runs",
+        "3-activity workflows with a bounded number in flight",
         async {
             while let Some(joined) = tasks.join_next().await {
                 joined??;
