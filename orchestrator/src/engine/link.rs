@@ -95,6 +95,7 @@ impl EngineLink {
         &self,
         workflow_id: &str,
     ) -> Option<Result<Vec<u8>, WorkflowError>> {
+        let mut failed_reads = 0;
         loop {
             let engine = self.engine()?;
             let mut phase = engine.subscribe(workflow_id);
@@ -111,7 +112,9 @@ impl EngineLink {
                     // Transient or not, the outcome is still to come: read it again shortly.
                     tracing::warn!(%workflow_id, %error, "could not read an awaited run; trying again");
                     drop(engine);
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    failed_reads += 1;
+                    let wait = super::STORE_REVIVAL.backoff(failed_reads, fastrand::f64());
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             };

@@ -494,7 +494,8 @@ impl Engine {
             DriverExit::ContinuedAsNew => {
                 lock(&self.inner.drivers).remove(&id);
                 lock(&self.inner.panics).remove(&id);
-                self.continue_run(&id).await;
+                // Drives the fresh run that replaced this one, from the store.
+                self.wake(&id);
             }
             DriverExit::Shutdown => {
                 self.release_lease(&id).await;
@@ -576,13 +577,6 @@ impl Engine {
             if let Err(error) = leases.release_run(&node, &claim).await {
                 tracing::warn!(workflow_id = %id, %error, "could not release a lease; it expires instead");
             }
-        }
-    }
-
-    /// Drives the fresh run that replaced `id`'s previous run (continue-as-new).
-    async fn continue_run(&self, id: &Arc<str>) {
-        if !self.is_shutting_down() {
-            self.wake(id);
         }
     }
 
@@ -746,7 +740,6 @@ impl Engine {
         }
         let engine = self.clone();
         tokio::spawn(async move {
-            let mut wait = STORE_REVIVAL.initial_backoff;
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -770,9 +763,9 @@ impl Engine {
                         break;
                     }
                     Err(error) => {
+                        let wait = STORE_REVIVAL.backoff(attempt, fastrand::f64());
                         tracing::warn!(workflow_id = %id, %error, attempt, ?wait, "could not wake a run; trying again");
                         tokio::time::sleep(wait).await;
-                        wait = STORE_REVIVAL.backoff(attempt, fastrand::f64());
                     }
                 }
             }
