@@ -52,6 +52,18 @@ async fn always_panics(ctx: WorkflowContext, key: String) -> Result<u32, Workflo
     panic!("poison {key} after step 1 ({n})");
 }
 
+/// Wakes its own waker, then panics in the same poll (so the driver is asked to poll it again).
+#[workflow]
+async fn panics_after_waking(ctx: WorkflowContext, key: String) -> Result<u32, WorkflowError> {
+    let _ = &ctx;
+    std::future::poll_fn(|cx| {
+        cx.waker().wake_by_ref();
+        std::task::Poll::Ready(())
+    })
+    .await;
+    panic!("original panic of {key}");
+}
+
 /// Healthy work running beside the poison runs.
 #[workflow]
 async fn healthy(ctx: WorkflowContext, key: String) -> Result<u32, WorkflowError> {
@@ -196,5 +208,37 @@ async fn a_replay_that_panics_parks_the_run_until_a_fixed_deployment_resumes_it(
     engine.signal(id, "go", 10u32).await.unwrap();
     assert_eq!(finish(&handle).await.unwrap(), 11);
     assert_eq!(count(&format!("{key}/tally")), 1);
+    stop(engine).await;
+}
+
+/// A panicked future is never polled again: the run is parked with the panic's own message, not
+/// with "`async fn` resumed after panicking" from a second poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parked_reason_is_the_original_panic() {
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(panics_after_waking)
+        .panic_retry(policy(2, Duration::from_millis(10)))
+        .start()
+        .await
+        .unwrap();
+    let run = engine
+        .start(
+            panics_after_waking,
+            "poison-woken",
+            "poison-woken".to_string(),
+        )
+        .await
+        .unwrap();
+    let error = finish(&run).await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::RunParked { reason: ParkReason::Panicked { message, attempts: 2 }, .. }
+                if message == "original panic of poison-woken"
+        ),
+        "{error:?}"
+    );
     stop(engine).await;
 }

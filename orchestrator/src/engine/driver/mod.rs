@@ -314,8 +314,9 @@ impl Driver {
     async fn drive(&mut self) -> Result<DriverExit, StoreError> {
         let mut interrupts_checked = false;
         loop {
-            // 1. Poll the body until it makes no more progress.
-            while self.wake.woken.swap(false, Ordering::AcqRel) {
+            // 1. Poll the body until it makes no more progress (never again once it panicked: a
+            // future that panicked must not be polled again).
+            while self.panic.is_none() && self.wake.woken.swap(false, Ordering::AcqRel) {
                 if let Poll::Ready(result) = self.poll_body() {
                     // Steps the body dropped or an interruption resolved on its way out must still be
                     // told to stop (cancellation flags, child cancellation) before the run ends.
