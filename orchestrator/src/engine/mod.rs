@@ -461,6 +461,10 @@ impl Engine {
 
     /// What happens to a run once its driver has ended.
     async fn driver_ended(&self, id: Arc<str>, exit: DriverExit) {
+        if !matches!(exit, DriverExit::Evicted { .. }) {
+            // (An evicted driver left the map itself, and a new one may be registered already.)
+            lock(&self.inner.drivers).remove(&id);
+        }
         match exit {
             DriverExit::LeaseLost {
                 rejected_write,
@@ -468,7 +472,6 @@ impl Engine {
             } => {
                 // Another node owns the run now; it drives it (waiters poll the store). If this
                 // node claimed it back meanwhile (a newer epoch is held), the cluster loop adopts it.
-                lock(&self.inner.drivers).remove(&id);
                 {
                     let mut epochs = lock(&self.inner.epochs);
                     if epochs.get(&id) == Some(&epoch) {
@@ -492,18 +495,15 @@ impl Engine {
                 }
             }
             DriverExit::ContinuedAsNew => {
-                lock(&self.inner.drivers).remove(&id);
                 lock(&self.inner.panics).remove(&id);
                 // Drives the fresh run that replaced this one, from the store.
                 self.wake(&id);
             }
             DriverExit::Shutdown => {
                 self.release_lease(&id).await;
-                lock(&self.inner.drivers).remove(&id);
                 self.publish(&id, Phase::Ended(DriverExitView::Stopped(None)));
             }
             DriverExit::StoreFailed { message, retryable } => {
-                lock(&self.inner.drivers).remove(&id);
                 if !retryable {
                     // Waiters learn of it (a typed error); the engine keeps trying meanwhile.
                     self.publish(&id, Phase::Ended(DriverExitView::Stopped(Some(message))));
@@ -511,15 +511,12 @@ impl Engine {
                 self.revive(id, STORE_REVIVAL.initial_backoff);
             }
             DriverExit::Panicked { message } => {
-                lock(&self.inner.drivers).remove(&id);
                 self.after_panic(id, message).await;
             }
             DriverExit::Finished { output } => {
-                lock(&self.inner.drivers).remove(&id);
                 self.settle(&id, output.map(Arc::new));
             }
             DriverExit::Parked => {
-                lock(&self.inner.drivers).remove(&id);
                 self.settle(&id, None);
             }
         }
