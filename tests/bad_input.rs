@@ -27,6 +27,21 @@ async fn parked_candidate(ctx: WorkflowContext, text: String) -> Result<String, 
     Ok(format!("{echoed}{suffix}"))
 }
 
+/// Starts a [`parked_candidate`] run for each id (with `"payload of {id}"`) and waits until each has
+/// journaled its first step (it then waits for a signal).
+async fn start_candidates(engine: &Engine, db: &TestDb, ids: &[&str]) {
+    for &id in ids {
+        engine
+            .start(parked_candidate, id, format!("payload of {id}"))
+            .await
+            .unwrap();
+        eventually("the first step is journaled", || async {
+            db.count_kind(id, KIND_ACTIVITY_COMPLETED) == 1
+        })
+        .await;
+    }
+}
+
 /// Completes at once with its input.
 #[workflow]
 async fn plain(ctx: WorkflowContext, text: String) -> Result<String, WorkflowError> {
@@ -235,16 +250,7 @@ async fn corrupted_journal_rows_park_their_runs_with_corrupt_journal() {
             .register(echo)
     };
     let engine = build().start().await.unwrap();
-    for id in ids {
-        engine
-            .start(parked_candidate, id, format!("payload of {id}"))
-            .await
-            .unwrap();
-        eventually("the first step is journaled", || async {
-            db.count_kind(id, KIND_ACTIVITY_COMPLETED) == 1
-        })
-        .await;
-    }
+    start_candidates(&engine, &db, &ids).await;
     stop(engine).await;
 
     {
@@ -981,16 +987,7 @@ async fn rows_with_wrong_column_types_or_sizes_park_only_their_runs() {
             .register(echo)
     };
     let engine = build().start().await.unwrap();
-    for id in ids {
-        engine
-            .start(parked_candidate, id, format!("payload of {id}"))
-            .await
-            .unwrap();
-        eventually("the first step is journaled", || async {
-            db.count_kind(id, KIND_ACTIVITY_COMPLETED) == 1
-        })
-        .await;
-    }
+    start_candidates(&engine, &db, &ids).await;
     stop(engine).await;
     {
         let conn = db.conn();
