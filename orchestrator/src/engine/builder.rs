@@ -51,6 +51,7 @@ pub struct EngineBuilder {
     keep_runs: u32,
     durability: Durability,
     group_commit_window: Duration,
+    spin_wait: Duration,
     evict_after: Duration,
     max_resident_runs: usize,
     node: Option<String>,
@@ -82,6 +83,7 @@ impl EngineBuilder {
             keep_runs: 10,
             durability: Durability::Full,
             group_commit_window: Duration::ZERO,
+            spin_wait: SqliteOptions::default().spin_wait,
             evict_after: Duration::from_secs(60),
             max_resident_runs: 1_000,
             node: None,
@@ -145,6 +147,15 @@ impl EngineBuilder {
     /// is whatever queued up during the previous commit, which already amortizes the fsync under load.
     pub fn group_commit_window(mut self, window: Duration) -> Self {
         self.group_commit_window = window;
+        self
+    }
+
+    /// How long a task waiting for the SQLite writer's (or reader's) reply keeps looking for it before
+    /// it lets its runtime worker sleep, while the store is quiet. Default 1 ms; `Duration::ZERO`
+    /// never spins (for CPU-starved deployments that prefer idle cores to latency). See
+    /// [`SqliteOptions::spin_wait`].
+    pub fn spin_wait(mut self, spin: Duration) -> Self {
+        self.spin_wait = spin;
         self
     }
 
@@ -275,11 +286,18 @@ impl EngineBuilder {
                     busy_timeout: self.busy_timeout,
                     durability: self.durability,
                     group_commit_window: self.group_commit_window,
+                    spin_wait: self.spin_wait,
                     ..SqliteOptions::default()
                 };
                 Arc::new(SqliteStore::open_with(options).await?)
             }
-            Some(StoreChoice::InMemory) => Arc::new(SqliteStore::in_memory().await?),
+            Some(StoreChoice::InMemory) => Arc::new(
+                SqliteStore::open_with(SqliteOptions {
+                    spin_wait: self.spin_wait,
+                    ..SqliteOptions::default()
+                })
+                .await?,
+            ),
             Some(StoreChoice::Custom(store)) => store,
         };
         let settings = EngineSettings {
