@@ -218,18 +218,20 @@ fn suite_main(args: &[String]) -> Result<(), BoxError> {
             "[{label}] one workflow, {} no-op activities back to back",
             sizes.seq_steps
         ));
-        let mut steps = runtime.block_on(seq_workload(&path, mode, sizes.seq_steps))?;
+        let mut sequential =
+            runtime.block_on(seq_workload(&path, mode, Spin::Default, sizes.seq_steps))?;
         if mode == Mode::Full {
             journal_payload = average_completion_payload(&path)?;
         }
         results.insert(
             format!("seq_step_p50_us{suffix}"),
-            percentile_us(&mut steps, 50.0),
+            percentile_us(&mut sequential.steps, 50.0),
         );
         results.insert(
             format!("seq_step_p99_us{suffix}"),
-            percentile_us(&mut steps, 99.0),
+            percentile_us(&mut sequential.steps, 99.0),
         );
+        results.insert(format!("seq_cpu_percent{suffix}"), sequential.cpu_percent);
 
         ceiling.sample(&runtime)?;
         progress(&format!(
@@ -237,7 +239,8 @@ fn suite_main(args: &[String]) -> Result<(), BoxError> {
             sizes.wf3_samples
         ));
         let path = dir.path().join(format!("wf3-{label}.db"));
-        let mut latencies = runtime.block_on(wf3_workload(&path, mode, sizes.wf3_samples))?;
+        let mut latencies =
+            runtime.block_on(wf3_workload(&path, mode, Spin::Default, sizes.wf3_samples))?;
         results.insert(
             format!("wf3_latency_p50_us{suffix}"),
             percentile_us(&mut latencies, 50.0),
@@ -271,6 +274,33 @@ fn suite_main(args: &[String]) -> Result<(), BoxError> {
         ))?;
         results.insert(format!("workflows_per_s{suffix}"), workflows_per_s);
     }
+
+    // The baseline of the spin: the sequential and wf3 workloads again (Full) with waiters that sleep
+    // at once (`spin_wait(0)`), in this same run.
+    ceiling.sample(&runtime)?;
+    progress("[Full, no spin] the sequential and the 3-activity workloads with spin_wait(0)");
+    let path = dir.path().join("seq-no-spin.db");
+    let mut sequential =
+        runtime.block_on(seq_workload(&path, Mode::Full, Spin::Off, sizes.seq_steps))?;
+    results.insert(
+        "seq_step_p50_us_no_spin".to_string(),
+        percentile_us(&mut sequential.steps, 50.0),
+    );
+    results.insert(
+        "seq_cpu_percent_no_spin".to_string(),
+        sequential.cpu_percent,
+    );
+    let path = dir.path().join("wf3-no-spin.db");
+    let mut latencies = runtime.block_on(wf3_workload(
+        &path,
+        Mode::Full,
+        Spin::Off,
+        sizes.wf3_samples,
+    ))?;
+    results.insert(
+        "wf3_latency_p50_us_no_spin".to_string(),
+        percentile_us(&mut latencies, 50.0),
+    );
 
     // Replay of a journal of `replay_steps` steps.
     ceiling.sample(&runtime)?;
@@ -631,10 +661,30 @@ fn budget(count: u32, per_op: Duration) -> Duration {
 }
 
 async fn start_engine(path: &Path, mode: Mode) -> Result<orchestrator::Engine, BoxError> {
+    start_engine_spinning(path, mode, Spin::Default).await
+}
+
+/// Whether waiters for the store's replies spin (the default) or sleep at once (the baseline the
+/// `_no_spin` keys measure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spin {
+    Default,
+    Off,
+}
+
+async fn start_engine_spinning(
+    path: &Path,
+    mode: Mode,
+    spin: Spin,
+) -> Result<orchestrator::Engine, BoxError> {
+    let builder = match spin {
+        Spin::Default => engine_builder(path, mode),
+        Spin::Off => engine_builder(path, mode).spin_wait(Duration::ZERO),
+    };
     Ok(within(
         Duration::from_secs(60),
         "starting the engine",
-        engine_builder(path, mode).start(),
+        builder.start(),
     )
     .await??)
 }
@@ -648,12 +698,27 @@ async fn stop_engine(engine: orchestrator::Engine) -> Result<(), BoxError> {
     .await
 }
 
+/// What the sequential workload measured.
+struct Sequential {
+    /// The time between consecutive activity executions.
+    steps: Vec<Duration>,
+    /// The process's CPU time (all threads) over the workflow's wall time, in percent of one core.
+    cpu_percent: f64,
+}
+
 /// One workflow running `steps` activities back to back; returns the time between consecutive
 /// activity executions (one step: journal the previous completion, resume the workflow, start the
-/// next activity).
-async fn seq_workload(path: &Path, mode: Mode, steps: u32) -> Result<Vec<Duration>, BoxError> {
-    let engine = start_engine(path, mode).await?;
+/// next activity), and the CPU the process used meanwhile.
+async fn seq_workload(
+    path: &Path,
+    mode: Mode,
+    spin: Spin,
+    steps: u32,
+) -> Result<Sequential, BoxError> {
+    let engine = start_engine_spinning(path, mode, spin).await?;
     take_stamps();
+    let cpu_before = cpu_time()?;
+    let wall = Instant::now();
     let run = within(
         Duration::from_secs(30),
         "starting the sequential workflow",
@@ -666,6 +731,8 @@ async fn seq_workload(path: &Path, mode: Mode, steps: u32) -> Result<Vec<Duratio
         run.result(),
     )
     .await??;
+    let cpu_percent =
+        100.0 * (cpu_time()? - cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
     let stamps = take_stamps();
     stop_engine(engine).await?;
     if last + 1 != steps || stamps.len() != steps as usize {
@@ -675,14 +742,22 @@ async fn seq_workload(path: &Path, mode: Mode, steps: u32) -> Result<Vec<Duratio
         )
         .into());
     }
-    Ok(stamps.windows(2).map(|pair| pair[1] - pair[0]).collect())
+    Ok(Sequential {
+        steps: stamps.windows(2).map(|pair| pair[1] - pair[0]).collect(),
+        cpu_percent,
+    })
 }
 
 /// Start→result of a 3-activity workflow on an otherwise idle engine, `samples` times in a row
 /// (after a few untimed warm-up runs).
-async fn wf3_workload(path: &Path, mode: Mode, samples: usize) -> Result<Vec<Duration>, BoxError> {
+async fn wf3_workload(
+    path: &Path,
+    mode: Mode,
+    spin: Spin,
+    samples: usize,
+) -> Result<Vec<Duration>, BoxError> {
     const WARM_UP: usize = 5;
-    let engine = start_engine(path, mode).await?;
+    let engine = start_engine_spinning(path, mode, spin).await?;
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..WARM_UP + samples {
         let input = u32::try_from(i)?;
@@ -1133,6 +1208,8 @@ impl Report<'_> {
                 ratio: ratio(value, commit, tag),
                 ..row(&key, "µs")
             });
+            let key = format!("seq_cpu_percent{suffix}");
+            rows.push(row(&key, "% core"));
             let key = format!("wf3_latency_p50_us{suffix}");
             let value = self.get(&key);
             rows.push(Row {
@@ -1176,6 +1253,22 @@ impl Report<'_> {
                 ..row(&key, "wf/s")
             });
         }
+        let commit = self.get("sqlite_full_commit_p50_us");
+        for (key, with_spin) in [
+            ("seq_step_p50_us_no_spin", "seq_step_p50_us"),
+            ("wf3_latency_p50_us_no_spin", "wf3_latency_p50_us"),
+        ] {
+            let value = self.get(key);
+            rows.push(Row {
+                ratio: Some(format!(
+                    "{:.2}× commit; spin {:.2}× faster",
+                    value / commit,
+                    value / self.get(with_spin)
+                )),
+                ..row(key, "µs")
+            });
+        }
+        rows.push(row("seq_cpu_percent_no_spin", "% core"));
         let value = self.get("replay_events_per_s");
         rows.push(Row {
             target: Some((
