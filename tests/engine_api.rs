@@ -469,3 +469,47 @@ async fn many_runs_progress_side_by_side() {
     }
     stop(engine).await;
 }
+
+/// Runs `counted_greeter` to its signal with one reply-waiting setting, stops, and finishes it after
+/// a restart with another: both ways of awaiting the store's replies journal the same steps.
+async fn greet_across_a_restart(first: Duration, second: Duration, id: &str) {
+    let db = TestDb::new();
+    let build = |spin: Duration| {
+        db.builder()
+            .spin_wait(spin)
+            .register(counted_greeter)
+            .register(shout)
+    };
+    let engine = build(first).start().await.unwrap();
+    engine
+        .start(counted_greeter, id, "spin".to_string())
+        .await
+        .unwrap();
+    // Many quick requests in a row: a spinning waiter takes each reply.
+    for _ in 0..50 {
+        assert_eq!(engine.status(id).await.unwrap(), RunStatus::Running);
+    }
+    stop(engine).await;
+
+    let engine = build(second).start().await.unwrap();
+    engine.signal(id, "go", ()).await.unwrap();
+    let run = engine.handle(counted_greeter, id).await.unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(10), run.result())
+        .await
+        .expect("the run finishes")
+        .unwrap();
+    assert_eq!(output, "SPIN");
+    // The body started once before the restart and once after it (replay), never more.
+    assert_eq!(count(&format!("api/{id}")), 2);
+    stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_and_sleeping_waiters_journal_the_same_run() {
+    greet_across_a_restart(Duration::ZERO, Duration::from_secs(1), "api-spin-multi").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_waiter_on_a_single_threaded_runtime_lets_the_run_finish() {
+    greet_across_a_restart(Duration::from_secs(1), Duration::ZERO, "api-spin-single").await;
+}

@@ -154,6 +154,23 @@ impl EngineBuilder {
     /// it lets its runtime worker sleep, while the store is quiet. Default 1 ms; `Duration::ZERO`
     /// never spins (for CPU-starved deployments that prefer idle cores to latency). See
     /// [`SqliteOptions::spin_wait`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use std::time::Duration;
+    /// use orchestrator::Engine;
+    ///
+    /// // Leave the cores idle while commits sync, at the price of a worker wake-up per step.
+    /// let engine = Engine::builder()
+    ///     .in_memory()
+    ///     .spin_wait(Duration::ZERO)
+    ///     .start()
+    ///     .await?;
+    /// engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn spin_wait(mut self, spin: Duration) -> Self {
         self.spin_wait = spin;
         self
