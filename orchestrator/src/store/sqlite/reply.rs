@@ -118,36 +118,32 @@ impl Drop for Spinning<'_> {
 mod tests {
     use super::*;
 
-    fn reply(value: u32) -> Result<u32, StoreError> {
-        Ok(value)
-    }
-
-    #[tokio::test]
-    async fn a_reply_sent_while_spinning_is_taken() {
-        let replies = Replies::new(Duration::from_secs(5));
+    /// Waits with `replies` for a reply of `value` that a thread sends after `delay`.
+    async fn reply_after(replies: &Replies, delay: Duration, value: u32) -> Option<u32> {
         let (tx, rx) = oneshot::channel();
         let request = replies.outstanding();
         let sender = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(2));
-            let _ = tx.send(reply(7));
+            std::thread::sleep(delay);
+            let _ = tx.send(Ok::<u32, StoreError>(value));
         });
-        assert_eq!(replies.wait(request, rx).await.ok(), Some(7));
+        let reply = replies.wait(request, rx).await.ok();
         let _ = sender.join();
-        assert_eq!(replies.outstanding.load(Ordering::Acquire), 0);
-        assert!(!replies.spinner.load(Ordering::Acquire));
+        reply
     }
 
     #[tokio::test]
-    async fn a_reply_after_the_spin_is_awaited() {
-        let replies = Replies::new(Duration::from_micros(50));
-        let (tx, rx) = oneshot::channel();
-        let request = replies.outstanding();
-        let sender = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            let _ = tx.send(reply(8));
-        });
-        assert_eq!(replies.wait(request, rx).await.ok(), Some(8));
-        let _ = sender.join();
+    async fn a_reply_is_taken_while_spinning_or_awaited_after_the_spin() {
+        // (spin, the reply's delay): the reply comes during the spin, or long after it.
+        let cases = [
+            (Duration::from_secs(5), Duration::from_millis(2)),
+            (Duration::from_micros(50), Duration::from_millis(20)),
+        ];
+        for (value, (spin, delay)) in (7..).zip(cases) {
+            let replies = Replies::new(spin);
+            assert_eq!(reply_after(&replies, delay, value).await, Some(value));
+            assert_eq!(replies.outstanding.load(Ordering::Acquire), 0);
+            assert!(!replies.spinner.load(Ordering::Acquire));
+        }
     }
 
     #[tokio::test]
