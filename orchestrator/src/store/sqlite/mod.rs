@@ -147,7 +147,7 @@ pub struct SqliteOptions {
     /// Where the statements run (see [`SqliteExecution`]; default: threads).
     pub execution: SqliteExecution,
     /// How long a task waiting for the writer's or the reader's reply keeps looking for it (yielding
-    /// to other tasks between looks) before it lets its runtime worker sleep. Default 1 ms; zero never
+    /// to other threads and tasks between looks) before it lets its runtime worker sleep. Default 1 ms; zero never
     /// spins.
     ///
     /// Waking a sleeping worker thread costs tens of microseconds on a virtual machine — more than a
@@ -321,9 +321,8 @@ impl SqliteStore {
         };
         let (reply, response) = oneshot::channel();
         let job = WriterJob::Write(Box::new(TypedWrite::new(work, reply)));
-        let request = replies.outstanding();
         writer.send(job).map_err(|_| StoreError::Closed)?;
-        replies.wait(request, response).await
+        replies.wait(response).await
     }
 
     /// Runs a read: on the reader connection (or the writer's, in memory), or inline.
@@ -344,7 +343,6 @@ impl SqliteStore {
         let job = Box::new(move |conn: &Connection| {
             let _ = reply.send(work(conn));
         });
-        let request = replies.outstanding();
         match (reader, writer) {
             (Some(reader), _) => reader.send(job).map_err(|_| StoreError::Closed)?,
             (None, Some(writer)) => writer
@@ -352,7 +350,7 @@ impl SqliteStore {
                 .map_err(|_| StoreError::Closed)?,
             (None, None) => return Err(StoreError::Closed),
         }
-        replies.wait(request, response).await
+        replies.wait(response).await
     }
 }
 

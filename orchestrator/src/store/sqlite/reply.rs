@@ -41,19 +41,19 @@ impl Replies {
     }
 
     /// Counts a request as outstanding until the returned guard is dropped (when its reply has been
-    /// taken, or the caller gave up). Take it before sending the request.
-    pub(super) fn outstanding(&self) -> Outstanding<'_> {
+    /// taken, or the caller gave up).
+    fn outstanding(&self) -> Outstanding<'_> {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
         Outstanding { replies: self }
     }
 
-    /// Waits for `response`, spinning first if the store is quiet. `_request` is the request's
-    /// [`outstanding`](Self::outstanding) guard, released when the reply has been taken.
+    /// Waits for the reply to a request just sent, spinning first if the store is quiet. The request
+    /// counts as outstanding until its reply has been taken (or this future is dropped).
     pub(super) async fn wait<T>(
         &self,
-        _request: Outstanding<'_>,
         mut response: oneshot::Receiver<Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        let _request = self.outstanding();
         if let Some(_spinning) = self.try_spin() {
             let until = Instant::now() + self.spin;
             loop {
@@ -93,7 +93,7 @@ impl Replies {
 
 /// An outstanding request (see [`Replies::outstanding`]).
 #[derive(Debug)]
-pub(super) struct Outstanding<'a> {
+struct Outstanding<'a> {
     replies: &'a Replies,
 }
 
@@ -121,12 +121,11 @@ mod tests {
     /// Waits with `replies` for a reply of `value` that a thread sends after `delay`.
     async fn reply_after(replies: &Replies, delay: Duration, value: u32) -> Option<u32> {
         let (tx, rx) = oneshot::channel();
-        let request = replies.outstanding();
         let sender = std::thread::spawn(move || {
             std::thread::sleep(delay);
             let _ = tx.send(Ok::<u32, StoreError>(value));
         });
-        let reply = replies.wait(request, rx).await.ok();
+        let reply = replies.wait(rx).await.ok();
         let _ = sender.join();
         reply
     }
@@ -151,11 +150,7 @@ mod tests {
         let replies = Replies::new(Duration::from_millis(1));
         let (tx, rx) = oneshot::channel::<Result<u32, StoreError>>();
         drop(tx);
-        let request = replies.outstanding();
-        assert!(matches!(
-            replies.wait(request, rx).await,
-            Err(StoreError::Closed)
-        ));
+        assert!(matches!(replies.wait(rx).await, Err(StoreError::Closed)));
     }
 
     #[test]
@@ -178,9 +173,7 @@ mod tests {
     async fn a_spinner_that_gives_up_frees_its_slot() {
         let replies = Replies::new(Duration::from_secs(5));
         let (_tx, rx) = oneshot::channel::<Result<u32, StoreError>>();
-        let request = replies.outstanding();
-        let waited =
-            tokio::time::timeout(Duration::from_millis(5), replies.wait(request, rx)).await;
+        let waited = tokio::time::timeout(Duration::from_millis(5), replies.wait(rx)).await;
         assert!(waited.is_err());
         assert_eq!(replies.outstanding.load(Ordering::Acquire), 0);
         assert!(!replies.spinner.load(Ordering::Acquire));
