@@ -1234,3 +1234,55 @@ async fn bad_configuration_is_a_clear_error() {
     .unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
 }
+
+/// The key=value connection string of `url` with another user.
+fn url_as_user(url: &str, user: &str) -> String {
+    let config: tokio_postgres::Config = url.parse().expect("a valid test URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        other => panic!("the test URL must name a TCP host, not {other:?}"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let dbname = config.get_dbname().unwrap_or("postgres");
+    format!("host={host} port={port} dbname={dbname} user={user}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_connections_is_its_own_error_saying_what_to_change() {
+    let db = schema!();
+    // A role allowed one connection: the server answers a second with SQLSTATE 53300, as it does
+    // when `max_connections` is reached (without exhausting the shared test server).
+    let role = format!("orch_limited_{:016x}", fastrand::u64(..));
+    let admin = db.raw().await;
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"))
+        .await
+        .unwrap();
+    let url = url_as_user(&db.url, &role);
+    let (holder, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    let holding = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+
+    let error = PostgresStore::connect_with(PostgresOptions::new(url).schema(db.name.clone()))
+        .await
+        .unwrap_err();
+
+    drop(holder);
+    let _ = holding.await;
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await
+        .unwrap();
+    // (Matched by name so this test also compiles, and fails, against a store without the variant.)
+    assert!(
+        format!("{error:?}").starts_with("TooManyConnections"),
+        "{error:?}"
+    );
+    assert!(error.is_retryable(), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("pool size") && text.contains("max_connections"),
+        "{text}"
+    );
+}

@@ -70,6 +70,21 @@ pub enum StoreError {
         /// What the store was doing.
         operation: &'static str,
     },
+    /// The database server refused a new connection because it has as many as it allows
+    /// (PostgreSQL's `max_connections`, or a role's or database's connection limit; SQLSTATE 53300).
+    /// Retryable (a connection may free up), but if it persists the nodes together ask for more
+    /// connections than the server allows: lower each store's pool size
+    /// (`PostgresOptions::pool_size`) or raise the server's `max_connections`.
+    #[error(
+        "too many database connections during {operation}: {message}; lower the pool size \
+         (PostgresOptions::pool_size) or raise the server's max_connections"
+    )]
+    TooManyConnections {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The database's message.
+        message: String,
+    },
     /// The disk (or a quota) is full.
     #[error("disk full during {operation}")]
     DiskFull {
@@ -136,6 +151,9 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the same operation may succeed if tried again (busy, transient I/O).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Busy { .. } | StoreError::Io { .. })
+        matches!(
+            self,
+            StoreError::Busy { .. } | StoreError::Io { .. } | StoreError::TooManyConnections { .. }
+        )
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The split that matters to callers is [`StoreError::is_retryable`]: serialization failures,
 //! deadlocks, lock and statement timeouts, too many connections and lost connections are worth
-//! retrying (`Busy` / `Io`); constraint violations are `Conflict`s (nothing of the transaction was
+//! retrying (`Busy` / `TooManyConnections` / `Io`); constraint violations are `Conflict`s (nothing of the transaction was
 //! written); a full disk is `DiskFull`; damaged pages are `Corrupt`.
 
 use std::error::Error as _;
@@ -46,8 +46,10 @@ pub(super) fn classify(operation: &'static str, error: &tokio_postgres::Error) -
 fn classify_code(operation: &'static str, code: &str, message: String) -> StoreError {
     match code {
         // serialization_failure, deadlock_detected, lock_not_available, query_canceled (statement or
-        // lock timeout), too_many_connections: the same transaction may well succeed next time.
-        "40001" | "40P01" | "55P03" | "57014" | "53300" => StoreError::Busy { operation },
+        // lock timeout): the same transaction may well succeed next time.
+        "40001" | "40P01" | "55P03" | "57014" => StoreError::Busy { operation },
+        // too_many_connections: its own error, since the fix is the configuration's.
+        "53300" => StoreError::TooManyConnections { operation, message },
         // disk_full
         "53100" => StoreError::DiskFull { operation },
         // data_corrupted, index_corrupted
@@ -137,5 +139,16 @@ mod tests {
         assert!(matches!(classify("XX001"), StoreError::Corrupt { .. }));
         assert!(matches!(classify("42P01"), StoreError::Backend { .. }));
         assert!(!classify("23505").is_retryable());
+        let too_many = classify("53300");
+        assert!(
+            matches!(too_many, StoreError::TooManyConnections { .. }),
+            "{too_many:?}"
+        );
+        assert!(too_many.is_retryable());
+        let text = too_many.to_string();
+        assert!(
+            text.contains("pool size") && text.contains("max_connections"),
+            "{text}"
+        );
     }
 }

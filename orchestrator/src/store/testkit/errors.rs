@@ -12,6 +12,13 @@ fn classification() -> Vec<(StoreError, bool)> {
     vec![
         (StoreError::Busy { operation: "op" }, true),
         (
+            StoreError::TooManyConnections {
+                operation: "op",
+                message: text(),
+            },
+            true,
+        ),
+        (
             StoreError::Io {
                 operation: "op",
                 message: text(),
