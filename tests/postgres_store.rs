@@ -702,15 +702,8 @@ async fn renewing_keeps_ownership() {
         .unwrap();
     let renewed = leases(&store).renew_leases("node-a", LEASE).await.unwrap();
     assert_eq!(renewed, vec![claims[0].clone()]);
-    // Stop renewing: the lease runs out and is not renewable any more; node-b takes the run.
+    // Stop renewing: the lease runs out; node-b takes the run, and node-a's renewal no longer has it.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert!(
-        leases(&store)
-            .renew_leases("node-a", LEASE)
-            .await
-            .unwrap()
-            .is_empty()
-    );
     let taken = leases(&other)
         .claim_runs("node-b", LEASE, 10)
         .await
@@ -721,6 +714,13 @@ async fn renewing_keeps_ownership() {
             workflow_id: "renew-1".to_string(),
             epoch: 2
         }]
+    );
+    assert!(
+        leases(&store)
+            .renew_leases("node-a", LEASE)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -1284,5 +1284,81 @@ async fn too_many_connections_is_its_own_error_saying_what_to_change() {
     assert!(
         text.contains("pool size") && text.contains("max_connections"),
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_is_not_starved_by_the_nodes_own_busy_pool() {
+    let db = schema!();
+    // One pooled connection, which a commit waiting on a lock will hold; no lock timeout, so it
+    // holds it as long as the lock is held.
+    let store = PostgresStore::connect_with(
+        db.options()
+            .pool_size(1)
+            .lock_timeout(None)
+            .acquire_timeout(Duration::from_secs(3)),
+    )
+    .await
+    .unwrap();
+    store
+        .create_run(owned_run("busy-row", "node-z", 60_000))
+        .await
+        .unwrap();
+    store
+        .create_run(owned_run("kept", "node-a", 60_000))
+        .await
+        .unwrap();
+
+    // Another session locks `busy-row` (a run of another node) and keeps its transaction open.
+    let mut raw = db.raw().await;
+    let locker = raw.transaction().await.unwrap();
+    locker
+        .execute(
+            &format!(
+                "SELECT 1 FROM \"{}\".runs WHERE workflow_id = 'busy-row' FOR UPDATE",
+                db.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let committing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .commit(fenced("busy-row", "node-z", 1, vec![event(1, false, b"x")]))
+                .await
+        })
+    };
+    // The commit now holds the only pooled connection, waiting for the lock.
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+         AND query LIKE '%\"{}\".runs%FOR UPDATE%'",
+        db.name
+    );
+    let observer = db.raw().await;
+    eventually("the commit waits for the row lock", || async {
+        observer
+            .query_one(&waiting, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+
+    // Renewal does not need the pool: it answers, and keeps the run nobody else locks.
+    let renewed = tokio::time::timeout(
+        Duration::from_secs(30),
+        leases(&store).renew_leases("node-a", 60_000),
+    )
+    .await
+    .expect("renewal answers");
+    locker.rollback().await.unwrap();
+    committing.await.unwrap().unwrap();
+    let renewed = renewed.expect("renewal succeeds while the pool is busy");
+    assert!(
+        renewed.iter().any(|claim| claim.workflow_id == "kept"),
+        "{renewed:?}"
     );
 }

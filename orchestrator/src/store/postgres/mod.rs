@@ -47,7 +47,10 @@ pub struct PostgresOptions {
     /// The connection string: a URL (`postgres://user:password@host:5432/database`) or libpq's
     /// `key=value` form.
     pub url: String,
-    /// The most connections the store opens (default 16).
+    /// The most connections the store's pool opens (default 10). The store also keeps one more
+    /// connection of its own for lease renewals, so a node uses at most `pool_size + 1`: three nodes
+    /// with the default take 33 of a default server's 100 `max_connections`. Past the server's limit
+    /// connecting fails with [`StoreError::TooManyConnections`].
     pub pool_size: usize,
     /// The PostgreSQL schema holding the journal's tables (default `public`). It must match
     /// `^[a-z_][a-z0-9_]*$`; it is created if missing. A schema that already holds tables named like
@@ -61,10 +64,20 @@ pub struct PostgresOptions {
     /// [`StoreError::Busy`] (default 30 s).
     pub acquire_timeout: Duration,
     /// The server ends a session of this store that stays idle inside a transaction this long
-    /// (`idle_in_transaction_session_timeout`; default 30 s, `None` leaves the server's setting).
+    /// (`idle_in_transaction_session_timeout`; default 5 s, `None` leaves the server's setting).
     /// A node paused (or cut off) in the middle of a commit holds its run's row lock, which keeps
-    /// other nodes from taking the run over; this bounds how long.
+    /// other nodes from taking the run over (claims skip locked rows); this bounds how long. Keep it
+    /// at or below the engine's lease duration, so a takeover waits about one lease, not longer.
     pub idle_in_transaction_timeout: Option<Duration>,
+    /// How long one statement of this store may wait for a lock (`lock_timeout`; default 5 s,
+    /// `None`: the server's setting, by default forever). A commit waiting on a row locked by a
+    /// frozen node fails with the retryable [`StoreError::Busy`] instead of waiting as long as the
+    /// freeze; the engine then revives the run from its journal.
+    pub lock_timeout: Option<Duration>,
+    /// How long one statement of this store may run (`statement_timeout`; default 60 s, `None`: the
+    /// server's setting, by default forever). A statement cancelled this way is
+    /// [`StoreError::Busy`].
+    pub statement_timeout: Option<Duration>,
 }
 
 impl PostgresOptions {
@@ -72,11 +85,13 @@ impl PostgresOptions {
     pub fn new(url: impl Into<String>) -> Self {
         PostgresOptions {
             url: url.into(),
-            pool_size: 16,
+            pool_size: 10,
             schema: "public".to_string(),
             connect_timeout: Duration::from_secs(10),
             acquire_timeout: Duration::from_secs(30),
-            idle_in_transaction_timeout: Some(Duration::from_secs(30)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(5)),
+            lock_timeout: Some(Duration::from_secs(5)),
+            statement_timeout: Some(Duration::from_secs(60)),
         }
     }
 
@@ -110,6 +125,36 @@ impl PostgresOptions {
         self.idle_in_transaction_timeout = timeout;
         self
     }
+
+    /// Has a statement give up waiting for a lock after `timeout` (`None`: the server's setting).
+    pub fn lock_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Has the server cancel a statement running longer than `timeout` (`None`: the server's
+    /// setting).
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// The session settings every connection of the store gets: `(name, value in ms)`.
+    fn session_settings(&self) -> Vec<(&'static str, String)> {
+        [
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout,
+            ),
+            ("lock_timeout", self.lock_timeout),
+            ("statement_timeout", self.statement_timeout),
+        ]
+        .into_iter()
+        .filter_map(|(name, timeout)| {
+            timeout.map(|timeout| (name, timeout.as_millis().max(1).to_string()))
+        })
+        .collect()
+    }
 }
 
 impl fmt::Debug for PostgresOptions {
@@ -125,6 +170,8 @@ impl fmt::Debug for PostgresOptions {
                 "idle_in_transaction_timeout",
                 &self.idle_in_transaction_timeout,
             )
+            .field("lock_timeout", &self.lock_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -163,6 +210,8 @@ impl fmt::Debug for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// A connection of its own for lease renewals (a pool of one, so it reconnects by itself).
+    lease_connection: Pool,
     sql: Arc<Sql>,
 }
 
@@ -208,43 +257,44 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("orchestrator");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        // Session settings, on every new connection (bound, not spliced).
-        let idle_ms: Option<String> = options
-            .idle_in_transaction_timeout
-            .map(|timeout| timeout.as_millis().max(1).to_string());
-        let setup = Hook::async_fn(move |client: &mut ClientWrapper, _| {
-            let idle_ms = idle_ms.clone();
-            Box::pin(async move {
-                if let Some(ms) = idle_ms {
-                    client
-                        .execute(
-                            "SELECT set_config('idle_in_transaction_session_timeout', $1, false)",
-                            &[&ms],
-                        )
-                        .await
-                        .map_err(HookError::Backend)?;
-                }
-                Ok(())
-            })
-        });
-        let pool = Pool::builder(manager)
-            .post_create(setup)
-            .max_size(options.pool_size.max(1))
-            .wait_timeout(Some(options.acquire_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|error| StoreError::Backend {
-                operation: "building the PostgreSQL connection pool",
-                message: error.to_string(),
-            })?;
+        let settings = Arc::new(options.session_settings());
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            // Session settings, on every new connection (bound, not spliced).
+            let settings = settings.clone();
+            let setup = Hook::async_fn(move |client: &mut ClientWrapper, _| {
+                let settings = settings.clone();
+                Box::pin(async move {
+                    for (name, ms) in settings.iter() {
+                        client
+                            .execute("SELECT set_config($1, $2, false)", &[name, ms])
+                            .await
+                            .map_err(HookError::Backend)?;
+                    }
+                    Ok(())
+                })
+            });
+            Pool::builder(manager)
+                .post_create(setup)
+                .max_size(size)
+                .wait_timeout(Some(options.acquire_timeout))
+                .create_timeout(Some(options.connect_timeout))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|error| StoreError::Backend {
+                    operation: "building the PostgreSQL connection pool",
+                    message: error.to_string(),
+                })
+        };
+        let pool = build(options.pool_size.max(1))?;
+        // Renewals never queue behind the node's own journal writes for a pooled connection.
+        let lease_connection = build(1)?;
         let sql = Sql::new(&options.schema);
         let mut client = pool
             .get()
@@ -254,6 +304,7 @@ impl PostgresStore {
         drop(client);
         Ok(PostgresStore {
             pool,
+            lease_connection,
             sql: Arc::new(sql),
         })
     }
@@ -266,6 +317,7 @@ impl PostgresStore {
     /// Closes the pool: calls made afterwards fail with [`StoreError::Closed`].
     pub fn close(&self) {
         self.pool.close();
+        self.lease_connection.close();
     }
 
     async fn client(&self, operation: &'static str) -> Result<Object, StoreError> {
@@ -365,7 +417,12 @@ impl LeaseStore for PostgresStore {
     }
 
     async fn renew_leases(&self, node: &str, lease_ms: i64) -> Result<Vec<Claim>, StoreError> {
-        let client = self.client("renewing leases").await?;
+        const OP: &str = "renewing leases";
+        let client = self
+            .lease_connection
+            .get()
+            .await
+            .map_err(|error| classify_pool(OP, error))?;
         queries::renew_leases(&client, &self.sql, node, lease_ms).await
     }
 

@@ -158,15 +158,26 @@ statements! {
           lease_expires_at_ms = clock.now_ms + $2 \
         FROM picked, clock WHERE r.workflow_id = picked.workflow_id \
         RETURNING r.workflow_id, r.lease_epoch";
-    /// Extends a node's unexpired leases of unfinished runs.
-    renew_leases = "WITH clock AS (SELECT {now} AS now_ms), \
-        mine AS ( \
-          SELECT r.workflow_id FROM {s}.runs r, clock \
-          WHERE r.owner = $1 AND r.state IN (0, 3) AND r.lease_expires_at_ms > clock.now_ms \
-          ORDER BY r.workflow_id FOR UPDATE OF r) \
-        UPDATE {s}.runs r SET lease_expires_at_ms = clock.now_ms + $2 \
-        FROM mine, clock WHERE r.workflow_id = mine.workflow_id \
-        RETURNING r.workflow_id, r.lease_epoch";
+    /// Extends the leases of one batch of a node's unfinished runs, expired or not: a run whose owner
+    /// is still this node was claimed by nobody else (a claim changes the owner), so the node keeps it
+    /// under the same epoch. `$3` is the last workflow id of the previous batch (NULL for the first), `$4` the batch size.
+    /// Each row's new expiry reads the clock after its row lock is taken (`{now}` in the `SET`, not
+    /// once up front), so time spent waiting for a lock does not shorten the lease. The last row, with
+    /// a NULL epoch, is the batch's last id when the batch was full (more may follow).
+    renew_leases = "WITH batch AS ( \
+          SELECT workflow_id FROM {s}.runs \
+          WHERE owner = $1 AND state IN (0, 3) AND ($3::text IS NULL OR workflow_id > $3) \
+          ORDER BY workflow_id LIMIT $4), \
+        locked AS ( \
+          SELECT r.workflow_id FROM {s}.runs r JOIN batch ON batch.workflow_id = r.workflow_id \
+          WHERE r.owner = $1 AND r.state IN (0, 3) \
+          ORDER BY r.workflow_id FOR UPDATE OF r), \
+        renewed AS ( \
+          UPDATE {s}.runs r SET lease_expires_at_ms = {now} + $2 \
+          FROM locked WHERE r.workflow_id = locked.workflow_id \
+          RETURNING r.workflow_id, r.lease_epoch) \
+        SELECT workflow_id, lease_epoch FROM renewed \
+        UNION ALL SELECT max(workflow_id), NULL::bigint FROM batch HAVING count(*) = $4";
     /// Gives a run back.
     release_run = "UPDATE {s}.runs SET owner = NULL, lease_expires_at_ms = NULL \
         WHERE workflow_id = $1 AND owner = $2 AND lease_epoch = $3";
@@ -891,6 +902,10 @@ pub(super) async fn claim_runs(
     claims_from(&rows, OP)
 }
 
+/// How many runs one renewal statement extends: each batch is its own short transaction, so the row
+/// locks of a node with many runs are held briefly and a busy row delays only its batch.
+pub(super) const RENEW_BATCH: usize = 512;
+
 pub(super) async fn renew_leases(
     client: &Object,
     sql: &Sql,
@@ -898,8 +913,32 @@ pub(super) async fn renew_leases(
     lease_ms: i64,
 ) -> Result<Vec<Claim>, StoreError> {
     const OP: &str = "renewing leases";
-    let rows = query(client, &sql.renew_leases, &[&node, &lease_ms], OP).await?;
-    claims_from(&rows, OP)
+    let batch = limit_param(RENEW_BATCH);
+    let mut after: Option<String> = None;
+    let mut claims = Vec::new();
+    loop {
+        let rows = query(
+            client,
+            &sql.renew_leases,
+            &[&node, &lease_ms, &after, &batch],
+            OP,
+        )
+        .await?;
+        let mut next = None;
+        for row in &rows {
+            let workflow_id: String = get(row, 0, OP)?;
+            match get::<Option<i64>>(row, 1, OP)? {
+                Some(epoch) => claims.push(Claim { workflow_id, epoch }),
+                None => next = Some(workflow_id),
+            }
+        }
+        match next {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    claims.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
+    Ok(claims)
 }
 
 pub(super) async fn release_run(

@@ -304,7 +304,9 @@ pub async fn lease_takeover_epoch(
 }
 
 /// **Contract:** `renew_leases` keeps a node's runs past their first lease (same epoch, nobody else
-/// can claim them) and does not revive a lease that already expired; `release_run` makes a run
+/// can claim them), including a run whose lease expired but that nobody claimed since (its owner is
+/// unchanged: the node keeps it, same epoch), but not one another node claimed after it expired;
+/// `release_run` makes a run
 /// claimable at once (by another node, with a greater epoch), but only when the claim passed still
 /// owns the run: a stale claim or another node's release changes nothing.
 pub async fn lease_renew_and_release(
@@ -390,14 +392,40 @@ pub async fn lease_renew_and_release(
     let expired = "lease-r-expired";
     ck.create(expired, "leased").await?;
     let claims = claim(&ck, leases, "node-a", SHORT, 10).await?;
-    claimed(&ck, "node-a's claim of a second run", &claims, expired)?;
+    let epoch_expired = claimed(&ck, "node-a's claim of a second run", &claims, expired)?;
     tokio::time::sleep(PAST_SHORT).await;
+    let renewed = renew(&ck, leases, "node-a", LONG).await?;
+    ck.eq(
+        "the epoch node-a's late renewal returns for a run whose lease expired but nobody claimed",
+        &Some(epoch_expired),
+        &epoch_of(&renewed, expired),
+    )?;
+    let claims = claim(&ck, leases, "node-b", LONG, 10).await?;
+    not_claimed(
+        &ck,
+        "node-b's claim after node-a's late renewal",
+        &claims,
+        expired,
+    )?;
+
+    let taken = "lease-r-taken";
+    ck.create(taken, "leased").await?;
+    let claims = claim(&ck, leases, "node-a", SHORT, 10).await?;
+    claimed(&ck, "node-a's claim of a third run", &claims, taken)?;
+    tokio::time::sleep(PAST_SHORT).await;
+    let claims = claim(&ck, leases, "node-b", LONG, 10).await?;
+    claimed(
+        &ck,
+        "node-b's claim of a run whose lease expired",
+        &claims,
+        taken,
+    )?;
     let renewed = renew(&ck, leases, "node-a", LONG).await?;
     not_claimed(
         &ck,
-        "node-a's renewal after its lease expired",
+        "node-a's renewal after node-b claimed its expired run",
         &renewed,
-        expired,
+        taken,
     )?;
     Ok(CheckOutcome::Passed)
 }
