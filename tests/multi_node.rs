@@ -123,12 +123,30 @@ impl Worker {
         prefix: &str,
         stop_file: &Path,
     ) -> Worker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_node_worker"))
+        Worker::spawn_with(url, schema, node, prefix, stop_file, PER_WORKER, None)
+    }
+
+    /// A worker starting `workflows` runs; with a `retry_ledger`, runs of `retrying_steps` that
+    /// record every activity attempt there (see `node_worker`).
+    fn spawn_with(
+        url: &str,
+        schema: &str,
+        node: &'static str,
+        prefix: &str,
+        stop_file: &Path,
+        workflows: u64,
+        retry_ledger: Option<&Path>,
+    ) -> Worker {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_node_worker"));
+        if let Some(ledger) = retry_ledger {
+            command.env("NODE_WORKER_RETRY_LEDGER", ledger);
+        }
+        let mut child = command
             .arg(url)
             .arg(schema)
             .arg(node)
             .arg(LEASE.as_millis().to_string())
-            .arg(PER_WORKER.to_string())
+            .arg(workflows.to_string())
             .arg(prefix)
             .arg(stop_file)
             .arg(STEP_MS.0.to_string())
@@ -863,5 +881,154 @@ fn a_run_survives_a_database_outage_shorter_than_its_lease() {
         "the run did not complete within 15 s of the outage's start ({result:?} after {took:?}); \
          the journal: {row}"
     );
+    db.drop_schema();
+}
+
+/// One line of the activity-attempt ledger: node, workflow id, step, attempt, start (unix ms).
+#[derive(Debug)]
+struct Attempt {
+    node: String,
+    workflow_id: String,
+    step: u32,
+    attempt: u32,
+    started_ms: u128,
+}
+
+fn read_ledger(path: &Path) -> Vec<Attempt> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields.len(), 5, "a ledger line: {line:?}");
+            Attempt {
+                node: fields[0].to_string(),
+                workflow_id: fields[1].to_string(),
+                step: fields[2].parse().unwrap(),
+                attempt: fields[3].parse().unwrap(),
+                started_ms: fields[4].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("time after 1970")
+        .as_millis()
+}
+
+/// Node B's runs wait in a 4 s retry backoff when B is SIGSTOPped for longer than its lease; node C
+/// takes them over and finishes them; then B is SIGCONTed with its backoff timers overdue. The
+/// activity-attempt ledger (node, run, step, attempt, start time) must show no attempt started on B
+/// after its lease expired (at the latest one lease after the SIGSTOP), and none after C's takeover.
+#[test]
+fn a_paused_node_starts_no_retry_of_runs_taken_over_while_it_was_stopped() {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        shout(&format!(
+            "SKIPPED: {URL_VAR} is not set (multi-node test did not run)"
+        ));
+        return;
+    };
+    const RUNS: u64 = 20;
+    let schema = fresh_schema();
+    let db = Db::connect(&url, &schema);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let stop_file: PathBuf = dir.path().join("stop");
+    let ledger = dir.path().join("ledger");
+    let started = Instant::now();
+
+    let mut b = Worker::spawn_with(
+        &url,
+        &schema,
+        "node-b",
+        "b",
+        &stop_file,
+        RUNS,
+        Some(&ledger),
+    );
+    assert!(b.wait_until("READY", Duration::from_secs(30), |out| out.ready));
+    // Every run's first attempt failed on B: they all wait out a 4 s backoff.
+    let first_attempts = || {
+        read_ledger(&ledger)
+            .iter()
+            .filter(|a| a.node == "node-b" && a.step == 1 && a.attempt == 1)
+            .count()
+    };
+    while first_attempts() < RUNS as usize {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "B's first attempts did not all start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the failures be journaled (they are, right after each attempt), then stop B.
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped_ms = unix_ms();
+    b.signal(libc::SIGSTOP);
+
+    let c = Worker::spawn_with(&url, &schema, "node-c", "c", &stop_file, 0, Some(&ledger));
+    assert!(c.wait_until("READY", Duration::from_secs(30), |out| out.ready));
+    // C takes every run over (once B's leases expired) and finishes them.
+    let mut taken_over_ms = None;
+    loop {
+        let owned_by_b = db.scalar(
+            &db.sql("SELECT count(*) FROM {s}.runs WHERE state IN (0, 3) AND owner = 'node-b'"),
+        );
+        if taken_over_ms.is_none() && owned_by_b == 0 {
+            taken_over_ms = Some(unix_ms());
+        }
+        let completed = db.scalar(&db.sql("SELECT count(*) FROM {s}.runs WHERE state = 1"));
+        if completed == RUNS as i64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "C did not finish B's runs ({completed} of {RUNS}):\n{}",
+            db.unfinished()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let taken_over_ms = taken_over_ms.expect("measured");
+    // B wakes up with every backoff timer overdue; give it time to (wrongly) act on them.
+    std::thread::sleep(Duration::from_millis(500));
+    b.signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(&stop_file, b"stop").unwrap();
+    for worker in [&b, &c] {
+        assert!(
+            worker.wait_until("STOPPED", Duration::from_secs(30), |out| out.stopped),
+            "{} did not stop",
+            worker.node
+        );
+    }
+
+    let attempts = read_ledger(&ledger);
+    let lease_expired_ms = stopped_ms + LEASE.as_millis();
+    let late: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| a.node == "node-b" && a.started_ms > lease_expired_ms.min(taken_over_ms))
+        .collect();
+    let by_c = attempts.iter().filter(|a| a.node == "node-c").count();
+    println!(
+        "paused-node retries: runs={RUNS} attempts={} by_c={by_c} late_on_b={} takeover_ms={}",
+        attempts.len(),
+        late.len(),
+        taken_over_ms.saturating_sub(stopped_ms)
+    );
+    assert!(
+        late.is_empty(),
+        "node B started {} activity attempts after its lease expired (SIGSTOP at {stopped_ms}, \
+         lease expired by {lease_expired_ms}, takeover at {taken_over_ms}): {late:#?}",
+        late.len()
+    );
+    assert!(by_c >= RUNS as usize, "C ran the retries: {attempts:#?}");
+    let completed_by: BTreeMap<&str, usize> =
+        attempts.iter().fold(BTreeMap::new(), |mut map, a| {
+            *map.entry(a.workflow_id.as_str()).or_default() += 1;
+            map
+        });
+    assert_eq!(completed_by.len(), RUNS as usize, "every run has attempts");
     db.drop_schema();
 }

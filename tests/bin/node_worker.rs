@@ -16,13 +16,20 @@
 //! lease renewals grows (a gap past the lease means its leases expired because the process was paused
 //! or starved, not because of a bug).
 //!
+//! With `NODE_WORKER_RETRY_LEDGER=<file>` in its environment it starts runs of `retrying_steps`
+//! instead: two steps whose first attempt fails and is retried after a fixed 4 s backoff. Every attempt
+//! appends `<node> <workflow id> <step> <attempt> <unix ms>` to the ledger file as it starts (the
+//! evidence of which node started what, when).
+//!
 //! The journal is the evidence: the test reads the schema's tables, not anything this process prints,
 //! to decide which steps ran and who finished which run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -50,6 +57,51 @@ async fn node_step(i: u32, acc: u64) -> Result<u64, ActivityError> {
     let max = STEP_MAX_MS.load(Ordering::Relaxed).max(min);
     tokio::time::sleep(Duration::from_millis(fastrand::u64(min..=max))).await;
     Ok(step_output(i, acc))
+}
+
+/// Where `flaky_step` records its attempts, and this node's id (set once in `main`).
+static LEDGER: OnceLock<(PathBuf, String)> = OnceLock::new();
+
+/// Appends one attempt to the ledger, at once (the process may be stopped or killed any time).
+fn record_attempt(ctx: &ActivityContext, step: u32) {
+    let Some((path, node)) = LEDGER.get() else {
+        return;
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let line = format!(
+        "{node} {} {step} {} {now_ms}\n",
+        ctx.workflow_id(),
+        ctx.attempt()
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open the ledger");
+    file.write_all(line.as_bytes()).expect("write the ledger");
+}
+
+/// A step whose first attempt fails; the retry comes 4 s later.
+#[activity(retry(max_attempts = 3, backoff = "4s..4s", jitter = 0.0))]
+async fn flaky_step(ctx: ActivityContext, i: u32, acc: u64) -> Result<u64, ActivityError> {
+    record_attempt(&ctx, i);
+    if ctx.attempt() == 1 {
+        return Err(ActivityError::retryable("first attempts fail"));
+    }
+    Ok(step_output(i, acc))
+}
+
+/// Two `flaky_step`s in sequence.
+#[workflow]
+async fn retrying_steps(ctx: WorkflowContext, seed: u64) -> Result<u64, WorkflowError> {
+    let mut acc = seed;
+    for i in 1..=2 {
+        acc = ctx.call(flaky_step, (i, acc)).await?;
+    }
+    Ok(acc)
 }
 
 /// Five sequential activity calls, each fed the previous one's output.
@@ -107,15 +159,29 @@ async fn main() {
         .shutdown_grace(Duration::from_secs(2))
         .register(five_steps)
         .register(node_step)
+        .register(retrying_steps)
+        .register(flaky_step)
         .start()
         .await
         .expect("start the engine");
     assert_eq!(engine.node_id(), node);
+    let retrying = match std::env::var("NODE_WORKER_RETRY_LEDGER") {
+        Ok(path) if !path.is_empty() => {
+            let _ = LEDGER.set((PathBuf::from(path), node.clone()));
+            true
+        }
+        _ => false,
+    };
     for n in 0..workflows {
-        engine
-            .start(five_steps, format!("{prefix}-{n}"), n)
-            .await
-            .expect("start a run");
+        let id = format!("{prefix}-{n}");
+        if retrying {
+            engine
+                .start(retrying_steps, id, n)
+                .await
+                .expect("start a run");
+        } else {
+            engine.start(five_steps, id, n).await.expect("start a run");
+        }
     }
     println!("READY");
 

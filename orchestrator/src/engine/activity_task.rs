@@ -7,13 +7,14 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use super::driver::DriverMsg;
+use super::lease::RunLease;
 use crate::clock::{now_ms, until};
 use crate::codec::Codec;
 use crate::context::{ActivityContext, ActivityInvocation, CancellationFlag};
 use crate::error::ActivityError;
 use crate::journal::{Event, EventBody, encode_event};
 use crate::replay::ActivityResume;
-use crate::store::{Commit, Store};
+use crate::store::{Commit, Store, StoreError};
 
 /// Everything an activity task needs.
 pub(crate) struct ActivityTask {
@@ -30,8 +31,9 @@ pub(crate) struct ActivityTask {
     pub(crate) cancellation: CancellationFlag,
     /// The run this step belongs to: its writes are fenced to it.
     pub(crate) run_no: i64,
-    /// With leases: the (node, epoch) its writes carry.
-    pub(crate) fence: Option<(String, i64)>,
+    /// With leases: this node's lease on the run. No attempt starts unless it is usable; its writes
+    /// carry its (node, epoch); a write rejected as stale revokes it.
+    pub(crate) lease: Option<Arc<RunLease>>,
 }
 
 /// Extracts a panic's message.
@@ -61,6 +63,9 @@ impl ActivityTask {
             if *self.shutdown.borrow() || self.cancellation.is_raised() {
                 return self.stopped();
             }
+            if !self.lease_usable().await {
+                return self.stopped();
+            }
             let ctx = ActivityContext::new(
                 self.workflow_id.clone(),
                 self.name,
@@ -85,7 +90,10 @@ impl ActivityTask {
                 // The step was abandoned: its attempts are no longer the run's business.
                 return self.stopped();
             }
-            self.journal_failure(attempt, error, retry_at_ms).await;
+            if !self.journal_failure(attempt, error, retry_at_ms).await {
+                // Another node owns the run now: its attempts are that node's business.
+                return self.stopped();
+            }
             if !self.wait(wait).await {
                 return self.stopped();
             }
@@ -113,7 +121,8 @@ impl ActivityTask {
         result.map_err(|error| error.clamped(max))
     }
 
-    async fn journal_failure(&self, attempt: u32, error: ActivityError, retry_at_ms: i64) {
+    /// Journals a failed attempt; `false` if the write was rejected because the lease is lost.
+    async fn journal_failure(&self, attempt: u32, error: ActivityError, retry_at_ms: i64) -> bool {
         let event = Event {
             step: self.step,
             body: EventBody::ActivityAttemptFailed {
@@ -128,17 +137,39 @@ impl ActivityTask {
             Ok(event) => {
                 let mut commit = Commit::events(&self.workflow_id, vec![event]);
                 commit.run_no = Some(self.run_no);
-                commit.fence = self.fence.clone();
-                self.store
-                    .commit(commit)
-                    .await
-                    .map_err(|error| error.to_string())
+                commit.fence = self.lease.as_ref().map(|lease| lease.fence());
+                match self.store.commit(commit).await {
+                    Err(StoreError::StaleLease { epoch, .. }) => {
+                        if let Some(lease) = &self.lease {
+                            lease.revoke_epoch(epoch);
+                        }
+                        let _ = self.driver.send(DriverMsg::WriteRejected);
+                        return false;
+                    }
+                    written => written.map_err(|error| error.to_string()),
+                }
             }
             Err(error) => Err(error.to_string()),
         };
         if let Err(error) = written {
             // The retry still happens; only its durability is lost (a restart would retry sooner).
             tracing::warn!(workflow_id = %self.workflow_id, step = self.step, %error, "could not journal a failed attempt");
+        }
+        true
+    }
+
+    /// Waits until this node may start an attempt (see [`RunLease::usable`]); `false` if the lease
+    /// is lost or the engine shuts down or the step is abandoned meanwhile. At once without leases.
+    async fn lease_usable(&mut self) -> bool {
+        let Some(lease) = self.lease.clone() else {
+            return true;
+        };
+        let cancellation = self.cancellation.clone();
+        tokio::select! {
+            biased;
+            usable = lease.usable() => usable,
+            _ = self.shutdown.changed() => false,
+            _ = cancellation.raised() => false,
         }
     }
 

@@ -5,7 +5,9 @@
 //! from the answer was taken over: its driver stops), claims runs that have no live owner — new ones
 //! started elsewhere, and those of nodes that died or paused past their lease — and forwards the
 //! signals and cancellations other nodes recorded for its runs. Every journal write carries the lease
-//! epoch, so a node that lost a run can no longer write to it.
+//! epoch, so a node that lost a run can no longer write to it. Each successful renewal also moves
+//! the run's local lease deadline (see [`lease`](super::lease)); a run missing from the answer has its
+//! lease revoked at once, so nothing more starts for it here.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -78,14 +80,28 @@ impl Engine {
         // count: a run started or claimed while it was in flight is not in its answer.
         let before: Vec<(Arc<str>, i64)> = lock(&self.inner.epochs)
             .iter()
-            .map(|(id, epoch)| (id.clone(), *epoch))
+            .map(|(id, lease)| (id.clone(), lease.epoch()))
             .collect();
+        // The local deadlines count from when the renewal was sent (the database's lease runs from
+        // a later instant), so they end first.
+        let sent = tokio::time::Instant::now();
         match leases.renew_leases(&node, lease_ms).await {
             Ok(held_claims) => {
                 let held: HashSet<&str> =
                     held_claims.iter().map(|c| c.workflow_id.as_str()).collect();
+                for claim in &held_claims {
+                    if let Some(lease) = self.lease_of(&claim.workflow_id)
+                        && lease.epoch() == claim.epoch
+                    {
+                        lease.renewed(claim.epoch, sent, self.inner.settings.lease);
+                    }
+                }
                 let lost = self.lost_since(before, &held);
                 for id in lost {
+                    // Nothing more starts for the run here, even before its driver hears of it.
+                    if let Some(lease) = self.lease_of(&id) {
+                        lease.revoke();
+                    }
                     if !lock(&self.inner.resuming).contains(&id) {
                         self.send_to_driver(&id, DriverMsg::LeaseLost);
                     }
@@ -98,7 +114,7 @@ impl Engine {
                         let driven = lock(&self.inner.drivers).contains_key(&id)
                             || lock(&self.inner.resuming).contains(&id);
                         if !driven {
-                            self.hold(&id, claim.epoch);
+                            self.hold(&id, claim.epoch, sent);
                             self.adopt(id).await;
                         }
                     }
@@ -112,6 +128,7 @@ impl Engine {
         if self.is_shutting_down() {
             return;
         }
+        let sent = tokio::time::Instant::now();
         match leases.claim_runs(&node, lease_ms, CLAIM_BATCH).await {
             Ok(claims) if self.is_shutting_down() => {
                 for claim in claims {
@@ -124,7 +141,7 @@ impl Engine {
             Ok(claims) => {
                 for claim in claims {
                     let id: Arc<str> = Arc::from(claim.workflow_id.as_str());
-                    self.hold(&id, claim.epoch);
+                    self.hold(&id, claim.epoch, sent);
                     if lock(&self.inner.drivers).contains_key(&id) {
                         // Re-claimed while still driven here: the driver writes under the new epoch.
                         self.send_to_driver(&id, DriverMsg::NewEpoch(claim.epoch));
@@ -162,7 +179,10 @@ impl Engine {
         let epochs = lock(&self.inner.epochs);
         before
             .into_iter()
-            .filter(|(id, epoch)| !held.contains(id.as_ref()) && epochs.get(id) == Some(epoch))
+            .filter(|(id, epoch)| {
+                !held.contains(id.as_ref())
+                    && epochs.get(id).is_some_and(|lease| lease.epoch() == *epoch)
+            })
             .map(|(id, _)| id)
             .collect()
     }
@@ -180,7 +200,9 @@ impl Engine {
                 Ok(())
             }
             Ok(_) => {
-                lock(&self.inner.epochs).remove(&id);
+                if let Some(lease) = lock(&self.inner.epochs).remove(&id) {
+                    lease.revoke();
+                }
                 Ok(())
             }
             Err(error) => Err(error.into()),

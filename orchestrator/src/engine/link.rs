@@ -55,10 +55,11 @@ impl EngineLink {
         };
         // A store error is not the step's outcome: the parent's driver stops and is revived, and
         // starting the child again finds it if the failed call created it after all.
+        let sent = tokio::time::Instant::now();
         match engine.inner.store.create_run(run).await? {
             CreateOutcome::Created => {
                 if let Some(lease) = engine.initial_lease() {
-                    engine.hold(child_id, lease.epoch);
+                    engine.hold(child_id, lease.epoch, sent);
                 }
                 let Some(record) = engine.inner.store.run(child_id).await? else {
                     return Ok(Err(start_error("created but not found".to_string())));

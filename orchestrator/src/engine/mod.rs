@@ -6,6 +6,7 @@ mod builder;
 mod cluster;
 mod driver;
 mod handle;
+mod lease;
 mod link;
 mod registry;
 mod start;
@@ -120,8 +121,8 @@ pub(crate) struct EngineInner {
     resuming: Mutex<HashSet<Arc<str>>>,
     /// How many attempts in a row panicked, per run whose workflow code panicked.
     panics: Mutex<HashMap<Arc<str>, u32>>,
-    /// With leases: the epoch this node holds for each run it drives.
-    epochs: Mutex<HashMap<Arc<str>, i64>>,
+    /// With leases: this node's lease on each run it drives (epoch, local deadline, revocation).
+    epochs: Mutex<HashMap<Arc<str>, Arc<lease::RunLease>>>,
     /// With leases: journal writes rejected because another node had taken the run over.
     stale_writes: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -208,13 +209,29 @@ impl Engine {
         if !self.lease_mode() {
             return None;
         }
-        let epoch = lock(&self.inner.epochs).get(id).copied()?;
-        Some((self.inner.settings.node.to_string(), epoch))
+        let lease = lock(&self.inner.epochs).get(id).cloned()?;
+        Some(lease.fence())
     }
 
-    /// Records that this node holds `id` under `epoch`.
-    pub(crate) fn hold(&self, id: &str, epoch: i64) {
-        lock(&self.inner.epochs).insert(Arc::from(id), epoch);
+    /// This node's lease on `id`, with leases.
+    pub(crate) fn lease_of(&self, id: &str) -> Option<Arc<lease::RunLease>> {
+        lock(&self.inner.epochs).get(id).cloned()
+    }
+
+    /// Records that this node holds `id` under `epoch`, confirmed by a request sent at `sent`.
+    pub(crate) fn hold(&self, id: &str, epoch: i64, sent: tokio::time::Instant) {
+        let duration = self.inner.settings.lease;
+        let mut leases = lock(&self.inner.epochs);
+        match leases.get(id) {
+            Some(held) if !held.is_revoked() => held.renewed(epoch, sent, duration),
+            _ => {
+                let node: Arc<str> = self.inner.settings.node.clone();
+                leases.insert(
+                    Arc::from(id),
+                    lease::RunLease::new(node, epoch, sent, duration),
+                );
+            }
+        }
     }
 
     /// The lease a run created by this node starts with (with leases).
@@ -441,7 +458,7 @@ impl Engine {
             keep_runs: settings.keep_runs,
             evict_after: settings.evict_after,
             run_no: run.run_no,
-            fence: self.fence_for(&id),
+            lease: self.lease_of(&id),
             fresh,
         });
         let engine = Arc::downgrade(&self.inner);
@@ -474,8 +491,10 @@ impl Engine {
                 // node claimed it back meanwhile (a newer epoch is held), the cluster loop adopts it.
                 {
                     let mut epochs = lock(&self.inner.epochs);
-                    if epochs.get(&id) == Some(&epoch) {
-                        epochs.remove(&id);
+                    if epochs.get(&id).is_some_and(|held| held.epoch() == epoch) {
+                        if let Some(lost) = epochs.remove(&id) {
+                            lost.revoke();
+                        }
                     }
                 }
                 if rejected_write {
@@ -529,7 +548,9 @@ impl Engine {
         self.publish(id, Phase::Ended(DriverExitView::Settled(output)));
         // Waiters holding a receiver re-read the store.
         lock(&self.inner.phases).remove(id);
-        lock(&self.inner.epochs).remove(id);
+        if let Some(lease) = lock(&self.inner.epochs).remove(id) {
+            lease.revoke();
+        }
     }
 
     /// After the workflow code of `id` panicked: replays the run again after the panic policy's
@@ -565,7 +586,9 @@ impl Engine {
         let Some((node, epoch)) = self.fence_for(id) else {
             return;
         };
-        lock(&self.inner.epochs).remove(id);
+        if let Some(lease) = lock(&self.inner.epochs).remove(id) {
+            lease.revoke();
+        }
         if let Some(leases) = self.inner.store.leases() {
             let claim = crate::store::Claim {
                 workflow_id: id.to_string(),

@@ -88,6 +88,7 @@ impl<W: Workflow> StartRun<W> {
             .map(|timeout| i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         // Register the run's channel first: whatever is sent to it once its row exists reaches it.
         let channel = engine.preregister(&self.workflow_id);
+        let sent = tokio::time::Instant::now();
         let created = engine
             .inner
             .store
@@ -116,7 +117,7 @@ impl<W: Workflow> StartRun<W> {
         match outcome {
             CreateOutcome::Created => {
                 if let Some(lease) = engine.initial_lease() {
-                    engine.hold(&self.workflow_id, lease.epoch);
+                    engine.hold(&self.workflow_id, lease.epoch, sent);
                 }
                 // What was just written: no need to read it back.
                 let record = RunRecord {

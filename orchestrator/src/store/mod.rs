@@ -103,7 +103,10 @@ pub trait LeaseStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Claim>, StoreError>;
 
-    /// Extends every unexpired lease `node` holds by `lease_ms`; returns the runs it still owns.
+    /// Extends by `lease_ms` every lease `node` still holds on an unfinished run — expired or not: a
+    /// run whose owner is still `node` was claimed by no one else since, and stays `node`'s under the
+    /// same epoch. Returns the runs it still owns. Implementations should not let the node's own load
+    /// starve this call (a connection of its own) and should time the new expiry after any lock wait.
     async fn renew_leases(&self, node: &str, lease_ms: i64) -> Result<Vec<Claim>, StoreError>;
 
     /// Gives a run back (it becomes claimable at once), if `claim` still owns it.

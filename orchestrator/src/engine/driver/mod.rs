@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::EngineLink;
 use super::activity_task::panic_message;
+use super::lease::RunLease;
 use super::registry::WorkflowFuture;
 use crate::codec::Codec;
 use crate::context::{CancellationFlag, RunShared};
@@ -70,6 +71,8 @@ pub(crate) enum DriverMsg {
     Deadline,
     /// Another node took the run over: stop driving it.
     LeaseLost,
+    /// One of the run's activity tasks had a write rejected as stale: stop driving the run.
+    WriteRejected,
     /// This node claimed the run again under a new lease epoch.
     NewEpoch(i64),
 }
@@ -161,8 +164,9 @@ pub(crate) struct DriverParts {
     pub(crate) evict_after: Duration,
     /// Which run of its workflow id this is: every write is fenced to it.
     pub(crate) run_no: i64,
-    /// With leases: the (node, epoch) every write carries.
-    pub(crate) fence: Option<(String, i64)>,
+    /// With leases: this node's lease on the run; every write carries its (node, epoch), and no
+    /// work starts unless it is usable.
+    pub(crate) lease: Option<Arc<RunLease>>,
     /// A run this engine just created, whose channel was registered before the run existed: nothing
     /// can be in its inbox or cancellation flag that did not also reach the channel.
     pub(crate) fresh: bool,
@@ -205,7 +209,7 @@ pub(crate) struct Driver {
     /// Completions delivered to the body and not journaled yet (see `complete`).
     unjournaled: Vec<Event>,
     run_no: i64,
-    fence: Option<(String, i64)>,
+    lease: Option<Arc<RunLease>>,
     /// The message of a panic of the workflow code during the last poll.
     panic: Option<String>,
 }
@@ -246,7 +250,7 @@ impl Driver {
             fresh: parts.fresh,
             unjournaled: Vec::new(),
             run_no: parts.run_no,
-            fence: parts.fence,
+            lease: parts.lease,
             panic: None,
         }
     }
@@ -270,9 +274,13 @@ impl Driver {
             Ok(exit) => exit,
             Err(StoreError::StaleLease { node, epoch, .. }) => {
                 tracing::warn!(workflow_id = %self.workflow_id(), %node, epoch, "lease lost: another node drives this run now");
+                // Nothing more starts for the run here (its tasks check the lease too).
+                if let Some(lease) = &self.lease {
+                    lease.revoke_epoch(epoch);
+                }
                 DriverExit::LeaseLost {
                     rejected_write: !self.told_lease_lost,
-                    epoch: self.fence.as_ref().map_or(0, |(_, epoch)| *epoch),
+                    epoch,
                 }
             }
             Err(error) => {
@@ -347,6 +355,9 @@ impl Driver {
             for step in abandoned {
                 self.abandon(step);
             }
+            if !commands.is_empty() && !self.lease_usable().await? {
+                return Ok(DriverExit::Shutdown);
+            }
             for command in commands {
                 self.start(command).await?;
             }
@@ -373,7 +384,7 @@ impl Driver {
             // Idle (only timers and signal waits outstanding): leave memory after a while, or at once
             // when too many runs are resident.
             // With leases (several engines share the store) runs stay in memory while owned.
-            let idle = self.is_idle() && self.fence.is_none();
+            let idle = self.is_idle() && self.lease.is_none();
             let evict_in = if idle && self.engine.over_capacity() {
                 Duration::ZERO
             } else {
@@ -490,7 +501,7 @@ impl Driver {
     /// journal instead (see `Engine::revive`).
     async fn commit(&mut self, mut commit: Commit) -> Result<(), StoreError> {
         commit.run_no = Some(self.run_no);
-        commit.fence = self.fence.clone();
+        commit.fence = self.fence();
         let count = commit.events.len();
         self.store.commit(commit).await?;
         self.events_written += count;
@@ -637,26 +648,49 @@ impl Driver {
             DriverMsg::Cancel { reason } => self.interrupt(Interrupt::Cancelled { reason }).await,
             DriverMsg::LeaseLost => {
                 self.told_lease_lost = true;
-                Err(StoreError::StaleLease {
-                    workflow_id: self.workflow_id().to_string(),
-                    node: self
-                        .fence
-                        .as_ref()
-                        .map(|(node, _)| node.clone())
-                        .unwrap_or_default(),
-                    epoch: self.fence.as_ref().map_or(0, |(_, epoch)| *epoch),
-                })
+                Err(self.stale())
             }
+            DriverMsg::WriteRejected => Err(self.stale()),
             DriverMsg::NewEpoch(epoch) => {
-                if let Some((_, held)) = self.fence.as_mut() {
-                    *held = epoch;
-                }
+                // The shared lease already carries it (the cluster loop updated it first).
+                tracing::debug!(workflow_id = %self.workflow_id(), epoch, "run claimed again under a new epoch");
                 Ok(())
             }
             DriverMsg::Deadline => {
                 let timeout_ms = self.deadline.map(|(_, timeout)| timeout).unwrap_or(0);
                 self.interrupt(Interrupt::TimedOut { timeout_ms }).await
             }
+        }
+    }
+
+    /// The (node, epoch) this run's writes carry, with leases.
+    fn fence(&self) -> Option<(String, i64)> {
+        self.lease.as_ref().map(|lease| lease.fence())
+    }
+
+    /// The error that ends a driver whose lease is gone.
+    fn stale(&self) -> StoreError {
+        let (node, epoch) = self.fence().unwrap_or_default();
+        StoreError::StaleLease {
+            workflow_id: self.workflow_id().to_string(),
+            node,
+            epoch,
+        }
+    }
+
+    /// Before starting any work (activity, timer, child): waits, if the lease's local deadline has
+    /// passed, until a renewal confirms it. `Err(StaleLease)` if the lease is lost; `Ok(false)` if the
+    /// engine shuts down meanwhile. Without leases: `Ok(true)` at once.
+    async fn lease_usable(&mut self) -> Result<bool, StoreError> {
+        let Some(lease) = self.lease.clone() else {
+            return Ok(true);
+        };
+        tokio::select! {
+            biased;
+            usable = lease.usable() => {
+                if usable { Ok(true) } else { Err(self.stale()) }
+            }
+            _ = self.shutdown.changed() => Ok(false),
         }
     }
 

@@ -58,7 +58,7 @@ impl Driver {
                     shutdown: self.shutdown.clone(),
                     cancellation: cancellation.clone(),
                     run_no: self.run_no,
-                    fence: self.fence.clone(),
+                    lease: self.lease.clone(),
                 };
                 let task = start_activity(task);
                 self.activities.insert(
