@@ -1362,3 +1362,77 @@ async fn renewal_is_not_starved_by_the_nodes_own_busy_pool() {
         "{renewed:?}"
     );
 }
+
+/// SIGSTOPs `child` until it is frozen inside a transaction on `schema` (its session shows as
+/// `idle in transaction`); `false` if that never happened in many tries.
+async fn freeze_mid_commit(
+    child: &std::process::Child,
+    observer: &tokio_postgres::Client,
+    schema: &str,
+) -> bool {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    let frozen = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' \
+         AND query LIKE '%\"{schema}\".%'"
+    );
+    for _ in 0..200 {
+        // SAFETY: `kill(2)` on our own child, not reaped before the test ends.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let count: i64 = observer.query_one(&frozen, &[]).await.unwrap().get(0);
+        if count == 1 {
+            return true;
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(10..60))).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_mid_commit_blocks_takeover_for_about_a_lease_not_thirty_seconds() {
+    use std::io::BufRead as _;
+    let db = schema!();
+    let id = "frozen-run";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_commit_looper"))
+        .args([db.url.as_str(), db.name.as_str(), id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn commit_looper");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "READY");
+    // Let a few commits through, then freeze the process inside one.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let observer = db.raw().await;
+    let frozen = freeze_mid_commit(&child, &observer, &db.name).await;
+    let stopped = std::time::Instant::now();
+    assert!(frozen, "commit_looper never froze inside a transaction");
+
+    // Its 1 s lease expired long ago; only its row lock keeps another node from claiming the run.
+    let store = db.store().await;
+    let claimed = loop {
+        let claims = leases(&store)
+            .claim_runs("node-t", 60_000, 10)
+            .await
+            .unwrap();
+        if claims.iter().any(|claim| claim.workflow_id == id) {
+            break stopped.elapsed();
+        }
+        if stopped.elapsed() > Duration::from_secs(60) {
+            break stopped.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("frozen mid-commit: takeover after {claimed:?}");
+    // The store's sessions end an idle transaction after 5 s (the server's default: never; this
+    // store's former default: 30 s). Generous for a loaded machine, far below 30 s.
+    assert!(
+        claimed < Duration::from_secs(20),
+        "the run was claimable only {claimed:?} after its owner froze mid-commit"
+    );
+}
