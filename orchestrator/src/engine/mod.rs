@@ -491,10 +491,10 @@ impl Engine {
                 // node claimed it back meanwhile (a newer epoch is held), the cluster loop adopts it.
                 {
                     let mut epochs = lock(&self.inner.epochs);
-                    if epochs.get(&id).is_some_and(|held| held.epoch() == epoch) {
-                        if let Some(lost) = epochs.remove(&id) {
-                            lost.revoke();
-                        }
+                    if epochs.get(&id).is_some_and(|held| held.epoch() == epoch)
+                        && let Some(lost) = epochs.remove(&id)
+                    {
+                        lost.revoke();
                     }
                 }
                 if rejected_write {
