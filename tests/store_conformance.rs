@@ -386,8 +386,9 @@ impl LeaseStore for LeasedStore {
         let mut leases = self.leases.lock().await;
         let now = Instant::now();
         let mut claims = Vec::new();
+        // Expired or not: a run still owned by `node` was claimed by nobody else since.
         for (id, row) in leases.iter_mut() {
-            if row.node.as_deref() == Some(node) && row.expires > now {
+            if row.node.as_deref() == Some(node) {
                 row.expires = now + millis(lease_ms);
                 claims.push(Claim {
                     workflow_id: id.clone(),
