@@ -688,7 +688,14 @@ impl Driver {
         tokio::select! {
             biased;
             usable = lease.usable() => {
-                if usable { Ok(true) } else { Err(self.stale()) }
+                if usable {
+                    Ok(true)
+                } else {
+                    // Revoked elsewhere (a renewal missed the run, or a task's write was rejected
+                    // and the driver has not read its message yet): not this driver's write.
+                    self.told_lease_lost = true;
+                    Err(self.stale())
+                }
             }
             _ = self.shutdown.changed() => Ok(false),
         }
