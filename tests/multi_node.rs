@@ -27,6 +27,11 @@
 //! another node took over; and a run whose lease lapsed and that its own node claimed again (while the
 //! run's driver was busy with a write) must still be driven to completion.
 //!
+//! A paused-node case with pending retries: node B's runs wait in a 4 s retry backoff when B is
+//! SIGSTOPped past its lease; node C takes them over and finishes them; B is SIGCONTed with its
+//! backoff timers overdue. An activity-attempt ledger (node, run, step, attempt, start time) written
+//! by the workers must show no attempt started on B after its lease expired.
+//!
 //! [`ProbedStore`]: orchestrator_tests::lease_probe::ProbedStore
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
