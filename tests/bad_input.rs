@@ -6,7 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use orchestrator::codec::CodecError;
+use orchestrator::codec::{CodecError, MAX_PAYLOAD_LIMIT};
+use orchestrator::limits::{IdentifierKind, MAX_NAME_BYTES, MAX_WORKFLOW_ID_BYTES};
 use orchestrator::prelude::*;
 use orchestrator::store::{RunQuery, SqliteStore, Store, StoreError};
 use orchestrator::{Engine, ParkReason};
@@ -704,8 +705,9 @@ fn hostile_strings() -> Vec<String> {
         "%_*?[]".to_string(),
         "line\nbreak\ttab\r".to_string(),
         "工作流-🚀-ñ-\u{202e}rtl-\u{feff}".to_string(),
-        "é".repeat(32 * 1024),
-        "L".repeat(64 * 1024),
+        // At the limits (orchestrator::limits): 1 KiB of two-byte and of one-byte characters.
+        "é".repeat(MAX_WORKFLOW_ID_BYTES / 2),
+        "L".repeat(MAX_WORKFLOW_ID_BYTES),
     ]
 }
 
@@ -756,6 +758,111 @@ async fn hostile_ids_and_signal_names_work_and_survive_a_restart() {
         .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
         .unwrap();
     assert_eq!(events, i64::try_from(strings.len() * 2).unwrap());
+    stop(engine).await;
+}
+
+/// Asserts `result` is the typed refusal of an identifier of `kind` and `len` bytes, with a short message.
+fn assert_too_long<T: std::fmt::Debug>(result: Result<T, Error>, kind: IdentifierKind, len: usize) {
+    match result {
+        Err(error @ Error::InvalidIdentifier { .. }) => {
+            let Error::InvalidIdentifier {
+                kind: got_kind,
+                len: got_len,
+                ..
+            } = &error
+            else {
+                unreachable!()
+            };
+            assert_eq!((*got_kind, *got_len), (kind, len));
+            let message = error.to_string();
+            assert!(
+                message.len() < 300,
+                "the message embeds the whole id: {}",
+                message.len()
+            );
+            assert!(message.contains(&format!("{len} bytes")), "{message}");
+        }
+        other => panic!("expected InvalidIdentifier({kind}, {len}), got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_signal_names_and_state_keys_over_their_limits_are_refused_before_the_store() {
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(hostile)
+        .register(echo)
+        .start()
+        .await
+        .unwrap();
+    let huge = "L".repeat(64 * 1024);
+    let over = "é".repeat(MAX_WORKFLOW_ID_BYTES / 2 + 1);
+    for id in [&huge, &over] {
+        let id_kind = IdentifierKind::WorkflowId;
+        assert_too_long(
+            engine.start(hostile, id.clone(), String::new()).await,
+            id_kind,
+            id.len(),
+        );
+        assert_too_long(engine.handle(hostile, id.clone()).await, id_kind, id.len());
+        assert_too_long(engine.signal(id, "go", 1u8).await, id_kind, id.len());
+        assert_too_long(engine.cancel(id, "why").await, id_kind, id.len());
+        assert_too_long(engine.get_state::<u8>(id, "k").await, id_kind, id.len());
+        assert_too_long(engine.wait_state::<u8>(id, "k").await, id_kind, id.len());
+        assert_too_long(engine.status(id).await, id_kind, id.len());
+        assert_too_long(engine.archived_runs(id).await, id_kind, id.len());
+    }
+    // A run exists: names over the limit are refused all the same, and nothing reaches its inbox.
+    let id = "limits-run";
+    engine.start(hostile, id, "go".to_string()).await.unwrap();
+    let name = "n".repeat(MAX_NAME_BYTES + 1);
+    assert_too_long(
+        engine.signal(id, &name, 1u8).await,
+        IdentifierKind::SignalName,
+        name.len(),
+    );
+    assert_too_long(
+        engine.get_state::<u8>(id, &name).await,
+        IdentifierKind::StateKey,
+        name.len(),
+    );
+    assert_too_long(
+        engine.wait_state::<u8>(id, &name).await,
+        IdentifierKind::StateKey,
+        name.len(),
+    );
+    let runs: i64 = db
+        .conn()
+        .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(runs, 1, "no run was created for a refused id");
+    let signals: i64 = db
+        .conn()
+        .query_row("SELECT count(*) FROM signals", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(signals, 0, "no signal was queued under a refused name");
+    stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_limit_above_the_decode_ceiling_is_refused_at_build_time() {
+    let db = TestDb::new();
+    let refused = db
+        .builder()
+        .payload_limit(MAX_PAYLOAD_LIMIT + 1)
+        .start()
+        .await;
+    match refused {
+        Err(Error::Config { message }) => assert!(message.contains("payload_limit"), "{message}"),
+        other => panic!("expected a Config error, got {:?}", other.map(|_| ())),
+    }
+    let engine = db
+        .builder()
+        .payload_limit(MAX_PAYLOAD_LIMIT)
+        .start()
+        .await
+        .unwrap();
     stop(engine).await;
 }
 
@@ -872,7 +979,7 @@ async fn hostile_ids_round_trip_through_list_runs_filters_and_cursors() {
         .collect();
     assert!(listed == expected, "the listing differs from the ids");
 
-    // Page by page, the cursors (NULs, 64 KiB, empty) lose and repeat nothing.
+    // Page by page, the cursors (NULs, 1 KiB, empty) lose and repeat nothing.
     let mut paged = Vec::new();
     let mut query = RunQuery::new().workflow_name("plain").limit(3);
     loop {

@@ -130,7 +130,8 @@ impl EngineBuilder {
     }
 
     /// The largest encoded payload (input, output, signal, error) accepted, in bytes. Default 4 MiB,
-    /// at most 64 MiB.
+    /// at most [`MAX_PAYLOAD_LIMIT`](crate::codec::MAX_PAYLOAD_LIMIT) (64 MiB): a larger value, or 0,
+    /// makes [`start`](EngineBuilder::start) fail with [`Error::Config`].
     pub fn payload_limit(mut self, bytes: usize) -> Self {
         self.payload_limit = bytes;
         self
@@ -288,6 +289,15 @@ impl EngineBuilder {
         if self.payload_limit == 0 {
             return Err(Error::Config {
                 message: "payload_limit must be at least 1 byte".to_string(),
+            });
+        }
+        if self.payload_limit > crate::codec::MAX_PAYLOAD_LIMIT {
+            return Err(Error::Config {
+                message: format!(
+                    "payload_limit {} bytes is above the largest a journal can decode, {} bytes (64 MiB)",
+                    self.payload_limit,
+                    crate::codec::MAX_PAYLOAD_LIMIT
+                ),
             });
         }
         let store: Arc<dyn Store> = match self.store {
