@@ -9,7 +9,7 @@
 use orchestrator::codec::{CodecError, MAX_PAYLOAD_LIMIT};
 use orchestrator::limits::{IdentifierKind, MAX_NAME_BYTES, MAX_WORKFLOW_ID_BYTES};
 use orchestrator::prelude::*;
-use orchestrator::store::{RunQuery, SqliteStore, Store, StoreError};
+use orchestrator::store::{AccessProblem, RunQuery, SqliteStore, Store, StoreError};
 use orchestrator::{Engine, ParkReason};
 use orchestrator_tests::{
     KIND_ACTIVITY_COMPLETED, TestDb, bump, count, eventually, finish, stop, wait_status,
@@ -1470,4 +1470,65 @@ async fn read_only_opening_refuses_bad_files_with_the_same_typed_errors() {
     let error = reader.request_cancel(id, "no").await.unwrap_err();
     assert!(matches!(error, StoreError::ReadOnly { .. }), "{error:?}");
     stop(engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A journal path that cannot be opened: typed, not retryable, naming the path.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_directory_is_a_typed_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("journal.db");
+    let error = SqliteStore::open(&path).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Inaccessible {
+                problem: AccessProblem::MissingDirectory,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(
+        message.contains("no-such-dir") && message.contains("does not exist"),
+        "{message}"
+    );
+    // Through the engine's builder as well.
+    let built = Engine::builder().sqlite(&path).start().await;
+    assert!(
+        matches!(built, Err(Error::Store(StoreError::Inaccessible { .. }))),
+        "{:?}",
+        built.map(|_| ())
+    );
+    assert!(!path.parent().unwrap().exists(), "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_denied_path_is_a_typed_error_naming_the_path() {
+    // sysfs refuses to create files even for root, which `chmod` cannot do in CI containers.
+    let path = std::path::Path::new("/sys/orchestrator-journal.db");
+    if !std::path::Path::new("/sys").is_dir() {
+        eprintln!("SKIPPED: no /sys on this system");
+        return;
+    }
+    let error = SqliteStore::open(path).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Inaccessible {
+                problem: AccessProblem::PermissionDenied,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(
+        message.contains("permission denied") && message.contains("/sys/orchestrator-journal.db"),
+        "{message}"
+    );
 }

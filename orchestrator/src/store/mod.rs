@@ -12,7 +12,7 @@ pub mod sqlite;
 #[cfg(feature = "store-testkit")]
 pub mod testkit;
 
-pub use error::StoreError;
+pub use error::{AccessProblem, StoreError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{

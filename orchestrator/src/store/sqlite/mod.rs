@@ -8,6 +8,7 @@
 //! ([`SqliteStore::open_read_only`]) has only a read connection and refuses writes. Statements are
 //! prepared once and cached; parameters are always bound.
 
+mod access;
 mod errors;
 mod inline;
 mod ownership;
@@ -250,6 +251,9 @@ impl SqliteStore {
 
     /// Opens a journal with explicit options.
     pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(path) = &options.path {
+            access::check(path, options.read_only)?;
+        }
         let execution = match (options.read_only, options.execution) {
             (false, SqliteExecution::Threads) => open_threads(&options).await?,
             (false, SqliteExecution::Inline) => {
