@@ -9,7 +9,9 @@
 use orchestrator::codec::{CodecError, MAX_PAYLOAD_LIMIT};
 use orchestrator::limits::{IdentifierKind, MAX_NAME_BYTES, MAX_WORKFLOW_ID_BYTES};
 use orchestrator::prelude::*;
-use orchestrator::store::{AccessProblem, RunQuery, SqliteStore, Store, StoreError};
+use orchestrator::store::{
+    AccessProblem, IntegrityCheck, RunQuery, SqliteStore, Store, StoreError,
+};
 use orchestrator::{Engine, ParkReason};
 use orchestrator_tests::{
     KIND_ACTIVITY_COMPLETED, TestDb, bump, count, eventually, finish, stop, wait_status,
@@ -1531,4 +1533,75 @@ async fn a_permission_denied_path_is_a_typed_error_naming_the_path() {
         message.contains("permission denied") && message.contains("/sys/orchestrator-journal.db"),
         "{message}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A journal damaged in its middle pages is refused at open, not on a later read.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_damaged_in_its_middle_pages_is_refused_at_open() {
+    use std::io::{Seek, SeekFrom, Write};
+
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(plain)
+        .register(echo)
+        .start()
+        .await
+        .unwrap();
+    for i in 0..300 {
+        let handle = engine
+            .start(plain, format!("pages-{i}"), "p".repeat(1000))
+            .await
+            .unwrap();
+        finish(&handle).await.unwrap();
+    }
+    stop(engine).await;
+    db.conn()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let len = std::fs::metadata(db.path()).unwrap().len();
+    assert!(
+        len > 100 * 4096,
+        "the journal spans many pages: {len} bytes"
+    );
+    // Overwrite the middle fifth of the file (whole pages, far from the header page).
+    let start = (len * 2 / 5) / 4096 * 4096;
+    let end = (len * 3 / 5) / 4096 * 4096;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(db.path())
+        .unwrap();
+    file.seek(SeekFrom::Start(start)).unwrap();
+    file.write_all(&vec![0xA5; usize::try_from(end - start).unwrap()])
+        .unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+
+    match SqliteStore::open(db.path()).await {
+        Err(StoreError::Corrupt { operation, message }) => {
+            assert!(operation.contains("integrity"), "{operation}: {message}");
+        }
+        other => panic!(
+            "expected a corrupt-journal error at open, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let started = db.builder().register(plain).register(echo).start().await;
+    assert!(
+        matches!(started, Err(Error::Store(StoreError::Corrupt { .. }))),
+        "{:?}",
+        started.map(|_| ())
+    );
+    // Without the check the damage goes unnoticed at open (what the check is for).
+    let unchecked = db
+        .builder()
+        .integrity_check(IntegrityCheck::Off)
+        .register(plain)
+        .start()
+        .await;
+    if let Ok(engine) = unchecked {
+        stop(engine).await;
+    }
 }

@@ -52,6 +52,7 @@ pub struct EngineBuilder {
     durability: Durability,
     group_commit_window: Duration,
     spin_wait: Duration,
+    integrity_check: crate::store::IntegrityCheck,
     evict_after: Duration,
     max_resident_runs: usize,
     node: Option<String>,
@@ -84,6 +85,7 @@ impl EngineBuilder {
             durability: Durability::Full,
             group_commit_window: Duration::ZERO,
             spin_wait: SqliteOptions::default().spin_wait,
+            integrity_check: SqliteOptions::default().integrity_check,
             evict_after: Duration::from_secs(60),
             max_resident_runs: 1_000,
             node: None,
@@ -174,6 +176,15 @@ impl EngineBuilder {
     /// ```
     pub fn spin_wait(mut self, spin: Duration) -> Self {
         self.spin_wait = spin;
+        self
+    }
+
+    /// How thoroughly an SQLite journal file is checked at start (default
+    /// [`IntegrityCheck::Quick`](crate::store::IntegrityCheck::Quick)): a damaged file makes
+    /// [`start`](EngineBuilder::start) fail with a corrupt-store error. See
+    /// [`IntegrityCheck`](crate::store::IntegrityCheck) for the cost.
+    pub fn integrity_check(mut self, check: crate::store::IntegrityCheck) -> Self {
+        self.integrity_check = check;
         self
     }
 
@@ -314,6 +325,7 @@ impl EngineBuilder {
                     durability: self.durability,
                     group_commit_window: self.group_commit_window,
                     spin_wait: self.spin_wait,
+                    integrity_check: self.integrity_check,
                     ..SqliteOptions::default()
                 };
                 Arc::new(SqliteStore::open_with(options).await?)

@@ -19,7 +19,7 @@ pub use record::{
     ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, NewEvent, NewRun, RunPage,
     RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
 };
-pub use sqlite::{Durability, SqliteExecution, SqliteOptions, SqliteStore};
+pub use sqlite::{Durability, IntegrityCheck, SqliteExecution, SqliteOptions, SqliteStore};
 
 /// A durable journal backend.
 ///
