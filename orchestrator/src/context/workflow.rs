@@ -308,6 +308,48 @@ impl WorkflowContext {
 
     /// Waits for the first of `branches` to finish; returns its index and output. The winner is
     /// journaled, so replay picks the same branch. Losers are dropped (see [`Select`]).
+    ///
+    /// All branches must have one type `F` (a `Vec<F>`). For two differently typed branches use
+    /// [`select2`](WorkflowContext::select2); for more, map each to one output type and box it:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::future::{BoxFuture, FutureExt};
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn quote(provider: String) -> Result<u64, ActivityError> { Ok(provider.len() as u64) }
+    ///
+    /// /// What ended the wait.
+    /// enum First {
+    ///     Quote(Result<u64, WorkflowError>),
+    ///     Cancelled(Result<String, WorkflowError>),
+    ///     Deadline(Result<(), WorkflowError>),
+    /// }
+    ///
+    /// #[workflow]
+    /// async fn best_quote(ctx: WorkflowContext, _input: ()) -> Result<u64, WorkflowError> {
+    ///     let branches: Vec<BoxFuture<'static, First>> = vec![
+    ///         Box::pin(ctx.call(quote, "acme".to_string()).map(First::Quote)),
+    ///         Box::pin(ctx.signal::<String>("cancel").map(First::Cancelled)),
+    ///         Box::pin(ctx.sleep(Duration::from_secs(60)).map(First::Deadline)),
+    ///     ];
+    ///     match ctx.select(branches).await.1 {
+    ///         First::Quote(price) => price,
+    ///         First::Cancelled(_) | First::Deadline(_) => Ok(0),
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(best_quote).register(quote).start().await?;
+    /// # assert_eq!(engine.start(best_quote, "q-1", ()).await?.result().await?, 4);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// `BoxFuture<'static, T>` is `Pin<Box<dyn Future<Output = T> + Send>>`; the boxes cost one allocation per
+    /// branch.
     pub fn select<F: Future + Unpin>(&self, branches: Vec<F>) -> Select<F> {
         Select::new(self.clone(), branches)
     }
