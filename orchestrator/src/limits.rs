@@ -3,6 +3,7 @@
 //! | Identifier | Limit | Checked by |
 //! |---|---|---|
 //! | workflow id | [`MAX_WORKFLOW_ID_BYTES`] (1 KiB) | `start`, `handle`, `signal`, `cancel`, `get_state`, `wait_state`, `status`, `archived_runs` |
+//! | child workflow id | [`MAX_WORKFLOW_ID_BYTES`] | `ctx.child`, `ctx.workflow_result` (fails the step with `WorkflowError::ChildStart`) |
 //! | signal name, state key | [`MAX_NAME_BYTES`] (1 KiB) | `signal`, `get_state`, `wait_state` |
 //!
 //! A workflow waiting for a signal whose name is over the limit never receives one (it cannot be
