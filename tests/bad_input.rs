@@ -6,9 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use orchestrator::codec::CodecError;
+use orchestrator::codec::{CodecError, MAX_PAYLOAD_LIMIT};
+use orchestrator::limits::{IdentifierKind, MAX_NAME_BYTES, MAX_WORKFLOW_ID_BYTES};
 use orchestrator::prelude::*;
-use orchestrator::store::{RunQuery, SqliteStore, Store, StoreError};
+use orchestrator::store::{
+    AccessProblem, IntegrityCheck, RunQuery, SqliteStore, Store, StoreError,
+};
 use orchestrator::{Engine, ParkReason};
 use orchestrator_tests::{
     KIND_ACTIVITY_COMPLETED, TestDb, bump, count, eventually, finish, stop, wait_status,
@@ -704,8 +707,9 @@ fn hostile_strings() -> Vec<String> {
         "%_*?[]".to_string(),
         "line\nbreak\ttab\r".to_string(),
         "工作流-🚀-ñ-\u{202e}rtl-\u{feff}".to_string(),
-        "é".repeat(32 * 1024),
-        "L".repeat(64 * 1024),
+        // At the limits (orchestrator::limits): 1 KiB of two-byte and of one-byte characters.
+        "é".repeat(MAX_WORKFLOW_ID_BYTES / 2),
+        "L".repeat(MAX_WORKFLOW_ID_BYTES),
     ]
 }
 
@@ -756,6 +760,111 @@ async fn hostile_ids_and_signal_names_work_and_survive_a_restart() {
         .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
         .unwrap();
     assert_eq!(events, i64::try_from(strings.len() * 2).unwrap());
+    stop(engine).await;
+}
+
+/// Asserts `result` is the typed refusal of an identifier of `kind` and `len` bytes, with a short message.
+fn assert_too_long<T: std::fmt::Debug>(result: Result<T, Error>, kind: IdentifierKind, len: usize) {
+    match result {
+        Err(error @ Error::InvalidIdentifier { .. }) => {
+            let Error::InvalidIdentifier {
+                kind: got_kind,
+                len: got_len,
+                ..
+            } = &error
+            else {
+                unreachable!()
+            };
+            assert_eq!((*got_kind, *got_len), (kind, len));
+            let message = error.to_string();
+            assert!(
+                message.len() < 300,
+                "the message embeds the whole id: {}",
+                message.len()
+            );
+            assert!(message.contains(&format!("{len} bytes")), "{message}");
+        }
+        other => panic!("expected InvalidIdentifier({kind}, {len}), got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_signal_names_and_state_keys_over_their_limits_are_refused_before_the_store() {
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(hostile)
+        .register(echo)
+        .start()
+        .await
+        .unwrap();
+    let huge = "L".repeat(64 * 1024);
+    let over = "é".repeat(MAX_WORKFLOW_ID_BYTES / 2 + 1);
+    for id in [&huge, &over] {
+        let id_kind = IdentifierKind::WorkflowId;
+        assert_too_long(
+            engine.start(hostile, id.clone(), String::new()).await,
+            id_kind,
+            id.len(),
+        );
+        assert_too_long(engine.handle(hostile, id.clone()).await, id_kind, id.len());
+        assert_too_long(engine.signal(id, "go", 1u8).await, id_kind, id.len());
+        assert_too_long(engine.cancel(id, "why").await, id_kind, id.len());
+        assert_too_long(engine.get_state::<u8>(id, "k").await, id_kind, id.len());
+        assert_too_long(engine.wait_state::<u8>(id, "k").await, id_kind, id.len());
+        assert_too_long(engine.status(id).await, id_kind, id.len());
+        assert_too_long(engine.archived_runs(id).await, id_kind, id.len());
+    }
+    // A run exists: names over the limit are refused all the same, and nothing reaches its inbox.
+    let id = "limits-run";
+    engine.start(hostile, id, "go".to_string()).await.unwrap();
+    let name = "n".repeat(MAX_NAME_BYTES + 1);
+    assert_too_long(
+        engine.signal(id, &name, 1u8).await,
+        IdentifierKind::SignalName,
+        name.len(),
+    );
+    assert_too_long(
+        engine.get_state::<u8>(id, &name).await,
+        IdentifierKind::StateKey,
+        name.len(),
+    );
+    assert_too_long(
+        engine.wait_state::<u8>(id, &name).await,
+        IdentifierKind::StateKey,
+        name.len(),
+    );
+    let runs: i64 = db
+        .conn()
+        .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(runs, 1, "no run was created for a refused id");
+    let signals: i64 = db
+        .conn()
+        .query_row("SELECT count(*) FROM signals", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(signals, 0, "no signal was queued under a refused name");
+    stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_limit_above_the_decode_ceiling_is_refused_at_build_time() {
+    let db = TestDb::new();
+    let refused = db
+        .builder()
+        .payload_limit(MAX_PAYLOAD_LIMIT + 1)
+        .start()
+        .await;
+    match refused {
+        Err(Error::Config { message }) => assert!(message.contains("payload_limit"), "{message}"),
+        other => panic!("expected a Config error, got {:?}", other.map(|_| ())),
+    }
+    let engine = db
+        .builder()
+        .payload_limit(MAX_PAYLOAD_LIMIT)
+        .start()
+        .await
+        .unwrap();
     stop(engine).await;
 }
 
@@ -872,7 +981,7 @@ async fn hostile_ids_round_trip_through_list_runs_filters_and_cursors() {
         .collect();
     assert!(listed == expected, "the listing differs from the ids");
 
-    // Page by page, the cursors (NULs, 64 KiB, empty) lose and repeat nothing.
+    // Page by page, the cursors (NULs, 1 KiB, empty) lose and repeat nothing.
     let mut paged = Vec::new();
     let mut query = RunQuery::new().workflow_name("plain").limit(3);
     loop {
@@ -1363,4 +1472,136 @@ async fn read_only_opening_refuses_bad_files_with_the_same_typed_errors() {
     let error = reader.request_cancel(id, "no").await.unwrap_err();
     assert!(matches!(error, StoreError::ReadOnly { .. }), "{error:?}");
     stop(engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A journal path that cannot be opened: typed, not retryable, naming the path.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_directory_is_a_typed_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("journal.db");
+    let error = SqliteStore::open(&path).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Inaccessible {
+                problem: AccessProblem::MissingDirectory,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(
+        message.contains("no-such-dir") && message.contains("does not exist"),
+        "{message}"
+    );
+    // Through the engine's builder as well.
+    let built = Engine::builder().sqlite(&path).start().await;
+    assert!(
+        matches!(built, Err(Error::Store(StoreError::Inaccessible { .. }))),
+        "{:?}",
+        built.map(|_| ())
+    );
+    assert!(!path.parent().unwrap().exists(), "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_denied_path_is_a_typed_error_naming_the_path() {
+    // sysfs refuses to create files even for root, which `chmod` cannot do in CI containers.
+    let path = std::path::Path::new("/sys/orchestrator-journal.db");
+    if !std::path::Path::new("/sys").is_dir() {
+        eprintln!("SKIPPED: no /sys on this system");
+        return;
+    }
+    let error = SqliteStore::open(path).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Inaccessible {
+                problem: AccessProblem::PermissionDenied,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(
+        message.contains("permission denied") && message.contains("/sys/orchestrator-journal.db"),
+        "{message}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A journal damaged in its middle pages is refused at open, not on a later read.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_damaged_in_its_middle_pages_is_refused_at_open() {
+    use std::io::{Seek, SeekFrom, Write};
+
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(plain)
+        .register(echo)
+        .start()
+        .await
+        .unwrap();
+    for i in 0..300 {
+        let handle = engine
+            .start(plain, format!("pages-{i}"), "p".repeat(1000))
+            .await
+            .unwrap();
+        finish(&handle).await.unwrap();
+    }
+    stop(engine).await;
+    db.conn()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let len = std::fs::metadata(db.path()).unwrap().len();
+    assert!(
+        len > 100 * 4096,
+        "the journal spans many pages: {len} bytes"
+    );
+    // Overwrite the middle fifth of the file (whole pages, far from the header page).
+    let start = (len * 2 / 5) / 4096 * 4096;
+    let end = (len * 3 / 5) / 4096 * 4096;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(db.path())
+        .unwrap();
+    file.seek(SeekFrom::Start(start)).unwrap();
+    file.write_all(&vec![0xA5; usize::try_from(end - start).unwrap()])
+        .unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+
+    match SqliteStore::open(db.path()).await {
+        Err(StoreError::Corrupt { operation, message }) => {
+            assert!(operation.contains("integrity"), "{operation}: {message}");
+        }
+        other => panic!(
+            "expected a corrupt-journal error at open, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let started = db.builder().register(plain).register(echo).start().await;
+    assert!(
+        matches!(started, Err(Error::Store(StoreError::Corrupt { .. }))),
+        "{:?}",
+        started.map(|_| ())
+    );
+    // Without the check the damage goes unnoticed at open (what the check is for).
+    let unchecked = db
+        .builder()
+        .integrity_check(IntegrityCheck::Off)
+        .register(plain)
+        .start()
+        .await;
+    if let Ok(engine) = unchecked {
+        stop(engine).await;
+    }
 }

@@ -528,3 +528,42 @@ async fn a_child_cancelled_by_its_parent_while_the_child_is_being_resumed_is_can
     );
     stop(engine).await;
 }
+
+/// Starts a child under an id of `len` bytes and reports the start error's message.
+#[workflow]
+async fn long_child_id(ctx: WorkflowContext, len: usize) -> Result<String, WorkflowError> {
+    match ctx
+        .child(child_job, "c".repeat(len), (1, false, false))
+        .await
+    {
+        Err(WorkflowError::ChildStart {
+            workflow_id,
+            message,
+        }) => Ok(format!("{workflow_id}: {message}")),
+        other => Err(WorkflowError::failed(format!("unexpected {other:?}"))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_id_over_the_limit_fails_the_child_step_before_the_store() {
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(long_child_id)
+        .register(child_job)
+        .start()
+        .await
+        .unwrap();
+    let len = orchestrator::limits::MAX_WORKFLOW_ID_BYTES + 1;
+    let run = engine
+        .start(long_child_id, "long-child", len)
+        .await
+        .unwrap();
+    let message = finish(&run).await.unwrap();
+    assert!(message.contains(&format!("{len} bytes")), "{message}");
+    assert!(message.len() < 400, "the id is shortened: {message}");
+    assert_eq!(db.count_kind("long-child", KIND_CHILD_STARTED), 0);
+    let runs = db.scalar("SELECT count(*) FROM runs", []);
+    assert_eq!(runs, 1, "no child run was created");
+    stop(engine).await;
+}

@@ -513,3 +513,18 @@ async fn spinning_and_sleeping_waiters_journal_the_same_run() {
 async fn a_spinning_waiter_on_a_single_threaded_runtime_lets_the_run_finish() {
     greet_across_a_restart(Duration::from_secs(1), Duration::ZERO, "api-spin-single").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_are_futures_that_join_all_awaits_together() {
+    let db = TestDb::new();
+    let engine = db.builder().register(other_type).start().await.unwrap();
+    let ids: Vec<String> = (0..8).map(|i| format!("joined-{i}")).collect();
+    // `join_all` needs `Future`s, not only `IntoFuture`s: this line is what must compile.
+    let started =
+        orchestrator::join_all(ids.iter().map(|id| engine.start(other_type, id.clone(), 7)));
+    let handles: Vec<_> = started.await.into_iter().map(Result::unwrap).collect();
+    for handle in &handles {
+        assert_eq!(finish(handle).await.unwrap(), 7);
+    }
+    stop(engine).await;
+}

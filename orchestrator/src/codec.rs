@@ -12,8 +12,12 @@ use serde::de::DeserializeOwned;
 /// The default largest payload, in bytes: 4 MiB.
 pub const DEFAULT_PAYLOAD_LIMIT: usize = 4 * 1024 * 1024;
 
-/// The hard ceiling on any single decoded value, whatever the configured limit (64 MiB).
-const DECODE_CEILING: usize = 64 * 1024 * 1024;
+/// The largest payload limit an engine accepts (64 MiB): the hard ceiling on any single decoded
+/// value. [`EngineBuilder::payload_limit`](crate::EngineBuilder::payload_limit) above it is refused.
+pub const MAX_PAYLOAD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The hard ceiling on any single decoded value, whatever the configured limit.
+const DECODE_CEILING: usize = MAX_PAYLOAD_LIMIT;
 
 type Config = bincode::config::Configuration<
     bincode::config::LittleEndian,

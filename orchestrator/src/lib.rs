@@ -66,6 +66,7 @@ mod definition;
 mod engine;
 mod error;
 pub mod journal;
+pub mod limits;
 pub mod prelude;
 mod replay;
 mod retry;

@@ -89,6 +89,15 @@ impl<W: Workflow> Future for ChildCall<W> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if this.slot.step().is_none()
+            && let Err(error) = crate::limits::check_workflow_id(&this.workflow_id)
+        {
+            // Refused before a step is issued (the same on replay), like an unencodable input.
+            return Poll::Ready(Err(WorkflowError::ChildStart {
+                workflow_id: crate::limits::shortened(&this.workflow_id),
+                message: error.to_string(),
+            }));
+        }
+        if this.slot.step().is_none()
             && let Target::Child {
                 input: Some(Err(error)),
                 ..

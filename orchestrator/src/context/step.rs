@@ -40,9 +40,16 @@ impl StepSlot {
         if self.done {
             return None;
         }
-        let mut machine = self.ctx.shared.machine();
-        let step = *self.step.get_or_insert_with(|| issue(&mut machine));
-        let outcome = machine.poll_step(step, cx.waker())?;
+        // Cloned and (when replaced) dropped outside the machine's lock: a waker is user code.
+        let waker = cx.waker().clone();
+        let (outcome, unused) = {
+            let mut machine = self.ctx.shared.machine();
+            let step = *self.step.get_or_insert_with(|| issue(&mut machine));
+            machine.poll_step(step, waker)
+        };
+        drop(unused);
+        let step = self.step?;
+        let outcome = outcome?;
         self.done = true;
         Some((step, outcome))
     }
@@ -76,7 +83,8 @@ impl StepSlot {
 impl Drop for StepSlot {
     fn drop(&mut self) {
         if let (Some(step), false) = (self.step, self.done) {
-            self.ctx.shared.machine().abandon(step);
+            let waker = self.ctx.shared.machine().abandon(step);
+            drop(waker);
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::codec::{Codec, CodecError};
 use crate::definition::{Activity, ActivityOptions, BoxFuture, Payload, Workflow};
 use crate::error::{ActivityError, ParkReason, WorkflowError};
 use crate::journal::SideEffectKind;
-use crate::replay::ReplayMachine;
+use crate::replay::{ReplayMachine, SideEffectStart};
 
 /// Runs one attempt of an activity on encoded input, producing encoded output.
 pub(crate) type ErasedActivity =
@@ -101,12 +101,55 @@ impl RunShared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Locks the replay machine. The lock is never held across user code, so a poisoned lock only
-    /// means a panic inside the machine itself; its state is still consistent enough to park the run.
-    pub(crate) fn machine(&self) -> MutexGuard<'_, ReplayMachine<ActivityInvocation>> {
-        self.machine
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Locks the replay machine. The lock is never held across user code (closures, serde impls,
+    /// wakers, drops of user futures), so a poisoned lock only means a panic inside the machine itself;
+    /// its state is still consistent enough to park the run.
+    pub(crate) fn machine(&self) -> MachineGuard<'_> {
+        MachineGuard {
+            guard: Some(
+                self.machine
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            ),
+        }
+    }
+}
+
+/// The lock of a run's replay machine. Dropping it releases the lock, then wakes the steps delivered
+/// meanwhile: a waker is user code (a combinator's) and may call back into the context.
+pub(crate) struct MachineGuard<'a> {
+    guard: Option<MutexGuard<'a, ReplayMachine<ActivityInvocation>>>,
+}
+
+impl std::ops::Deref for MachineGuard<'_> {
+    type Target = ReplayMachine<ActivityInvocation>;
+
+    fn deref(&self) -> &Self::Target {
+        match &self.guard {
+            Some(guard) => guard,
+            None => unreachable!("the guard is only taken by drop"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for MachineGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match &mut self.guard {
+            Some(guard) => guard,
+            None => unreachable!("the guard is only taken by drop"),
+        }
+    }
+}
+
+impl Drop for MachineGuard<'_> {
+    fn drop(&mut self) {
+        let woken = match self.guard.take() {
+            Some(mut guard) => guard.take_woken(),
+            None => return,
+        };
+        for waker in woken {
+            waker.wake();
+        }
     }
 }
 
@@ -265,6 +308,48 @@ impl WorkflowContext {
 
     /// Waits for the first of `branches` to finish; returns its index and output. The winner is
     /// journaled, so replay picks the same branch. Losers are dropped (see [`Select`]).
+    ///
+    /// All branches must have one type `F` (a `Vec<F>`). For two differently typed branches use
+    /// [`select2`](WorkflowContext::select2); for more, map each to one output type and box it:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::future::{BoxFuture, FutureExt};
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn quote(provider: String) -> Result<u64, ActivityError> { Ok(provider.len() as u64) }
+    ///
+    /// /// What ended the wait.
+    /// enum First {
+    ///     Quote(Result<u64, WorkflowError>),
+    ///     Cancelled(Result<String, WorkflowError>),
+    ///     Deadline(Result<(), WorkflowError>),
+    /// }
+    ///
+    /// #[workflow]
+    /// async fn best_quote(ctx: WorkflowContext, _input: ()) -> Result<u64, WorkflowError> {
+    ///     let branches: Vec<BoxFuture<'static, First>> = vec![
+    ///         Box::pin(ctx.call(quote, "acme".to_string()).map(First::Quote)),
+    ///         Box::pin(ctx.signal::<String>("cancel").map(First::Cancelled)),
+    ///         Box::pin(ctx.sleep(Duration::from_secs(60)).map(First::Deadline)),
+    ///     ];
+    ///     match ctx.select(branches).await.1 {
+    ///         First::Quote(price) => price,
+    ///         First::Cancelled(_) | First::Deadline(_) => Ok(0),
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(best_quote).register(quote).start().await?;
+    /// # assert_eq!(engine.start(best_quote, "q-1", ()).await?.result().await?, 4);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// `BoxFuture<'static, T>` is `Pin<Box<dyn Future<Output = T> + Send>>`; the boxes cost one allocation per
+    /// branch.
     pub fn select<F: Future + Unpin>(&self, branches: Vec<F>) -> Select<F> {
         Select::new(self.clone(), branches)
     }
@@ -457,29 +542,69 @@ impl WorkflowContext {
 
     /// Runs `produce` once and journals its value; replay returns the journaled value without running it.
     /// For small non-deterministic computations that need no retry (use an activity for I/O).
+    ///
+    /// `produce` must not use the context (no steps, `now()`, `random_u64()`, ... inside it): on replay
+    /// it does not run, so the steps it asked for would be missing. Doing so parks the run with
+    /// [`ParkReason::ContextInSideEffect`]; take such values before the closure and move them in.
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn ticket(ctx: WorkflowContext, _input: ()) -> Result<String, WorkflowError> {
+    ///     let seed = ctx.random_u64(); // outside the closure
+    ///     ctx.side_effect(move || format!("T-{}", seed % 1000))
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(ticket).start().await?;
+    /// # assert!(engine.start(ticket, "t-1", ()).await?.result().await?.starts_with("T-"));
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn side_effect<T: Payload>(&self, produce: impl FnOnce() -> T) -> Result<T, WorkflowError> {
         let codec = self.shared.codec;
-        let mut machine = self.shared.machine();
-        let recorded = machine.side_effect(SideEffectKind::Closure, || codec.encode(&produce()));
-        match recorded {
-            Ok(Some((step, bytes))) => match codec.decode(&bytes) {
-                Ok(value) => Ok(value),
+        let start = self
+            .shared
+            .machine()
+            .begin_side_effect(SideEffectKind::Closure);
+        // The machine is unlocked: `produce` and `T`'s serde impls are user code.
+        let (step, bytes) = match start {
+            SideEffectStart::Stopped => {
+                return Err(WorkflowError::Payload {
+                    step: self.shared.machine().steps_issued(),
+                    message: "the run is stopping".to_string(),
+                });
+            }
+            SideEffectStart::Recorded { step, value } => (step, value),
+            SideEffectStart::Fresh { step } => match codec.encode(&produce()) {
+                Ok(bytes) => {
+                    self.shared.machine().finish_side_effect(
+                        step,
+                        SideEffectKind::Closure,
+                        bytes.clone(),
+                    );
+                    (step, bytes)
+                }
                 Err(error) => {
-                    machine.fail(undecodable::<T>(step, &error));
-                    Err(WorkflowError::Payload {
+                    self.shared.machine().abort_side_effect(step);
+                    return Err(WorkflowError::Payload {
                         step,
                         message: error.to_string(),
-                    })
+                    });
                 }
             },
-            Ok(None) => Err(WorkflowError::Payload {
-                step: machine.steps_issued(),
-                message: "the run is stopping".to_string(),
-            }),
-            Err(error) => Err(WorkflowError::Payload {
-                step: machine.steps_issued(),
-                message: error.to_string(),
-            }),
+        };
+        match codec.decode(&bytes) {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                self.shared.machine().fail(undecodable::<T>(step, &error));
+                Err(WorkflowError::Payload {
+                    step,
+                    message: error.to_string(),
+                })
+            }
         }
     }
 
@@ -487,18 +612,21 @@ impl WorkflowContext {
     /// parked and `fresh` is returned; the driver stops the run before anything else happens.
     fn record<T: Payload + Copy>(&self, kind: SideEffectKind, fresh: T) -> T {
         let codec = self.shared.codec;
-        let mut machine = self.shared.machine();
-        match machine.side_effect(kind, || codec.encode(&fresh)) {
+        // Encoded before the lock is taken: no serde code runs under it.
+        let encoded = codec.encode(&fresh);
+        let recorded = self.shared.machine().side_effect(kind, || encoded);
+        match recorded {
             Ok(Some((step, bytes))) => match codec.decode(&bytes) {
                 Ok(value) => value,
                 Err(error) => {
-                    machine.fail(undecodable::<T>(step, &error));
+                    self.shared.machine().fail(undecodable::<T>(step, &error));
                     fresh
                 }
             },
             Ok(None) => fresh,
             Err(error) => {
                 // A `Copy` primitive always encodes; if not, park rather than diverge.
+                let mut machine = self.shared.machine();
                 let step = machine.steps_issued();
                 machine.fail(undecodable::<T>(step, &error));
                 fresh

@@ -52,6 +52,7 @@ pub struct EngineBuilder {
     durability: Durability,
     group_commit_window: Duration,
     spin_wait: Duration,
+    integrity_check: crate::store::IntegrityCheck,
     evict_after: Duration,
     max_resident_runs: usize,
     node: Option<String>,
@@ -84,6 +85,7 @@ impl EngineBuilder {
             durability: Durability::Full,
             group_commit_window: Duration::ZERO,
             spin_wait: SqliteOptions::default().spin_wait,
+            integrity_check: SqliteOptions::default().integrity_check,
             evict_after: Duration::from_secs(60),
             max_resident_runs: 1_000,
             node: None,
@@ -130,7 +132,8 @@ impl EngineBuilder {
     }
 
     /// The largest encoded payload (input, output, signal, error) accepted, in bytes. Default 4 MiB,
-    /// at most 64 MiB.
+    /// at most [`MAX_PAYLOAD_LIMIT`](crate::codec::MAX_PAYLOAD_LIMIT) (64 MiB): a larger value, or 0,
+    /// makes [`start`](EngineBuilder::start) fail with [`Error::Config`].
     pub fn payload_limit(mut self, bytes: usize) -> Self {
         self.payload_limit = bytes;
         self
@@ -173,6 +176,15 @@ impl EngineBuilder {
     /// ```
     pub fn spin_wait(mut self, spin: Duration) -> Self {
         self.spin_wait = spin;
+        self
+    }
+
+    /// How thoroughly an SQLite journal file is checked at start (default
+    /// [`IntegrityCheck::Quick`](crate::store::IntegrityCheck::Quick)): a damaged file makes
+    /// [`start`](EngineBuilder::start) fail with a corrupt-store error. See
+    /// [`IntegrityCheck`](crate::store::IntegrityCheck) for the cost.
+    pub fn integrity_check(mut self, check: crate::store::IntegrityCheck) -> Self {
+        self.integrity_check = check;
         self
     }
 
@@ -290,6 +302,15 @@ impl EngineBuilder {
                 message: "payload_limit must be at least 1 byte".to_string(),
             });
         }
+        if self.payload_limit > crate::codec::MAX_PAYLOAD_LIMIT {
+            return Err(Error::Config {
+                message: format!(
+                    "payload_limit {} bytes is above the largest a journal can decode, {} bytes (64 MiB)",
+                    self.payload_limit,
+                    crate::codec::MAX_PAYLOAD_LIMIT
+                ),
+            });
+        }
         let store: Arc<dyn Store> = match self.store {
             None => {
                 return Err(Error::Config {
@@ -304,6 +325,7 @@ impl EngineBuilder {
                     durability: self.durability,
                     group_commit_window: self.group_commit_window,
                     spin_wait: self.spin_wait,
+                    integrity_check: self.integrity_check,
                     ..SqliteOptions::default()
                 };
                 Arc::new(SqliteStore::open_with(options).await?)

@@ -681,6 +681,7 @@ impl Engine {
     ) -> Result<RunHandle<W::Output>, Error> {
         let _ = workflow;
         let workflow_id = workflow_id.into();
+        crate::limits::check_workflow_id(&workflow_id)?;
         let run = self.run_record(&workflow_id).await?;
         if run.workflow_name != W::NAME {
             return Err(Error::WrongWorkflowType {
@@ -711,6 +712,8 @@ impl Engine {
         name: &str,
         payload: T,
     ) -> Result<(), Error> {
+        crate::limits::check_workflow_id(workflow_id)?;
+        crate::limits::check_signal_name(name)?;
         let payload = self.codec().encode(&payload)?;
         match self
             .inner
@@ -848,6 +851,7 @@ impl Engine {
     /// # }
     /// ```
     pub async fn cancel(&self, workflow_id: &str, reason: &str) -> Result<(), Error> {
+        crate::limits::check_workflow_id(workflow_id)?;
         match self.inner.store.request_cancel(workflow_id, reason).await? {
             CancelOutcome::Requested => {
                 self.notify_driver(
@@ -874,6 +878,8 @@ impl Engine {
         workflow_id: &str,
         key: &str,
     ) -> Result<Option<T>, Error> {
+        crate::limits::check_workflow_id(workflow_id)?;
+        crate::limits::check_state_key(key)?;
         match self.inner.store.value(workflow_id, key).await? {
             Some(bytes) => Ok(Some(self.codec().decode(&bytes)?)),
             None => {
@@ -887,6 +893,8 @@ impl Engine {
     /// Waits until a run has published a value under `key` and returns it. Fails with
     /// [`Error::StateNeverSet`] if the run finishes without publishing it.
     pub async fn wait_state<T: Payload>(&self, workflow_id: &str, key: &str) -> Result<T, Error> {
+        crate::limits::check_workflow_id(workflow_id)?;
+        crate::limits::check_state_key(key)?;
         loop {
             let published = self.inner.state_published.notified();
             tokio::pin!(published);
@@ -918,6 +926,7 @@ impl Engine {
 
     /// The earlier runs of a workflow id that continued as new and are still kept (oldest first).
     pub async fn archived_runs(&self, workflow_id: &str) -> Result<Vec<ArchivedRun>, Error> {
+        crate::limits::check_workflow_id(workflow_id)?;
         Ok(self.inner.store.archived_runs(workflow_id).await?)
     }
 
@@ -959,6 +968,7 @@ impl Engine {
 
     /// The status of a run.
     pub async fn status(&self, workflow_id: &str) -> Result<RunStatus, Error> {
+        crate::limits::check_workflow_id(workflow_id)?;
         let run = self.run_record(workflow_id).await?;
         RunStatus::from_record(&run, self.codec())
     }

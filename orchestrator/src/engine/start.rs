@@ -1,8 +1,9 @@
 //! Starting a run: [`StartRun`], the options-carrying future `Engine::start` returns.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::{Engine, RunHandle};
@@ -12,7 +13,24 @@ use crate::error::Error;
 use crate::journal::History;
 use crate::store::{CreateOutcome, NewRun, RunRecord, RunState};
 
-/// A request to start a run, returned by [`Engine::start`]; `.await` it to start the run.
+/// A request to start a run, returned by [`Engine::start`]; `.await` it to start the run. It is a
+/// [`Future`], so many starts can be awaited together (`join_all`, `try_join_all`):
+///
+/// ```
+/// # use orchestrator::prelude::*;
+/// # #[workflow]
+/// # async fn report(ctx: WorkflowContext, _input: ()) -> Result<u32, WorkflowError> { Ok(1) }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), orchestrator::Error> {
+/// # let engine = Engine::builder().in_memory().register(report).start().await?;
+/// let starts = (0..3).map(|day| engine.start(report, format!("report-{day}"), ()));
+/// let runs = orchestrator::try_join_all(starts).await?;
+/// assert_eq!(runs.len(), 3);
+/// # engine.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+///
 ///
 /// ```
 /// # use orchestrator::prelude::*;
@@ -34,29 +52,49 @@ use crate::store::{CreateOutcome, NewRun, RunRecord, RunState};
 /// ```
 #[must_use = "a start request does nothing unless awaited"]
 pub struct StartRun<W: Workflow> {
+    request: Option<StartRequest<W>>,
+    running: Option<Pin<Box<dyn Future<Output = StartResult<W>> + Send>>>,
+}
+
+type StartResult<W> = Result<RunHandle<<W as Workflow>::Output>, Error>;
+
+/// What a start asks for, until its first poll.
+struct StartRequest<W: Workflow> {
     engine: Engine,
     workflow_id: String,
     input: W::Input,
     execution_timeout: Option<Duration>,
 }
 
+// No field is ever pinned in place: the request is moved into the boxed future on the first poll.
+impl<W: Workflow> Unpin for StartRun<W> {}
+
 impl<W: Workflow> std::fmt::Debug for StartRun<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StartRun")
-            .field("workflow", &W::NAME)
-            .field("workflow_id", &self.workflow_id)
-            .field("execution_timeout", &self.execution_timeout)
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("StartRun");
+        debug.field("workflow", &W::NAME);
+        if let Some(request) = &self.request {
+            debug
+                .field(
+                    "workflow_id",
+                    &crate::limits::IdDisplay(&request.workflow_id),
+                )
+                .field("execution_timeout", &request.execution_timeout);
+        }
+        debug.field("started", &self.running.is_some()).finish()
     }
 }
 
 impl<W: Workflow> StartRun<W> {
     pub(super) fn new(engine: Engine, workflow_id: String, input: W::Input) -> Self {
         StartRun {
-            engine,
-            workflow_id,
-            input,
-            execution_timeout: None,
+            request: Some(StartRequest {
+                engine,
+                workflow_id,
+                input,
+                execution_timeout: None,
+            }),
+            running: None,
         }
     }
 
@@ -64,11 +102,16 @@ impl<W: Workflow> StartRun<W> {
     /// interrupted like a cancellation, with [`WorkflowError::TimedOut`](crate::WorkflowError::TimedOut):
     /// compensations run and the run fails.
     pub fn execution_timeout(mut self, timeout: Duration) -> Self {
-        self.execution_timeout = Some(timeout);
+        if let Some(request) = &mut self.request {
+            request.execution_timeout = Some(timeout);
+        }
         self
     }
+}
 
+impl<W: Workflow> StartRequest<W> {
     async fn run(self) -> Result<RunHandle<W::Output>, Error> {
+        crate::limits::check_workflow_id(&self.workflow_id)?;
         let engine = self.engine;
         if engine.is_shutting_down() {
             return Err(Error::ShuttingDown);
@@ -163,11 +206,25 @@ impl<W: Workflow> StartRun<W> {
     }
 }
 
-impl<W: Workflow> IntoFuture for StartRun<W> {
+impl<W: Workflow> Future for StartRun<W> {
     type Output = Result<RunHandle<W::Output>, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(request) = this.request.take() {
+            this.running = Some(Box::pin(request.run()));
+        }
+        match &mut this.running {
+            Some(running) => {
+                let outcome = running.as_mut().poll(cx);
+                if outcome.is_ready() {
+                    this.running = None;
+                }
+                outcome
+            }
+            None => Poll::Ready(Err(Error::Config {
+                message: "a start request was polled after it completed".to_string(),
+            })),
+        }
     }
 }

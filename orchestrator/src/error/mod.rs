@@ -24,7 +24,7 @@ pub enum Error {
     Codec(#[from] CodecError),
     /// A workflow with this id already exists and is of another type.
     #[error(
-        "workflow id `{workflow_id}` is already used by a `{existing}` run (requested `{requested}`)"
+        "workflow id `{}` is already used by a `{existing}` run (requested `{requested}`)", crate::limits::IdDisplay(.workflow_id)
     )]
     WorkflowIdConflict {
         /// The contested workflow id.
@@ -49,19 +49,19 @@ pub enum Error {
         name: String,
     },
     /// No run with this workflow id exists.
-    #[error("no workflow with id `{workflow_id}`")]
+    #[error("no workflow with id `{}`", crate::limits::IdDisplay(.workflow_id))]
     NotFound {
         /// The workflow id looked up.
         workflow_id: String,
     },
     /// The run has already completed or failed, so it cannot take this request (e.g. a signal).
-    #[error("workflow `{workflow_id}` has already finished")]
+    #[error("workflow `{}` has already finished", crate::limits::IdDisplay(.workflow_id))]
     RunFinished {
         /// The finished run's workflow id.
         workflow_id: String,
     },
     /// The run was asked for with an output type other than its workflow's.
-    #[error("workflow `{workflow_id}` is a `{actual}` run, not a `{expected}` run")]
+    #[error("workflow `{}` is a `{actual}` run, not a `{expected}` run", crate::limits::IdDisplay(.workflow_id))]
     WrongWorkflowType {
         /// The run's workflow id.
         workflow_id: String,
@@ -71,7 +71,7 @@ pub enum Error {
         actual: String,
     },
     /// The workflow finished with an error.
-    #[error("workflow `{workflow_id}` failed: {error}")]
+    #[error("workflow `{}` failed: {error}", crate::limits::IdDisplay(.workflow_id))]
     WorkflowFailed {
         /// The failed run's workflow id.
         workflow_id: String,
@@ -80,7 +80,7 @@ pub enum Error {
         error: WorkflowError,
     },
     /// The run was parked and needs an operator (see [`ParkReason`]).
-    #[error("workflow `{workflow_id}` is parked: {reason}")]
+    #[error("workflow `{}` is parked: {reason}", crate::limits::IdDisplay(.workflow_id))]
     RunParked {
         /// The parked run's workflow id.
         workflow_id: String,
@@ -89,7 +89,7 @@ pub enum Error {
         reason: ParkReason,
     },
     /// The run finished without publishing the awaited state key.
-    #[error("workflow `{workflow_id}` finished without publishing `{key}`")]
+    #[error("workflow `{}` finished without publishing `{key}`", crate::limits::IdDisplay(.workflow_id))]
     StateNeverSet {
         /// The run's workflow id.
         workflow_id: String,
@@ -101,7 +101,7 @@ pub enum Error {
     /// journal with backoff, so asking for the result again later may succeed. Transient errors (busy,
     /// I/O) are retried without this error.
     #[error(
-        "workflow `{workflow_id}` stopped: {reason}; the engine revives it from its journal once the store works again"
+        "workflow `{}` stopped: {reason}; the engine revives it from its journal once the store works again", crate::limits::IdDisplay(.workflow_id)
     )]
     RunStopped {
         /// The run's workflow id.
@@ -117,5 +117,18 @@ pub enum Error {
     Config {
         /// What is wrong.
         message: String,
+    },
+    /// A workflow id, signal name or state key is longer than its limit (see
+    /// [`limits`](crate::limits)). Refused before the store is touched.
+    #[error("{kind} `{prefix}` is too long: {len} bytes, the limit is {max}")]
+    InvalidIdentifier {
+        /// Which identifier.
+        kind: crate::limits::IdentifierKind,
+        /// Its length in bytes.
+        len: usize,
+        /// The largest length accepted, in bytes.
+        max: usize,
+        /// The identifier, shortened to a prefix when long.
+        prefix: String,
     },
 }

@@ -193,4 +193,19 @@ pub enum ParkReason {
         /// How many attempts panicked.
         attempts: u32,
     },
+    /// The closure of a [`side_effect`](crate::WorkflowContext::side_effect) used the workflow
+    /// context (asked for a step, `now()`, `random_u64()`, a patch marker, ...). The closure does not
+    /// run on replay, so those steps would vanish and shift every later one: take the values before
+    /// the closure and move them in.
+    #[error(
+        "the closure of the side effect at step {side_effect} used the workflow context: it asked for {requested} (step {step}); use the context outside the closure"
+    )]
+    ContextInSideEffect {
+        /// The side effect whose closure was running.
+        side_effect: u32,
+        /// The step number the forbidden request received.
+        step: u32,
+        /// What was asked for (e.g. `side effect Random`).
+        requested: String,
+    },
 }

@@ -94,6 +94,23 @@ pub(crate) struct ReplayMachine<A> {
     /// Set while compensations run: interruptions no longer resolve steps.
     shielded: bool,
     failure: Option<ParkReason>,
+    /// The side effect whose closure (user code, run outside the machine's lock) is running: the
+    /// workflow must not ask for steps from inside it.
+    producing: Option<u32>,
+    /// Wakers of delivered steps, woken by the caller once it has released the machine (a waker is
+    /// user code: it may call back into the context).
+    woken: Vec<Waker>,
+}
+
+/// How a side effect starts: see [`ReplayMachine::begin_side_effect`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SideEffectStart {
+    /// The machine has failed: nothing is produced or recorded.
+    Stopped,
+    /// The journal holds the value: return it, do not produce it again.
+    Recorded { step: u32, value: Vec<u8> },
+    /// Produce the value, then hand it to [`ReplayMachine::finish_side_effect`].
+    Fresh { step: u32 },
 }
 
 impl<A> ReplayMachine<A> {
@@ -116,6 +133,8 @@ impl<A> ReplayMachine<A> {
             continue_as_new: None,
             shielded: false,
             failure: None,
+            producing: None,
+            woken: Vec::new(),
         }
     }
 
@@ -166,6 +185,7 @@ impl<A> ReplayMachine<A> {
     fn assign(&mut self, request: &StepRequest) -> u32 {
         let step = self.next_step;
         self.next_step += 1;
+        self.refuse_inside_side_effect(step, || request.to_string());
         let recorded = self
             .history
             .completion(step)
@@ -401,6 +421,7 @@ impl<A> ReplayMachine<A> {
     /// `false` when replaying a journal recorded before the change (no step is consumed).
     pub(crate) fn patched(&mut self, change_id: &str) -> bool {
         let step = self.next_step;
+        self.refuse_inside_side_effect(step, || format!("patch marker `{change_id}`"));
         let recorded = self
             .history
             .completion(step)
@@ -429,15 +450,39 @@ impl<A> ReplayMachine<A> {
     }
 
     /// The workflow asks for a non-deterministic value: the recorded one on replay, else `fresh`'s
-    /// (which is then recorded). `None` when the machine has failed.
+    /// (which is then recorded). `None` when the machine has failed. `fresh` runs under the caller's
+    /// lock of the machine, so it must be engine code (encoding a primitive); user closures go through
+    /// [`ReplayMachine::begin_side_effect`] instead.
     pub(crate) fn side_effect<E>(
         &mut self,
         kind: SideEffectKind,
         fresh: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Option<(u32, Vec<u8>)>, E> {
+        match self.begin_side_effect(kind) {
+            SideEffectStart::Stopped => Ok(None),
+            SideEffectStart::Recorded { step, value } => Ok(Some((step, value))),
+            SideEffectStart::Fresh { step } => match fresh() {
+                Ok(value) => {
+                    self.finish_side_effect(step, kind, value.clone());
+                    Ok(Some((step, value)))
+                }
+                Err(error) => {
+                    self.abort_side_effect(step);
+                    Err(error)
+                }
+            },
+        }
+    }
+
+    /// Numbers a side effect and returns its recorded value, or asks the caller to produce it. After
+    /// [`SideEffectStart::Fresh`], the caller releases the machine, produces the value (user code) and
+    /// calls [`ReplayMachine::finish_side_effect`] (or [`ReplayMachine::abort_side_effect`]); a step
+    /// asked for in between fails the run (the closure would not run on replay, so its steps would
+    /// shift every later step number).
+    pub(crate) fn begin_side_effect(&mut self, kind: SideEffectKind) -> SideEffectStart {
         let step = self.assign(&StepRequest::SideEffect { kind });
         if self.failure.is_some() {
-            return Ok(None);
+            return SideEffectStart::Stopped;
         }
         let recorded = self
             .history
@@ -448,23 +493,49 @@ impl<A> ReplayMachine<A> {
                 _ => None,
             });
         match recorded {
-            Some(value) => Ok(Some((step, value))),
+            Some(value) => SideEffectStart::Recorded { step, value },
             None => {
-                let value = fresh()?;
-                self.records.push(Event {
-                    step,
-                    body: EventBody::SideEffect {
-                        kind,
-                        value: value.clone(),
-                    },
-                });
-                Ok(Some((step, value)))
+                self.producing = Some(step);
+                SideEffectStart::Fresh { step }
             }
+        }
+    }
+
+    /// Records the value produced for the side effect `step` (see
+    /// [`ReplayMachine::begin_side_effect`]). Nothing is recorded if the machine failed meanwhile.
+    pub(crate) fn finish_side_effect(&mut self, step: u32, kind: SideEffectKind, value: Vec<u8>) {
+        self.abort_side_effect(step);
+        if self.failure.is_none() {
+            self.records.push(Event {
+                step,
+                body: EventBody::SideEffect { kind, value },
+            });
+        }
+    }
+
+    /// The value of side effect `step` could not be produced (it did not encode): nothing is recorded.
+    pub(crate) fn abort_side_effect(&mut self, step: u32) {
+        if self.producing == Some(step) {
+            self.producing = None;
+        }
+    }
+
+    /// Fails the run if a side effect's closure is running: `requested` (a step, a marker) was asked
+    /// for from inside it.
+    fn refuse_inside_side_effect(&mut self, step: u32, requested: impl FnOnce() -> String) {
+        if let Some(side_effect) = self.producing {
+            self.fail(ParkReason::ContextInSideEffect {
+                side_effect,
+                step,
+                requested: requested(),
+            });
         }
     }
 
     /// The workflow asks to end this run and start a fresh one with `input`.
     pub(crate) fn request_continue_as_new(&mut self, input: Vec<u8>) {
+        let step = self.next_step;
+        self.refuse_inside_side_effect(step, || "continue-as-new".to_string());
         self.continue_as_new = Some(input);
     }
 
@@ -504,31 +575,37 @@ impl<A> ReplayMachine<A> {
     }
 
     /// The outcome of `step` if it has been delivered (taken once); otherwise remembers `waker`.
-    pub(crate) fn poll_step(&mut self, step: u32, waker: &Waker) -> Option<EventBody> {
+    /// Also returns the waker no longer needed, for the caller to drop once it has released the
+    /// machine (a waker is user code).
+    pub(crate) fn poll_step(
+        &mut self,
+        step: u32,
+        waker: Waker,
+    ) -> (Option<EventBody>, Option<Waker>) {
         if self.failure.is_some() {
-            return None;
+            return (None, Some(waker));
         }
         match self.outcomes.remove(&step) {
             Some(outcome) => {
-                self.wakers.remove(&step);
-                Some(outcome)
+                let _registered = self.wakers.remove(&step);
+                (Some(outcome), Some(waker))
             }
-            None => {
-                self.wakers.insert(step, waker.clone());
-                None
-            }
+            None => (None, self.wakers.insert(step, waker)),
         }
     }
 
     /// The step future was dropped: stop waiting for it (its work is stopped, its outcome discarded).
-    pub(crate) fn abandon(&mut self, step: u32) {
+    /// Returns its waker, for the caller to drop once it has released the machine.
+    #[must_use = "the waker must be dropped outside the machine's lock"]
+    pub(crate) fn abandon(&mut self, step: u32) -> Option<Waker> {
         self.outcomes.remove(&step);
-        self.wakers.remove(&step);
+        let waker = self.wakers.remove(&step);
         if self.waiting.remove(&step) {
             self.commands.retain(|command| command.step() != step);
             self.abandoned.push(step);
             self.discarded.insert(step);
         }
+        waker
     }
 
     /// Commands to execute, in the order they were issued. Empty while replaying: what is still
@@ -636,9 +713,13 @@ impl<A> ReplayMachine<A> {
     fn deliver(&mut self, step: u32, outcome: EventBody) {
         self.waiting.remove(&step);
         self.outcomes.insert(step, outcome);
-        if let Some(waker) = self.wakers.remove(&step) {
-            waker.wake();
-        }
+        self.woken.extend(self.wakers.remove(&step));
+    }
+
+    /// The wakers of the steps delivered since the last call, for the caller to wake once it has
+    /// released the machine (waker code must not run under the machine's lock).
+    pub(crate) fn take_woken(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.woken)
     }
 }
 

@@ -7,7 +7,7 @@
 mod machine;
 mod step;
 
-pub(crate) use machine::{ActivityResume, Command, ReplayMachine};
+pub(crate) use machine::{ActivityResume, Command, ReplayMachine, SideEffectStart};
 
 #[cfg(test)]
 mod tests;

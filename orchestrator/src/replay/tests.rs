@@ -5,7 +5,7 @@
 use std::task::Waker;
 use std::time::Duration;
 
-use super::{Command, ReplayMachine};
+use super::{Command, ReplayMachine, SideEffectStart};
 use crate::error::{ActivityError, ParkReason};
 use crate::journal::{Event, EventBody, History, Interrupt, SideEffectKind};
 
@@ -39,11 +39,11 @@ fn a_journaled_step_is_returned_without_a_command() {
         "a journaled step must not run again"
     );
     assert!(
-        m.poll_step(1, &noop()).is_none(),
+        m.poll_step(1, noop()).0.is_none(),
         "not delivered before its turn"
     );
     assert!(m.replay_next());
-    match m.poll_step(1, &noop()) {
+    match m.poll_step(1, noop()).0 {
         Some(EventBody::ActivityCompleted { result, .. }) => assert_eq!(result.unwrap(), b"out"),
         other => panic!("unexpected {other:?}"),
     }
@@ -125,10 +125,10 @@ fn completions_replay_in_journal_order_not_step_order() {
     m.issue_activity("a", 1, ());
     m.issue_activity("b", 2, ());
     assert!(m.replay_next());
-    assert!(m.poll_step(1, &noop()).is_none());
-    assert!(m.poll_step(2, &noop()).is_some());
+    assert!(m.poll_step(1, noop()).0.is_none());
+    assert!(m.poll_step(2, noop()).0.is_some());
     assert!(m.replay_next());
-    assert!(m.poll_step(1, &noop()).is_some());
+    assert!(m.poll_step(1, noop()).0.is_some());
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn an_interruption_resolves_every_waiting_step_and_abandons_its_work() {
     });
     for step in [1, 2] {
         assert!(matches!(
-            m.poll_step(step, &noop()),
+            m.poll_step(step, noop()).0,
             Some(EventBody::Interrupted { .. })
         ));
     }
@@ -294,7 +294,7 @@ fn an_interruption_with_nothing_waiting_is_observed_by_the_next_step() {
     m.issue_timer(Duration::from_secs(1), 0);
     assert!(m.take_commands().is_empty(), "the step is already resolved");
     assert!(matches!(
-        m.poll_step(1, &noop()),
+        m.poll_step(1, noop()).0,
         Some(EventBody::Interrupted { .. })
     ));
 }
@@ -304,11 +304,11 @@ fn a_journaled_interruption_replays_at_its_place_in_the_order() {
     let mut m = machine(vec![completed(1, "a", 1, b""), interrupted("stop")]);
     m.issue_activity("a", 1, ());
     assert!(m.replay_next());
-    assert!(m.poll_step(1, &noop()).is_some());
+    assert!(m.poll_step(1, noop()).0.is_some());
     m.issue_activity("b", 2, ());
     assert!(m.replay_next(), "the interruption is delivered");
     assert!(matches!(
-        m.poll_step(2, &noop()),
+        m.poll_step(2, noop()).0,
         Some(EventBody::Interrupted { .. })
     ));
     assert!(m.take_commands().is_empty(), "step 2 never runs");
@@ -322,7 +322,7 @@ fn a_shielded_machine_ignores_interruptions() {
     m.interrupt(Interrupt::Cancelled {
         reason: "late".to_string(),
     });
-    assert!(m.poll_step(1, &noop()).is_none());
+    assert!(m.poll_step(1, noop()).0.is_none());
     assert_eq!(m.take_commands().len(), 1);
 }
 
@@ -330,7 +330,7 @@ fn a_shielded_machine_ignores_interruptions() {
 fn an_abandoned_step_drops_its_command_and_outcome() {
     let mut m = machine(Vec::new());
     m.issue_signal("x".to_string(), None, 0);
-    m.abandon(1);
+    let _waker = m.abandon(1);
     assert!(m.take_commands().is_empty());
     assert_eq!(m.take_abandoned(), vec![1]);
     m.resolve(
@@ -339,7 +339,7 @@ fn an_abandoned_step_drops_its_command_and_outcome() {
             name: "x".to_string(),
         },
     );
-    assert!(m.poll_step(1, &noop()).is_none());
+    assert!(m.poll_step(1, noop()).0.is_none());
 }
 
 #[test]
@@ -406,9 +406,9 @@ fn a_completion_of_a_step_the_code_dropped_is_skipped_on_replay() {
     m.issue_activity("a", 1, ());
     m.issue_activity("b", 2, ());
     assert!(m.replay_next());
-    assert!(m.poll_step(2, &noop()).is_some());
+    assert!(m.poll_step(2, noop()).0.is_some());
     // The select picks b and drops a.
-    m.abandon(1);
+    let _waker = m.abandon(1);
     assert!(
         m.replay_next(),
         "a's completion is skipped, not a nondeterminism"
@@ -416,4 +416,50 @@ fn a_completion_of_a_step_the_code_dropped_is_skipped_on_replay() {
     assert!(m.failure().is_none());
     assert!(!m.is_replaying());
     assert!(m.unreached_history().is_none());
+}
+
+#[test]
+fn a_step_asked_for_while_a_side_effect_is_produced_fails_the_run() {
+    let mut m = machine(Vec::new());
+    let SideEffectStart::Fresh { step } = m.begin_side_effect(SideEffectKind::Closure) else {
+        panic!("a new side effect is produced");
+    };
+    let _ = m.side_effect::<()>(SideEffectKind::Random, || Ok(vec![1]));
+    m.finish_side_effect(step, SideEffectKind::Closure, vec![2]);
+    assert_eq!(
+        m.failure(),
+        Some(&ParkReason::ContextInSideEffect {
+            side_effect: 1,
+            step: 2,
+            requested: "side effect Random".to_string(),
+        })
+    );
+    assert!(m.take_records().is_empty(), "nothing is journaled");
+}
+
+#[test]
+fn a_finished_side_effect_lets_later_steps_through() {
+    let mut m = machine(Vec::new());
+    let SideEffectStart::Fresh { step } = m.begin_side_effect(SideEffectKind::Closure) else {
+        panic!("a new side effect is produced");
+    };
+    m.finish_side_effect(step, SideEffectKind::Closure, vec![2]);
+    assert!(m.patched("after"));
+    assert_eq!(m.failure(), None);
+    assert_eq!(m.take_records().len(), 2);
+}
+
+#[test]
+fn a_delivered_step_is_woken_only_when_the_caller_asks() {
+    let mut m = machine(Vec::new());
+    let step = m.issue_timer(Duration::from_secs(1), 0);
+    let (outcome, unused) = m.poll_step(step, noop());
+    assert!(outcome.is_none() && unused.is_none());
+    m.resolve(step, EventBody::TimerFired);
+    assert_eq!(
+        m.take_woken().len(),
+        1,
+        "the waker is handed back, not woken"
+    );
+    assert!(m.take_woken().is_empty());
 }

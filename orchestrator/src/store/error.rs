@@ -99,6 +99,15 @@ pub enum StoreError {
         /// The database's message.
         message: String,
     },
+    /// The journal's path cannot be opened: its directory is missing or access is denied. Not
+    /// retryable: fix the path or its permissions.
+    #[error("cannot open the journal `{path}`: {problem}")]
+    Inaccessible {
+        /// The journal's path.
+        path: String,
+        /// What is wrong with it.
+        problem: AccessProblem,
+    },
     /// An operating-system I/O error.
     #[error("I/O error during {operation}: {message}")]
     Io {
@@ -155,5 +164,24 @@ impl StoreError {
             self,
             StoreError::Busy { .. } | StoreError::Io { .. } | StoreError::TooManyConnections { .. }
         )
+    }
+}
+
+/// Why a journal's path cannot be opened ([`StoreError::Inaccessible`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessProblem {
+    /// The process may not read or write the file or its directory (or the file system is read-only).
+    PermissionDenied,
+    /// The directory that should hold the journal does not exist (or is not a directory).
+    MissingDirectory,
+}
+
+impl std::fmt::Display for AccessProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AccessProblem::PermissionDenied => "permission denied",
+            AccessProblem::MissingDirectory => "its directory does not exist",
+        })
     }
 }

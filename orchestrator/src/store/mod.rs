@@ -12,14 +12,14 @@ pub mod sqlite;
 #[cfg(feature = "store-testkit")]
 pub mod testkit;
 
-pub use error::StoreError;
+pub use error::{AccessProblem, StoreError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{
     ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, NewEvent, NewRun, RunPage,
     RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
 };
-pub use sqlite::{Durability, SqliteExecution, SqliteOptions, SqliteStore};
+pub use sqlite::{Durability, IntegrityCheck, SqliteExecution, SqliteOptions, SqliteStore};
 
 /// A durable journal backend.
 ///

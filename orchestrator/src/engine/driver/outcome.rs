@@ -11,6 +11,12 @@ impl Driver {
         &mut self,
         result: Result<Vec<u8>, WorkflowError>,
     ) -> Result<DriverExit, StoreError> {
+        // A failure raised on the body's last poll (a damaged record, the context used inside a side
+        // effect's closure) wins over the result it returned.
+        let failure = self.shared.machine().failure().cloned();
+        if let Some(reason) = failure {
+            return self.park(reason).await;
+        }
         let unreached = self.shared.machine().unreached_history();
         if let Some(error) = unreached {
             return self.park(ParkReason::NonDeterminism(error)).await;

@@ -8,7 +8,11 @@
 //! ([`SqliteStore::open_read_only`]) has only a read connection and refuses writes. Statements are
 //! prepared once and cached; parameters are always bound.
 
+mod access;
 mod errors;
+mod integrity;
+
+pub use integrity::IntegrityCheck;
 mod inline;
 mod ownership;
 mod queries;
@@ -159,6 +163,9 @@ pub struct SqliteOptions {
     /// Open the file for reading only (see [`SqliteStore::open_read_only`]): no ownership lock, no
     /// migrations, and every write fails with [`StoreError::ReadOnly`]. Needs a `path`.
     pub read_only: bool,
+    /// How thoroughly the file is checked when it is opened (see [`IntegrityCheck`]; default
+    /// [`IntegrityCheck::Quick`]). A damaged file is refused with [`StoreError::Corrupt`].
+    pub integrity_check: IntegrityCheck,
 }
 
 impl Default for SqliteOptions {
@@ -171,6 +178,7 @@ impl Default for SqliteOptions {
             execution: SqliteExecution::Threads,
             spin_wait: Duration::from_millis(1),
             read_only: false,
+            integrity_check: IntegrityCheck::Quick,
         }
     }
 }
@@ -250,6 +258,9 @@ impl SqliteStore {
 
     /// Opens a journal with explicit options.
     pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(path) = &options.path {
+            access::check(path, options.read_only)?;
+        }
         let execution = match (options.read_only, options.execution) {
             (false, SqliteExecution::Threads) => open_threads(&options).await?,
             (false, SqliteExecution::Inline) => {
@@ -442,6 +453,10 @@ fn open_writer(options: &SqliteOptions) -> Result<Connection, StoreError> {
     };
     conn.busy_timeout(options.busy_timeout)
         .during("setting the busy timeout")?;
+    if options.path.is_some() {
+        // Before the schema is read, so damage anywhere in the file is reported as such.
+        integrity::check(&conn, options.integrity_check, &label)?;
+    }
     schema::prepare(&mut conn, &label)?;
     if options.path.is_some() {
         let mode: String = conn
