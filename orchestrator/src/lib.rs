@@ -51,7 +51,8 @@
 //! | concurrency inside a workflow | [`join_all`], `futures::join!` (re-exported in the prelude) |
 //! | retries and timeouts | [`RetryPolicy`], [`ActivityOptions`] |
 //! | starting, signalling, awaiting runs | [`Engine`], [`EngineBuilder`], [`RunHandle`] |
-//! | errors | [`Error`], [`WorkflowError`], [`ActivityError`], [`ParkReason`] |
+//! | errors, `?` in activities, failure codes | [`Error`], [`WorkflowError`], [`ActivityError`], [`ActivityResultExt`], [`ParkReason`] |
+//! | replay-aware logging | [`logging`], [`WorkflowContext::is_replaying`] |
 //! | the journal and its encoding | [`journal`], [`codec`] |
 //! | storage backends | [`store`] |
 //!
@@ -66,6 +67,7 @@ mod definition;
 mod engine;
 mod error;
 pub mod journal;
+pub mod logging;
 pub mod prelude;
 mod replay;
 mod retry;
