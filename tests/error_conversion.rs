@@ -50,12 +50,14 @@ struct Declined {
 #[activity(retry(max_attempts = 5, backoff = "5ms..5ms"))]
 async fn charge(key: String) -> Result<u64, ActivityError> {
     bump(&key);
-    Err(ActivityError::failure("card_declined", "the issuer declined the card").with_details(
-        &Declined {
-            reason: "insufficient funds".into(),
-            retry_after_days: 3,
-        },
-    ))
+    Err(
+        ActivityError::failure("card_declined", "the issuer declined the card").with_details(
+            &Declined {
+                reason: "insufficient funds".into(),
+                retry_after_days: 3,
+            },
+        ),
+    )
 }
 
 #[workflow]

@@ -130,8 +130,16 @@ async fn workflow_log_lines_are_emitted_once_across_a_restart() {
     // The code before and between ran again on replay...
     assert_eq!(count(&format!("{key}/before")), 2);
     assert_eq!(count(&format!("{key}/between")), 2);
-    assert_eq!(count(&format!("{key}/replaying-before")), 1, "the replay knew it replayed");
-    assert_eq!(count(&format!("{key}/replaying-after")), 0, "live code is not replaying");
+    assert_eq!(
+        count(&format!("{key}/replaying-before")),
+        1,
+        "the replay knew it replayed"
+    );
+    assert_eq!(
+        count(&format!("{key}/replaying-after")),
+        0,
+        "live code is not replaying"
+    );
     // ...but each line was logged once.
     assert_eq!(captured("before"), 1);
     assert_eq!(captured("between"), 1);

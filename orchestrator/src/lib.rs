@@ -81,7 +81,9 @@ pub use definition::{
     Registration, Workflow,
 };
 pub use engine::{Engine, EngineBuilder, RunHandle, RunStatus, StartRun};
-pub use error::{ActivityError, ActivityResultExt, Error, NonDeterminismError, ParkReason, WorkflowError};
+pub use error::{
+    ActivityError, ActivityResultExt, Error, NonDeterminismError, ParkReason, WorkflowError,
+};
 pub use futures::future::{Either, join_all, try_join_all};
 pub use orchestrator_macros::{activity, workflow};
 pub use retry::{RetryPolicy, RetryPolicyBuilder};

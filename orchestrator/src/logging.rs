@@ -50,9 +50,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tracing::span::{Attributes, Id, Record};
-use tracing_core::span::Current;
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
+use tracing_core::span::Current;
 
 use crate::context::WorkflowContext;
 

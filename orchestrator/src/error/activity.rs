@@ -445,7 +445,10 @@ mod tests {
 
     #[test]
     fn strings_convert_retryable() {
-        assert_eq!(ActivityError::from("busy"), ActivityError::retryable("busy"));
+        assert_eq!(
+            ActivityError::from("busy"),
+            ActivityError::retryable("busy")
+        );
         assert_eq!(
             ActivityError::from(String::from("busy")),
             ActivityError::retryable("busy")
@@ -460,7 +463,10 @@ mod tests {
 
     #[test]
     fn non_retryable_keeps_the_code_and_message() {
-        let result: Result<(), _> = Err(ActivityError::retryable_failure("rate_limited", "slow down"));
+        let result: Result<(), _> = Err(ActivityError::retryable_failure(
+            "rate_limited",
+            "slow down",
+        ));
         let error = result.non_retryable().unwrap_err();
         assert_eq!(error.code(), Some("rate_limited"));
         assert!(!error.is_retryable());
@@ -475,7 +481,10 @@ mod tests {
     fn failure_codes_keep_the_message() {
         let result: Result<(), _> = Err(io_error());
         let error = result.failure("forbidden").unwrap_err();
-        assert_eq!(error.to_string(), "forbidden: permission denied (not retryable)");
+        assert_eq!(
+            error.to_string(),
+            "forbidden: permission denied (not retryable)"
+        );
     }
 
     #[test]

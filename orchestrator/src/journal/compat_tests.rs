@@ -20,8 +20,8 @@ fn an_old_activity_completion_with_an_error_decodes() {
     // ActivityCompleted { name: "charge", input_fingerprint: 7, attempts: 3,
     //                     result: Err(NonRetryable { message: "declined" }) }
     let bytes = [
-        0, 6, b'c', b'h', b'a', b'r', b'g', b'e', 7, 3, 1, 1, 8, b'd', b'e', b'c', b'l', b'i', b'n',
-        b'e', b'd',
+        0, 6, b'c', b'h', b'a', b'r', b'g', b'e', 7, 3, 1, 1, 8, b'd', b'e', b'c', b'l', b'i',
+        b'n', b'e', b'd',
     ];
     let expected = EventBody::ActivityCompleted {
         name: "charge".into(),
