@@ -82,7 +82,8 @@ pub use definition::{
 };
 pub use engine::{Engine, EngineBuilder, RunHandle, RunStatus, StartRun};
 pub use error::{
-    ActivityError, ActivityResultExt, Error, NonDeterminismError, ParkReason, WorkflowError,
+    ActivityError, ActivityFailure, ActivityResultExt, Error, NonDeterminismError, ParkReason,
+    WorkflowError,
 };
 pub use futures::future::{Either, join_all, try_join_all};
 pub use orchestrator_macros::{activity, workflow};

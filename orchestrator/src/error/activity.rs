@@ -97,17 +97,38 @@ pub enum ActivityError {
         /// The codec's description of the problem.
         message: String,
     },
-    /// A failure with a code the caller can match (see [`ActivityError::failure`]).
-    Failure {
-        /// A stable, machine-readable code, e.g. `card_declined`.
-        code: String,
-        /// What went wrong, for people.
-        message: String,
-        /// Encoded details (see [`ActivityError::with_details`] and [`ActivityError::details`]).
-        details: Option<Vec<u8>>,
-        /// Whether the engine may try again (`false` unless made retryable).
-        retryable: bool,
-    },
+    /// A failure with a code the caller can match (see [`ActivityError::failure`]). Boxed, so that
+    /// the error (and every `Result` carrying it) stays small.
+    Failure(Box<ActivityFailure>),
+}
+
+/// The contents of [`ActivityError::Failure`]: a business failure with a code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ActivityFailure {
+    /// A stable, machine-readable code, e.g. `card_declined`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Encoded details (see [`ActivityError::with_details`] and [`ActivityError::details`]).
+    pub details: Option<Vec<u8>>,
+    /// Whether the engine may try again (`false` unless made retryable).
+    pub retryable: bool,
+}
+
+/// A coded failure.
+fn coded(
+    code: String,
+    message: String,
+    details: Option<Vec<u8>>,
+    retryable: bool,
+) -> ActivityError {
+    ActivityError::Failure(Box::new(ActivityFailure {
+        code,
+        message,
+        details,
+        retryable,
+    }))
 }
 
 impl ActivityError {
@@ -128,22 +149,12 @@ impl ActivityError {
     /// A business failure with a stable `code` the caller can match: it ends the step at once (make it
     /// retryable with [`ActivityError::retryable_failure`] if needed).
     pub fn failure(code: impl Into<String>, message: impl Display) -> Self {
-        ActivityError::Failure {
-            code: code.into(),
-            message: message.to_string(),
-            details: None,
-            retryable: false,
-        }
+        coded(code.into(), message.to_string(), None, false)
     }
 
     /// A failure with a `code`, like [`ActivityError::failure`], that the engine retries.
     pub fn retryable_failure(code: impl Into<String>, message: impl Display) -> Self {
-        ActivityError::Failure {
-            code: code.into(),
-            message: message.to_string(),
-            details: None,
-            retryable: true,
-        }
+        coded(code.into(), message.to_string(), None, true)
     }
 
     /// This failure with typed `details` attached, journaled with it and read back with
@@ -153,25 +164,15 @@ impl ActivityError {
     #[must_use]
     pub fn with_details<T: Serialize + ?Sized>(self, details: &T) -> Self {
         match self {
-            ActivityError::Failure {
-                code,
-                mut message,
-                retryable,
-                ..
-            } => {
-                let details = match Codec::default().encode(details) {
-                    Ok(bytes) => Some(bytes),
+            ActivityError::Failure(mut failure) => {
+                match Codec::default().encode(details) {
+                    Ok(bytes) => failure.details = Some(bytes),
                     Err(error) => {
-                        message = format!("{message} (details dropped: {error})");
-                        None
+                        failure.message = format!("{} (details dropped: {error})", failure.message);
+                        failure.details = None;
                     }
-                };
-                ActivityError::Failure {
-                    code,
-                    message,
-                    details,
-                    retryable,
                 }
+                ActivityError::Failure(failure)
             }
             other => other,
         }
@@ -180,7 +181,7 @@ impl ActivityError {
     /// The failure's code, if it was made with [`ActivityError::failure`].
     pub fn code(&self) -> Option<&str> {
         match self {
-            ActivityError::Failure { code, .. } => Some(code),
+            ActivityError::Failure(failure) => Some(&failure.code),
             _ => None,
         }
     }
@@ -188,10 +189,10 @@ impl ActivityError {
     /// The failure's details decoded as a `T`: `None` when it has none, `Err` when they are not a `T`.
     pub fn details<T: DeserializeOwned>(&self) -> Option<Result<T, CodecError>> {
         match self {
-            ActivityError::Failure {
-                details: Some(bytes),
-                ..
-            } => Some(Codec::default().decode(bytes)),
+            ActivityError::Failure(failure) => failure
+                .details
+                .as_ref()
+                .map(|bytes| Codec::default().decode(bytes)),
             _ => None,
         }
     }
@@ -200,17 +201,10 @@ impl ActivityError {
     #[must_use]
     pub fn into_non_retryable(self) -> Self {
         match self {
-            ActivityError::Failure {
-                code,
-                message,
-                details,
-                ..
-            } => ActivityError::Failure {
-                code,
-                message,
-                details,
-                retryable: false,
-            },
+            ActivityError::Failure(mut failure) => {
+                failure.retryable = false;
+                ActivityError::Failure(failure)
+            }
             ActivityError::Retryable { message } | ActivityError::Panicked { message } => {
                 ActivityError::NonRetryable { message }
             }
@@ -261,12 +255,13 @@ impl ActivityError {
             ActivityError::Payload { message } => ActivityError::Payload {
                 message: cut(message, max),
             },
-            ActivityError::Failure {
-                code,
-                message,
-                details,
-                retryable,
-            } => {
+            ActivityError::Failure(failure) => {
+                let ActivityFailure {
+                    code,
+                    message,
+                    details,
+                    retryable,
+                } = *failure;
                 // Code, message and details share the budget: a third each at most.
                 let third = max / 3;
                 let (message, details) = match details {
@@ -276,12 +271,7 @@ impl ActivityError {
                     ),
                     details => (message, details),
                 };
-                ActivityError::Failure {
-                    code: cut(code, third),
-                    message: cut(message, third),
-                    details,
-                    retryable,
-                }
+                coded(cut(code, third), cut(message, third), details, retryable)
             }
             other => other,
         }
@@ -291,7 +281,7 @@ impl ActivityError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ActivityError::NonRetryable { .. } | ActivityError::Payload { .. } => false,
-            ActivityError::Failure { retryable, .. } => *retryable,
+            ActivityError::Failure(failure) => failure.retryable,
             _ => true,
         }
     }
@@ -305,14 +295,9 @@ impl Display for ActivityError {
             ActivityError::Timeout { timeout } => write!(f, "attempt timed out after {timeout:?}"),
             ActivityError::Panicked { message } => write!(f, "activity panicked: {message}"),
             ActivityError::Payload { message } => write!(f, "activity payload error: {message}"),
-            ActivityError::Failure {
-                code,
-                message,
-                retryable,
-                ..
-            } => {
-                write!(f, "{code}: {message}")?;
-                if !retryable {
+            ActivityError::Failure(failure) => {
+                write!(f, "{}: {}", failure.code, failure.message)?;
+                if !failure.retryable {
                     write!(f, " (not retryable)")?;
                 }
                 Ok(())
@@ -403,14 +388,11 @@ impl<T, E: Into<ActivityError>> ActivityResultExt<T> for Result<T, E> {
 
     fn failure(self, code: impl Into<String>) -> Result<T, ActivityError> {
         self.map_err(|error| match error.into() {
-            ActivityError::Failure {
-                message, details, ..
-            } => ActivityError::Failure {
-                code: code.into(),
-                message,
-                details,
-                retryable: false,
-            },
+            ActivityError::Failure(mut failure) => {
+                failure.code = code.into();
+                failure.retryable = false;
+                ActivityError::Failure(failure)
+            }
             ActivityError::Retryable { message } | ActivityError::NonRetryable { message } => {
                 ActivityError::failure(code, message)
             }

@@ -3,7 +3,7 @@
 mod activity;
 mod workflow;
 
-pub use activity::{ActivityError, ActivityResultExt};
+pub use activity::{ActivityError, ActivityFailure, ActivityResultExt};
 pub use workflow::{NonDeterminismError, ParkReason, WorkflowError};
 
 use serde::de::DeserializeOwned;
