@@ -76,7 +76,7 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// #[activity(timeout = "10s", retry(max_attempts = 5, backoff = "200ms..30s"))]
 /// pub async fn charge_card(ctx: ActivityContext, card: Card, cents: u64) -> Result<ChargeId, ActivityError> {
-///     payments::charge(&card, cents).await.map_err(ActivityError::retryable)
+///     Ok(payments::charge(&card, cents).await?) // any error converts (retryable); `.non_retryable()?` fails at once
 /// }
 ///
 /// // In a workflow: ctx.call(charge_card, (card, 1_999)).await?
