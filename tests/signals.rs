@@ -338,6 +338,42 @@ async fn signalling_an_unknown_or_finished_run_is_a_clear_error() {
 
 // ---------------------------------------------------------------------------------------------------
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_handle_signals_and_cancels_its_run() {
+    let db = TestDb::new();
+    let engine = db.builder().register(wants_a_number).start().await.unwrap();
+    let answered = engine
+        .start(wants_a_number, "handle-signal", ())
+        .await
+        .unwrap();
+    answered.signal("number", 42u64).await.unwrap();
+    assert_eq!(finish(&answered).await.unwrap(), 42);
+    assert!(matches!(
+        answered.signal("number", 1u64).await,
+        Err(Error::RunFinished { .. })
+    ));
+
+    let cancelled = engine
+        .start(wants_a_number, "handle-cancel", ())
+        .await
+        .unwrap();
+    cancelled.cancel("no longer needed").await.unwrap();
+    match finish(&cancelled).await.unwrap_err() {
+        Error::WorkflowFailed {
+            error: WorkflowError::Cancelled { reason },
+            ..
+        } => assert_eq!(reason, "no longer needed"),
+        other => panic!("expected a cancelled run, got {other:?}"),
+    }
+    assert!(matches!(
+        cancelled.cancel("again").await,
+        Err(Error::RunFinished { .. })
+    ));
+    stop(engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
 #[workflow]
 async fn wants_a_number(ctx: WorkflowContext, _: ()) -> Result<u64, WorkflowError> {
     ctx.signal::<u64>("number").await

@@ -266,6 +266,14 @@ impl<'a> Attributes<'a> {
     }
 }
 
+/// The expansion followed by `error` as `compile_error!`s: the function stays usable, so a wrong
+/// option is reported once rather than again at every use of the function.
+pub(crate) fn expansion_with_error(expansion: TokenStream, error: syn::Error) -> TokenStream {
+    let mut tokens = expansion;
+    tokens.extend(error.into_compile_error());
+    tokens
+}
+
 /// The user's item unchanged, followed by `error` as `compile_error!`s, so that one bad option does not
 /// also break every use of the function (and IDEs keep working).
 pub(crate) fn item_with_error(item: TokenStream, error: syn::Error) -> TokenStream {

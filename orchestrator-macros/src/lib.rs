@@ -8,8 +8,10 @@
 //! `ctx.call(charge_card, ..)`, `.register(checkout)`. The function itself stays callable as
 //! `checkout::invoke(..)`, outside the engine.
 //!
-//! Mistakes are reported as compile errors on the offending tokens; the annotated function is still
-//! emitted unchanged next to the errors, so the rest of the crate keeps type-checking.
+//! Mistakes are reported as compile errors on the offending tokens. A wrong attribute argument still
+//! expands the function (that option keeps its default), so only the real error shows; when the
+//! function's signature is wrong, the function is emitted unchanged next to the errors, so the rest of
+//! the crate keeps type-checking.
 //!
 //! The crate is organised like `tracing-attributes`: `parse` checks the arguments and the signature into
 //! a model, `duration` reads duration literals such as `"200ms"`, and `expand` generates the code.
@@ -74,7 +76,7 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// #[activity(timeout = "10s", retry(max_attempts = 5, backoff = "200ms..30s"))]
 /// pub async fn charge_card(ctx: ActivityContext, card: Card, cents: u64) -> Result<ChargeId, ActivityError> {
-///     payments::charge(&card, cents).await.map_err(ActivityError::retryable)
+///     Ok(payments::charge(&card, cents).await?) // any error converts (retryable); `.non_retryable()?` fails at once
 /// }
 ///
 /// // In a workflow: ctx.call(charge_card, (card, 1_999)).await?
@@ -108,12 +110,23 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
     entry(Kind::Activity, args, item)
 }
 
-/// Parses and expands, or re-emits the item unchanged with the errors.
+/// Parses and expands, appending any error; re-emits the item unchanged with the errors when the
+/// function itself cannot be expanded. A wrong argument still expands (with that option's default),
+/// like `#[tokio::main]`, so the user sees the one real error and not its echo at every call site.
 fn entry(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
-    match parse::parse(kind, args.into(), item.clone()) {
-        Ok(model) => expand::expand(model),
-        Err(error) => expand::item_with_error(item, error),
+    let parse::Parsed { model, error } = parse::parse_lenient(kind, args.into(), item.clone());
+    match (model, error) {
+        (Some(model), None) => expand::expand(model),
+        (Some(model), Some(error)) => expand::expansion_with_error(expand::expand(model), error),
+        (None, Some(error)) => expand::item_with_error(item, error),
+        (None, None) => expand::item_with_error(
+            item,
+            syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "internal error in orchestrator-macros",
+            ),
+        ),
     }
     .into()
 }

@@ -51,7 +51,8 @@
 //! | concurrency inside a workflow | [`join_all`], `futures::join!` (re-exported in the prelude) |
 //! | retries and timeouts | [`RetryPolicy`], [`ActivityOptions`] |
 //! | starting, signalling, awaiting runs | [`Engine`], [`EngineBuilder`], [`RunHandle`] |
-//! | errors | [`Error`], [`WorkflowError`], [`ActivityError`], [`ParkReason`] |
+//! | errors, `?` in activities, failure codes | [`Error`], [`WorkflowError`], [`ActivityError`], [`ActivityResultExt`], [`ParkReason`] |
+//! | replay-aware logging | [`logging`], [`WorkflowContext::is_replaying`] |
 //! | the journal and its encoding | [`journal`], [`codec`] |
 //! | storage backends | [`store`] |
 //!
@@ -67,6 +68,7 @@ mod engine;
 mod error;
 pub mod journal;
 pub mod limits;
+pub mod logging;
 pub mod prelude;
 mod replay;
 mod retry;
@@ -80,7 +82,10 @@ pub use definition::{
     Registration, Workflow,
 };
 pub use engine::{Engine, EngineBuilder, RunHandle, RunStatus, StartRun};
-pub use error::{ActivityError, Error, NonDeterminismError, ParkReason, WorkflowError};
+pub use error::{
+    ActivityError, ActivityFailure, ActivityResultExt, Error, NonDeterminismError, ParkReason,
+    WorkflowError,
+};
 pub use futures::future::{Either, join_all, try_join_all};
 pub use orchestrator_macros::{activity, workflow};
 pub use retry::{RetryPolicy, RetryPolicyBuilder};

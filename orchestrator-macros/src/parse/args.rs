@@ -65,31 +65,47 @@ pub(crate) struct RetryOptions {
 }
 
 /// Parses the tokens inside `#[workflow(..)]` or `#[activity(..)]`.
+#[cfg(test)]
 pub(crate) fn parse(kind: Kind, tokens: TokenStream) -> syn::Result<Args> {
-    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
     let mut errors = Errors::default();
-    let mut seen = Seen::default();
+    let args = parse_lenient(kind, tokens, &mut errors);
+    errors.finish()?;
+    Ok(args)
+}
+
+/// Parses the tokens inside `#[workflow(..)]` or `#[activity(..)]` as far as they are valid: each
+/// invalid option is recorded in `errors` and left at its default, so the macro can still expand the
+/// function (and report only the real mistake, not its consequences at every call site).
+pub(crate) fn parse_lenient(kind: Kind, tokens: TokenStream, errors: &mut Errors) -> Args {
     let mut args = Args::default();
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
+        Ok(metas) => metas,
+        Err(error) => {
+            errors.push(error);
+            return args;
+        }
+    };
+    let mut seen = Seen::default();
     for meta in &metas {
         let key = key_of(meta.path());
         match (key.as_str(), kind) {
             ("name", _) => {
-                if seen.first(&key, meta, &mut errors) {
+                if seen.first(&key, meta, errors) {
                     args.name = errors.ok(name(meta));
                 }
             }
             ("crate", _) => {
-                if seen.first(&key, meta, &mut errors) {
+                if seen.first(&key, meta, errors) {
                     args.krate = errors.ok(krate(meta));
                 }
             }
             ("timeout", Kind::Activity) => {
-                if seen.first(&key, meta, &mut errors) {
+                if seen.first(&key, meta, errors) {
                     args.options.timeout = errors.ok(timeout(meta));
                 }
             }
             ("retry", Kind::Activity) => {
-                if seen.first(&key, meta, &mut errors) {
+                if seen.first(&key, meta, errors) {
                     args.options.retry = errors.ok(retry(meta));
                 }
             }
@@ -115,8 +131,7 @@ pub(crate) fn parse(kind: Kind, tokens: TokenStream) -> syn::Result<Args> {
             }
         }
     }
-    errors.finish()?;
-    Ok(args)
+    args
 }
 
 /// `name = "..."`.

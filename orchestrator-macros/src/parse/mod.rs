@@ -49,39 +49,67 @@ pub(crate) struct Model {
     pub(crate) options: Option<ActivityOptions>,
 }
 
-/// Parses and checks `#[kind(args)] item`.
+/// What parsing found: the model, when the function itself is usable, and every error.
+///
+/// An error in the attribute's arguments still yields a model (the invalid options keep their
+/// defaults), so the function is expanded as usual and only the real error is reported, not a
+/// "trait not satisfied" error at every place that uses the function. Errors in the function's
+/// signature yield no model: the function is then re-emitted unchanged next to the errors.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    /// The checked model, if the function and its signature are usable.
+    pub(crate) model: Option<Model>,
+    /// Every error found, combined.
+    pub(crate) error: Option<syn::Error>,
+}
+
+/// Parses and checks `#[kind(args)] item`, failing on any error.
+#[cfg(test)]
 pub(crate) fn parse(kind: Kind, args: TokenStream, item: TokenStream) -> syn::Result<Model> {
+    let Parsed { model, error } = parse_lenient(kind, args, item);
+    match (model, error) {
+        (_, Some(error)) => Err(error),
+        (Some(model), None) => Ok(model),
+        (None, None) => Err(syn::Error::new(
+            Span::call_site(),
+            "internal error in orchestrator-macros",
+        )),
+    }
+}
+
+/// Parses and checks `#[kind(args)] item`, keeping a model whenever only the arguments are wrong.
+pub(crate) fn parse_lenient(kind: Kind, args: TokenStream, item: TokenStream) -> Parsed {
     let mut errors = Errors::default();
-    let args = errors.ok(args::parse(kind, args));
+    let args = args::parse_lenient(kind, args, &mut errors);
     let function = errors.ok(parse_function(kind, item));
     let signature = match &function {
         Some(function) => errors.ok(signature::check(kind, &function.sig)),
         None => None,
     };
-    errors.finish()?;
-    let (Some(args), Some(function), Some(signature)) = (args, function, signature) else {
-        // `finish` returned `Ok`, so every part parsed; this is only a fallback.
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "internal error in orchestrator-macros",
-        ));
+    let model = match (function, signature) {
+        (Some(function), Some(signature)) => {
+            let name = args
+                .name
+                .unwrap_or_else(|| syn::ext::IdentExt::unraw(&function.sig.ident).to_string());
+            let krate = args
+                .krate
+                .unwrap_or_else(|| syn::parse_quote!(::orchestrator));
+            let options = Some(args.options).filter(|options| !options.is_empty());
+            Some(Model {
+                kind,
+                krate,
+                name,
+                function,
+                signature,
+                options,
+            })
+        }
+        _ => None,
     };
-
-    let name = args
-        .name
-        .unwrap_or_else(|| syn::ext::IdentExt::unraw(&function.sig.ident).to_string());
-    let krate = args
-        .krate
-        .unwrap_or_else(|| syn::parse_quote!(::orchestrator));
-    let options = Some(args.options).filter(|options| !options.is_empty());
-    Ok(Model {
-        kind,
-        krate,
-        name,
-        function,
-        signature,
-        options,
-    })
+    Parsed {
+        model,
+        error: errors.error,
+    }
 }
 
 /// The annotated item, which must be a function.
@@ -246,6 +274,32 @@ mod tests {
         assert!(messages[2].contains("generic"), "{messages:#?}");
         assert!(messages[3].contains("WorkflowContext"), "{messages:#?}");
         assert!(messages[4].contains("Result<T, E>"), "{messages:#?}");
+    }
+
+    #[test]
+    fn argument_errors_still_yield_a_model_with_defaults() {
+        let item: ItemFn = parse_quote! {
+            async fn charge(cents: u64) -> Result<u64, ActivityError> { todo!() }
+        };
+        let parsed = parse_lenient(
+            Kind::Activity,
+            quote!(name = "pay", timeout = "soon", retry(max_attempts = 0)),
+            item.into_token_stream(),
+        );
+        let model = parsed.model.unwrap();
+        assert_eq!(model.name, "pay", "valid options are kept");
+        assert!(model.options.is_none(), "invalid ones keep their defaults");
+        assert_eq!(messages(parsed.error.unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn signature_errors_yield_no_model() {
+        let item: ItemFn = parse_quote! {
+            fn charge(cents: u64) -> Result<u64, ActivityError> { todo!() }
+        };
+        let parsed = parse_lenient(Kind::Activity, quote!(), item.into_token_stream());
+        assert!(parsed.model.is_none());
+        assert!(parsed.error.is_some());
     }
 
     #[test]

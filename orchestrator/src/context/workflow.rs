@@ -204,6 +204,37 @@ impl WorkflowContext {
         &self.shared.workflow_id
     }
 
+    /// Whether this code is re-running steps the journal already holds (after a crash, a restart or an
+    /// eviction from memory), rather than running for the first time. Use it to keep side-effect-free
+    /// extras such as log lines or metrics from repeating on every replay; never to change which steps
+    /// the workflow takes (that breaks determinism). See [`crate::logging`] for a process-wide filter.
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn reserve(sku: String) -> Result<u32, ActivityError> { Ok(7) }
+    ///
+    /// #[workflow]
+    /// async fn order(ctx: WorkflowContext, sku: String) -> Result<u32, WorkflowError> {
+    ///     let slot = ctx.call(reserve, sku.clone()).await?;
+    ///     if !ctx.is_replaying() {
+    ///         tracing::info!(%sku, slot, "reserved"); // once, not on every replay
+    ///     }
+    ///     Ok(slot)
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(order).register(reserve).start().await?;
+    /// # assert_eq!(engine.start(order, "o-1", "sku-1".into()).await?.result().await?, 7);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn is_replaying(&self) -> bool {
+        self.shared.machine().is_replaying()
+    }
+
     /// Calls an activity: runs it (with its retry policy and timeout) unless the journal already holds
     /// its outcome. Several inputs are passed as a tuple.
     pub fn call<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<A> {

@@ -83,6 +83,36 @@ impl<T: Payload> RunHandle<T> {
         self.engine.status(&self.workflow_id).await
     }
 
+    /// Sends the signal `name` with `payload` to this run; see [`Engine::signal`] (same errors:
+    /// [`Error::RunFinished`] once the run has finished, [`Error::NotFound`] if its record is gone).
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn approval(ctx: WorkflowContext, _: ()) -> Result<bool, WorkflowError> {
+    ///     ctx.signal::<bool>("approved").await
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(approval).start().await?;
+    /// let run = engine.start(approval, "loan-7", ()).await?;
+    /// run.signal("approved", true).await?;
+    /// assert!(run.result().await?);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn signal<P: Payload>(&self, name: &str, payload: P) -> Result<(), Error> {
+        self.engine.signal(&self.workflow_id, name, payload).await
+    }
+
+    /// Cancels this run with `reason`; see [`Engine::cancel`] (same errors: [`Error::RunFinished`]
+    /// once the run has finished).
+    pub async fn cancel(&self, reason: &str) -> Result<(), Error> {
+        self.engine.cancel(&self.workflow_id, reason).await
+    }
+
     /// Waits for the run to finish and returns its output; [`Error::WorkflowFailed`] if it failed,
     /// [`Error::RunParked`] if it was parked, [`Error::ShuttingDown`] if the engine stopped first.
     pub async fn result(&self) -> Result<T, Error> {

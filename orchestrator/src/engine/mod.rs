@@ -706,6 +706,14 @@ impl Engine {
     /// Sends the signal `name` with `payload` to a run. Signals are journaled in the run's inbox at
     /// once (so they survive crashes even before the workflow waits for them) and delivered to its
     /// waits for that name in the order they were sent, each exactly once.
+    /// [`RunHandle::signal`] does the same through a run's handle.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotFound`] when no run has this workflow id (a typo, or a run not started yet:
+    ///   signals are not buffered for runs that do not exist). Nothing is stored.
+    /// - [`Error::RunFinished`] when the run has already completed, failed or been cancelled.
+    /// - [`Error::Codec`] when `payload` cannot be encoded, [`Error::Store`] when the store fails.
     pub async fn signal<T: Payload>(
         &self,
         workflow_id: &str,

@@ -52,7 +52,8 @@ fn start_erased<W: Workflow>(
     let codec: Codec = shared.codec;
     let input: W::Input = codec.decode(input)?;
     let ctx = WorkflowContext::new(shared);
-    let body = W::run(ctx.clone(), input);
+    // Polled with `logging::is_replaying()` set, for replay-aware log filters.
+    let body = crate::logging::ReplayAware::new(ctx.clone(), W::run(ctx.clone(), input));
     Ok(Box::pin(async move {
         match body.await {
             Ok(output) => codec

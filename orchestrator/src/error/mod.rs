@@ -3,8 +3,10 @@
 mod activity;
 mod workflow;
 
-pub use activity::ActivityError;
+pub use activity::{ActivityError, ActivityFailure, ActivityResultExt};
 pub use workflow::{NonDeterminismError, ParkReason, WorkflowError};
+
+use serde::de::DeserializeOwned;
 
 use crate::codec::CodecError;
 use crate::store::StoreError;
@@ -131,4 +133,43 @@ pub enum Error {
         /// The identifier, shortened to a prefix when long.
         prefix: String,
     },
+}
+
+impl Error {
+    /// The code of the business failure a run ended with, if it has one: set by
+    /// [`WorkflowError::failure`] in the workflow or [`ActivityError::failure`] in one of its activities
+    /// (see [`WorkflowError::failure_code`]). Match on it instead of on nested error variants.
+    ///
+    /// ```
+    /// use orchestrator::{ActivityError, Error, WorkflowError};
+    ///
+    /// let error = Error::WorkflowFailed {
+    ///     workflow_id: "order-42".into(),
+    ///     error: WorkflowError::ActivityFailed {
+    ///         activity: "charge".into(),
+    ///         step: 1,
+    ///         attempts: 1,
+    ///         error: ActivityError::failure("card_declined", "declined"),
+    ///     },
+    /// };
+    /// match error.failure_code() {
+    ///     Some("card_declined") => { /* ask for another card */ }
+    ///     _ => { /* ... */ }
+    /// }
+    /// ```
+    pub fn failure_code(&self) -> Option<&str> {
+        match self {
+            Error::WorkflowFailed { error, .. } => error.failure_code(),
+            _ => None,
+        }
+    }
+
+    /// The details of the failure [`Error::failure_code`] finds, decoded as a `T`: `None` when it has
+    /// none, `Err` when they are not a `T`.
+    pub fn failure_details<T: DeserializeOwned>(&self) -> Option<Result<T, CodecError>> {
+        match self {
+            Error::WorkflowFailed { error, .. } => error.failure_details(),
+            _ => None,
+        }
+    }
 }

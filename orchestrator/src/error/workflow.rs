@@ -3,9 +3,11 @@
 use std::fmt::Display;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::ActivityError;
+use crate::codec::{Codec, CodecError};
 
 /// Why a workflow (or one of its steps) failed.
 ///
@@ -32,8 +34,7 @@ pub enum WorkflowError {
         step: u32,
         /// How many attempts were made.
         attempts: u32,
-        /// The last attempt's error.
-        #[source]
+        /// The last attempt's error (its code, if any: [`WorkflowError::failure_code`]).
         error: ActivityError,
     },
     /// A signal wait with a timeout expired before the signal arrived.
@@ -114,6 +115,17 @@ pub enum WorkflowError {
     /// run ends here and a fresh run of the same workflow id starts. Return it as the workflow's error.
     #[error("continued as new")]
     ContinuedAsNew,
+    /// A failure decided by the workflow's own logic, with a code the caller can match (see
+    /// [`WorkflowError::failure`]).
+    #[error("{code}: {message}")]
+    Failure {
+        /// A stable, machine-readable code, e.g. `income_too_low`.
+        code: String,
+        /// What went wrong, for people.
+        message: String,
+        /// Encoded details (see [`WorkflowError::with_details`]).
+        details: Option<Vec<u8>>,
+    },
 }
 
 impl WorkflowError {
@@ -124,12 +136,111 @@ impl WorkflowError {
         }
     }
 
+    /// A failure decided by the workflow, with a stable `code` the caller can match with
+    /// [`Error::failure_code`](crate::Error::failure_code).
+    ///
+    /// ```
+    /// use orchestrator::WorkflowError;
+    ///
+    /// let error = WorkflowError::failure("income_too_low", "income below threshold");
+    /// assert_eq!(error.failure_code(), Some("income_too_low"));
+    /// assert_eq!(error.to_string(), "income_too_low: income below threshold");
+    /// ```
+    pub fn failure(code: impl Into<String>, message: impl Display) -> Self {
+        WorkflowError::Failure {
+            code: code.into(),
+            message: message.to_string(),
+            details: None,
+        }
+    }
+
+    /// This failure with typed `details` attached, read back with
+    /// [`WorkflowError::failure_details`]. Only a [`WorkflowError::Failure`] carries details: any other
+    /// error is returned unchanged. If the details cannot be encoded, the failure keeps none and its
+    /// message says why.
+    #[must_use]
+    pub fn with_details<T: Serialize + ?Sized>(self, details: &T) -> Self {
+        match self {
+            WorkflowError::Failure {
+                code, mut message, ..
+            } => {
+                let details = match Codec::default().encode(details) {
+                    Ok(bytes) => Some(bytes),
+                    Err(error) => {
+                        message = format!("{message} (details dropped: {error})");
+                        None
+                    }
+                };
+                WorkflowError::Failure {
+                    code,
+                    message,
+                    details,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The code of the business failure behind this error, wherever it was decided: the workflow's own
+    /// [`WorkflowError::failure`], or an activity's [`ActivityError::failure`], also through a failed
+    /// child workflow or a failed compensation's original error. `None` for failures without a code.
+    ///
+    /// ```
+    /// use orchestrator::{ActivityError, WorkflowError};
+    ///
+    /// let error = WorkflowError::ActivityFailed {
+    ///     activity: "charge".into(),
+    ///     step: 1,
+    ///     attempts: 1,
+    ///     error: ActivityError::failure("card_declined", "declined"),
+    /// };
+    /// assert_eq!(error.failure_code(), Some("card_declined"));
+    /// ```
+    pub fn failure_code(&self) -> Option<&str> {
+        match self {
+            WorkflowError::Failure { code, .. } => Some(code),
+            WorkflowError::ActivityFailed { error, .. } => error.code(),
+            WorkflowError::ChildFailed { error, .. } => error.failure_code(),
+            WorkflowError::CompensationFailed { original, .. } => original.failure_code(),
+            _ => None,
+        }
+    }
+
+    /// The details of the failure [`WorkflowError::failure_code`] finds, decoded as a `T`: `None`
+    /// when it has none, `Err` when they are not a `T`.
+    pub fn failure_details<T: DeserializeOwned>(&self) -> Option<Result<T, CodecError>> {
+        match self {
+            WorkflowError::Failure {
+                details: Some(bytes),
+                ..
+            } => Some(Codec::default().decode(bytes)),
+            WorkflowError::ActivityFailed { error, .. } => error.details(),
+            WorkflowError::ChildFailed { error, .. } => error.failure_details(),
+            WorkflowError::CompensationFailed { original, .. } => original.failure_details(),
+            _ => None,
+        }
+    }
+
     /// Whether this is the error a cancellation or an execution timeout produces.
     pub fn is_interruption(&self) -> bool {
         matches!(
             self,
             WorkflowError::Cancelled { .. } | WorkflowError::TimedOut { .. }
         )
+    }
+}
+
+/// `Err("..")?` and `Err(format!(..))?` in a workflow: an [`WorkflowError::Application`] failure.
+impl From<String> for WorkflowError {
+    fn from(message: String) -> Self {
+        WorkflowError::Application { message }
+    }
+}
+
+/// `Err("..")?` in a workflow: an [`WorkflowError::Application`] failure.
+impl From<&str> for WorkflowError {
+    fn from(message: &str) -> Self {
+        WorkflowError::failed(message)
     }
 }
 

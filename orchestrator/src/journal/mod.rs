@@ -1,5 +1,7 @@
 //! The journal: the events of a run, how they are encoded, and the indexed [`History`] replay reads.
 
+#[cfg(test)]
+mod compat_tests;
 mod event;
 mod history;
 
