@@ -290,6 +290,7 @@ impl EngineBuilder {
                 message: "payload_limit must be at least 1 byte".to_string(),
             });
         }
+        let mut own_store = None;
         let store: Arc<dyn Store> = match self.store {
             None => {
                 return Err(Error::Config {
@@ -306,7 +307,9 @@ impl EngineBuilder {
                     spin_wait: self.spin_wait,
                     ..SqliteOptions::default()
                 };
-                Arc::new(SqliteStore::open_with(options).await?)
+                let store = SqliteStore::open_with(options).await?;
+                own_store = Some(store.clone());
+                Arc::new(store)
             }
             Some(StoreChoice::InMemory) => Arc::new(
                 SqliteStore::open_with(SqliteOptions {
@@ -336,7 +339,9 @@ impl EngineBuilder {
             lease: self.lease,
             panic_retry: self.panic_retry,
         };
-        let engine = Engine::assemble(store, settings, self.workflows);
+        // One engine per journal in this process (SQLite): a second one would drive the same runs.
+        let claim = store.claim_engine()?;
+        let engine = Engine::assemble(store, own_store, claim, settings, self.workflows);
         if engine.lease_mode() {
             // Runs are claimed by the cluster loop, from whichever node is first.
             engine.release_stale_claims().await?;

@@ -31,7 +31,8 @@ use crate::error::{Error, ParkReason};
 use crate::journal::{History, decode_history};
 use crate::replay::ReplayMachine;
 use crate::store::{
-    ArchivedRun, CancelOutcome, Commit, RunRecord, RunState, SignalOutcome, StatusChange, Store,
+    ArchivedRun, CancelOutcome, Commit, EngineClaim, RunRecord, RunState, SignalOutcome,
+    SqliteStore, StatusChange, Store,
 };
 use driver::{Driver, DriverExit, DriverMsg, DriverParts};
 
@@ -110,6 +111,11 @@ impl std::fmt::Debug for Engine {
 
 pub(crate) struct EngineInner {
     store: Arc<dyn Store>,
+    /// The SQLite store this engine opened itself (`.sqlite(path)`): closed by `shutdown`, so the
+    /// file is free again when it returns.
+    own_store: Option<SqliteStore>,
+    /// This engine's reservation of its store (see [`Store::claim_engine`]); released at shutdown.
+    claim: Mutex<Option<EngineClaim>>,
     settings: EngineSettings,
     workflows: HashMap<&'static str, ErasedWorkflow>,
     drivers: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<DriverMsg>>>,
@@ -144,6 +150,8 @@ impl Engine {
 
     fn assemble(
         store: Arc<dyn Store>,
+        own_store: Option<SqliteStore>,
+        claim: Option<EngineClaim>,
         settings: EngineSettings,
         workflows: HashMap<&'static str, ErasedWorkflow>,
     ) -> Self {
@@ -151,6 +159,8 @@ impl Engine {
         Engine {
             inner: Arc::new(EngineInner {
                 store,
+                own_store,
+                claim: Mutex::new(claim),
                 settings,
                 workflows,
                 drivers: Mutex::new(HashMap::new()),
@@ -942,6 +952,31 @@ impl Engine {
 
     /// Stops taking work, lets running activity attempts finish and be journaled (up to the shutdown
     /// grace period), and stops every run's driver. Unfinished runs resume at the next start.
+    ///
+    /// When it returns, the journal is free: the engine's claim on its store is released (another
+    /// engine of this process may drive it), and an SQLite journal the engine opened itself
+    /// ([`EngineBuilder::sqlite`]) is closed for writing and its ownership lock released, so a new
+    /// engine — in this process or another — can open the file at once. Reads through
+    /// [`Engine::store`] keep working; writes fail with
+    /// [`StoreError::Closed`](crate::store::StoreError::Closed). A store passed with
+    /// [`EngineBuilder::store`] belongs to the caller and stays open.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::Engine;
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("orch-doc-shutdown-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("app.db");
+    /// let engine = Engine::builder().sqlite(&path).start().await?;
+    /// engine.shutdown().await;
+    /// // The file is free at once (here, or in another process).
+    /// let next = Engine::builder().sqlite(&path).start().await?;
+    /// next.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.send_replace(true);
@@ -956,5 +991,10 @@ impl Engine {
             }
         })
         .await;
+        let claim = lock(&self.inner.claim).take();
+        drop(claim);
+        if let Some(store) = &self.inner.own_store {
+            store.close().await;
+        }
     }
 }
