@@ -278,7 +278,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Opens the store, then resumes every unfinished run from its journal.
+    /// Opens the store and returns the engine; every unfinished run is resumed from its journal in
+    /// the background (see [`Engine::recovered`]), so this returns promptly however many runs wait.
     pub async fn start(self) -> Result<Engine, Error> {
         if let Some(name) = self.duplicates.first() {
             return Err(Error::DuplicateRegistration {
@@ -346,9 +347,11 @@ impl EngineBuilder {
             // Runs are claimed by the cluster loop, from whichever node is first.
             engine.release_stale_claims().await?;
             engine.start_cluster();
+            engine.mark_recovered();
         } else {
-            engine.recover().await?;
+            // The wake-up pager first: runs evicted while recovery replays them are woken in time.
             engine.start_wakeups();
+            engine.start_recovery();
         }
         Ok(engine)
     }

@@ -7,6 +7,7 @@ mod cluster;
 mod driver;
 mod handle;
 mod link;
+mod recovery;
 mod registry;
 mod start;
 mod wakeups;
@@ -116,6 +117,8 @@ pub(crate) struct EngineInner {
     own_store: Option<SqliteStore>,
     /// This engine's reservation of its store (see [`Store::claim_engine`]); released at shutdown.
     claim: Mutex<Option<EngineClaim>>,
+    /// Whether every run unfinished at start has been resumed (see `recovery.rs`).
+    recovered: Arc<watch::Sender<bool>>,
     settings: EngineSettings,
     workflows: HashMap<&'static str, ErasedWorkflow>,
     drivers: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<DriverMsg>>>,
@@ -161,6 +164,7 @@ impl Engine {
                 store,
                 own_store,
                 claim: Mutex::new(claim),
+                recovered: Arc::new(watch::channel(false).0),
                 settings,
                 workflows,
                 drivers: Mutex::new(HashMap::new()),
@@ -252,16 +256,40 @@ impl Engine {
         self.inner.stale_writes.load(Ordering::Acquire)
     }
 
-    /// Resumes every unfinished (running or parked) run from its journal.
-    async fn recover(&self) -> Result<(), Error> {
-        let runs = self.inner.store.unfinished_runs().await?;
-        if !runs.is_empty() {
-            tracing::info!(runs = runs.len(), "resuming unfinished workflows");
-        }
-        for run in runs {
-            self.resume_or_park(run).await?;
-        }
-        Ok(())
+    /// Starts resuming every unfinished (running or parked) run from its journal, in the background
+    /// (see `recovery.rs`); [`Engine::recovered`] reports when it is done.
+    fn start_recovery(&self) {
+        let engine = Arc::downgrade(&self.inner);
+        tokio::spawn(recovery::run(engine, self.inner.recovered.clone()));
+    }
+
+    /// Reports recovery as done (engines under leases claim runs continuously instead).
+    fn mark_recovered(&self) {
+        self.inner.recovered.send_replace(true);
+    }
+
+    /// Waits until the engine has resumed every run that was unfinished when it started.
+    ///
+    /// [`EngineBuilder::start`] returns before that: recovery goes on in the background, and
+    /// starting, signalling, cancelling and awaiting runs work meanwhile (a run not recovered yet is
+    /// loaded at once when it is signalled, and driven once). Useful for readiness probes and tests.
+    /// Never resolves after [`Engine::shutdown`] interrupted the recovery; resolves at once for an
+    /// engine sharing its store under leases (its runs are claimed continuously instead).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::Engine;
+    ///
+    /// let engine = Engine::builder().in_memory().start().await?;
+    /// engine.recovered().await;
+    /// engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recovered(&self) {
+        let mut done = self.inner.recovered.subscribe();
+        let _ = done.wait_for(|done| *done).await;
     }
 
     /// Resumes a run; if a journal row of it is damaged, parks it instead (the damage affects only
@@ -741,43 +769,55 @@ impl Engine {
         if self.is_shutting_down() || lock(&self.inner.drivers).contains_key(workflow_id) {
             return;
         }
+        let engine = self.clone();
         let id: Arc<str> = Arc::from(workflow_id);
+        tokio::spawn(async move { engine.load(id, false).await });
+    }
+
+    /// Loads a run that is not in memory from its journal and drives it (a parked one only if
+    /// `parked_too`, as at start), retrying while the store fails. No-op if it is in memory, being
+    /// loaded by another call, or finished: one load per run at a time, and one driver per run.
+    pub(crate) async fn load(&self, id: Arc<str>, parked_too: bool) {
+        if lock(&self.inner.drivers).contains_key(&id) {
+            return;
+        }
         if !lock(&self.inner.resuming).insert(id.clone()) {
             return;
         }
-        let engine = self.clone();
-        tokio::spawn(async move {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let result = match engine.inner.store.run(&id).await {
-                    Ok(Some(run)) if run.state == RunState::Running => {
-                        engine.resume_or_park(run).await
-                    }
-                    Ok(Some(_)) => {
-                        // Finished or parked meanwhile (perhaps by a write reported as failed that
-                        // took effect): waiters read the outcome from the store.
-                        engine.settle(&id, None);
-                        Ok(())
-                    }
-                    Ok(None) => Ok(()),
-                    Err(error) => Err(error.into()),
-                };
-                match result {
-                    Ok(()) => break,
-                    Err(error) if engine.is_shutting_down() => {
-                        tracing::warn!(workflow_id = %id, %error, "could not wake a run before shutdown; it resumes at the next start");
-                        break;
-                    }
-                    Err(error) => {
-                        let wait = STORE_REVIVAL.backoff(attempt, fastrand::f64());
-                        tracing::warn!(workflow_id = %id, %error, attempt, ?wait, "could not wake a run; trying again");
-                        tokio::time::sleep(wait).await;
-                    }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self.inner.store.run(&id).await {
+                Ok(_) if lock(&self.inner.drivers).contains_key(&id) => Ok(()),
+                Ok(Some(run))
+                    if run.state == RunState::Running
+                        || (parked_too && run.state == RunState::Parked) =>
+                {
+                    self.resume_or_park(run).await
+                }
+                Ok(Some(_)) => {
+                    // Finished or parked meanwhile (perhaps by a write reported as failed that
+                    // took effect): waiters read the outcome from the store.
+                    self.settle(&id, None);
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(error) => Err(error.into()),
+            };
+            match result {
+                Ok(()) => break,
+                Err(error) if self.is_shutting_down() => {
+                    tracing::warn!(workflow_id = %id, %error, "could not load a run before shutdown; it resumes at the next start");
+                    break;
+                }
+                Err(error) => {
+                    let wait = STORE_REVIVAL.backoff(attempt, fastrand::f64());
+                    tracing::warn!(workflow_id = %id, %error, attempt, ?wait, "could not load a run; trying again");
+                    tokio::time::sleep(wait).await;
                 }
             }
-            lock(&engine.inner.resuming).remove(&id);
-        });
+        }
+        lock(&self.inner.resuming).remove(&id);
     }
 
     /// Removes an idle driver from the drivers map unless a message is waiting for it. `true` if it
