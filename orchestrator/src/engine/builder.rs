@@ -350,6 +350,7 @@ impl EngineBuilder {
             engine.mark_recovered();
         } else {
             // The wake-up pager first: runs evicted while recovery replays them are woken in time.
+            engine.unpark_registered().await?;
             engine.start_wakeups();
             engine.start_recovery();
         }

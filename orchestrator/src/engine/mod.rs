@@ -90,9 +90,11 @@ pub(crate) struct EngineSettings {
 
 /// The durable execution engine.
 ///
-/// Cheap to clone (all clones share one engine). Build one with [`Engine::builder`]; it resumes every
-/// unfinished run from the journal when it starts, and runs them in the background on the current tokio
-/// runtime. See the crate documentation for a complete example.
+/// Cheap to clone (all clones share one engine). Build one with [`Engine::builder`]; once started it
+/// resumes every unfinished run from the journal in the background (see [`Engine::recovered`]), and
+/// runs them on the current tokio runtime. One engine drives an SQLite journal at a time in a process
+/// (a second gets [`StoreError::EngineRunning`](crate::store::StoreError::EngineRunning)): clone it
+/// instead. See the crate documentation for a complete example.
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
@@ -261,6 +263,30 @@ impl Engine {
     fn start_recovery(&self) {
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(recovery::run(engine, self.inner.recovered.clone()));
+    }
+
+    /// Lets the parked runs of registered workflow types run again (a deploy may have fixed them):
+    /// done before `start` returns, so a waiter never sees such a run as parked; loading them is left
+    /// to the background recovery. Parked runs are few (each needs an operator), and this is one
+    /// paged query plus one write per such run.
+    async fn unpark_registered(&self) -> Result<(), Error> {
+        let mut query = crate::store::RunQuery::new()
+            .state(RunState::Parked)
+            .limit(1_000);
+        loop {
+            let page = self.inner.store.list_runs(&query).await?;
+            for run in &page.runs {
+                if self.workflow(&run.workflow_name).is_some() {
+                    let mut resume = Commit::events(&run.workflow_id, Vec::new());
+                    resume.status = Some(StatusChange::Resume);
+                    self.inner.store.commit(resume).await?;
+                }
+            }
+            match page.next {
+                Some(next) => query = query.after(next),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Reports recovery as done (engines under leases claim runs continuously instead).
