@@ -1604,4 +1604,56 @@ async fn a_journal_damaged_in_its_middle_pages_is_refused_at_open() {
     if let Ok(engine) = unchecked {
         stop(engine).await;
     }
+
+/// The `<name>.owner` lock files in `dir`.
+fn owner_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".owner"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_files_get_no_owner_file_beside_them() {
+    use orchestrator::store::{SqliteExecution, SqliteOptions};
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let directory = dir.path().join("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, "not an SQLite database\n".repeat(200)).unwrap();
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY);")
+        .unwrap();
+
+    for path in [&directory, &garbage, &foreign] {
+        for execution in [SqliteExecution::Threads, SqliteExecution::Inline] {
+            let mut options = SqliteOptions::default();
+            options.path = Some(path.clone());
+            options.execution = execution;
+            let refused = SqliteStore::open_with(options).await;
+            assert!(refused.is_err(), "{} was opened", path.display());
+            assert_eq!(
+                owner_files(dir.path()),
+                Vec::<String>::new(),
+                "{execution:?} open of {}",
+                path.display()
+            );
+        }
+        let refused = Engine::builder().sqlite(path).start().await;
+        assert!(refused.is_err(), "{} was opened", path.display());
+        assert_eq!(owner_files(dir.path()), Vec::<String>::new());
+    }
+
+    // A journal that opens keeps its lock file (it is how the next process learns who owns it).
+    let journal = dir.path().join("journal.db");
+    let engine = Engine::builder().sqlite(&journal).start().await.unwrap();
+    assert_eq!(
+        owner_files(dir.path()),
+        vec!["journal.db.owner".to_string()]
+    );
+    engine.shutdown().await;
 }

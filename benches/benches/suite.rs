@@ -326,9 +326,32 @@ fn suite_main(args: &[String]) -> Result<(), BoxError> {
         "child process: {} workflows parked on 1-hour timers, then {:?} idle",
         sizes.parked, sizes.idle
     ));
-    let child = run_parked_child(dir.path(), &sizes, quick)?;
+    let parked_db = dir.path().join("parked.db");
+    let child = run_parked_child(&parked_db, sizes.parked, sizes.idle, quick)?;
     results.insert("rss_mb_100k_parked".to_string(), child.rss_mb);
     results.insert("idle_cpu_percent".to_string(), child.idle_cpu_percent);
+
+    // Recovery: an engine restarted on the journals of parked workflows the children left behind
+    // (they exited without shutting down, as after a crash). Quick: only the small case, on the
+    // quick child's journal.
+    let mut recoveries = vec![(if quick { "10k" } else { "100k" }, parked_db, sizes.parked)];
+    if !quick {
+        ceiling.sample(&runtime)?;
+        progress("child process: 10,000 workflows parked on 1-hour timers, for recovery");
+        let small = dir.path().join("parked-10k.db");
+        run_parked_child(&small, 10_000, Duration::from_millis(100), quick)?;
+        recoveries.push(("10k", small, 10_000));
+    }
+    for (label, db, runs) in recoveries {
+        ceiling.sample(&runtime)?;
+        progress(&format!("restarting an engine on {runs} parked workflows"));
+        let (start_ms, recovered_secs) = runtime.block_on(recovery_workload(&db, runs))?;
+        progress(&format!(
+            "start() returned in {start_ms:.1} ms; every run resumed after {recovered_secs:.2} s"
+        ));
+        results.insert(format!("recovery_start_ms_{label}"), start_ms);
+        results.insert(format!("recovery_secs_{label}"), recovered_secs);
+    }
 
     ceiling.sample(&runtime)?;
     results.insert(
@@ -961,6 +984,23 @@ async fn replay_workload(dir: &Path, steps: u32) -> Result<f64, BoxError> {
     Ok(events as f64 / median)
 }
 
+/// Starts an engine on a journal of `runs` unfinished (parked) workflows: how long `start()` took, in
+/// ms, and how long until every run was resumed ([`orchestrator::Engine::recovered`]), in seconds.
+async fn recovery_workload(db: &Path, runs: u32) -> Result<(f64, f64), BoxError> {
+    let begun = Instant::now();
+    let engine = start_engine(db, Mode::Full).await?;
+    let started = begun.elapsed();
+    within(
+        budget(runs, Duration::from_millis(20)),
+        "resuming the parked workflows",
+        engine.recovered(),
+    )
+    .await?;
+    let recovered = begun.elapsed();
+    stop_engine(engine).await?;
+    Ok((started.as_secs_f64() * 1e3, recovered.as_secs_f64()))
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The parked-workflows child process
 
@@ -975,17 +1015,22 @@ struct ChildReport {
     idle_cpu_percent: f64,
 }
 
-/// Runs this binary again as the child (`--child-parked N`), waits for it, and parses its report.
-fn run_parked_child(dir: &Path, sizes: &Sizes, quick: bool) -> Result<ChildReport, BoxError> {
+/// Runs this binary again as the child (`--child-parked N`) on the journal `db` with `workflows`
+/// parked workflows and an `idle` window, waits for it, and parses its report.
+fn run_parked_child(
+    db: &Path,
+    workflows: u32,
+    idle: Duration,
+    quick: bool,
+) -> Result<ChildReport, BoxError> {
     let exe = std::env::current_exe()?;
-    let db = dir.join("parked.db");
     let mut child = Command::new(&exe)
         .arg(CHILD_FLAG)
-        .arg(sizes.parked.to_string())
+        .arg(workflows.to_string())
         .arg("--idle-ms")
-        .arg(sizes.idle.as_millis().to_string())
+        .arg(idle.as_millis().to_string())
         .arg("--db")
-        .arg(&db)
+        .arg(db)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -1306,6 +1351,13 @@ impl Report<'_> {
             )),
             ..row("idle_cpu_percent", "%")
         });
+        for label in ["10k", "100k"] {
+            let start = format!("recovery_start_ms_{label}");
+            if self.results.contains_key(&start) {
+                rows.push(row(&start, "ms"));
+                rows.push(row(&format!("recovery_secs_{label}"), "s"));
+            }
+        }
         rows
     }
 

@@ -399,6 +399,8 @@ pub async fn gate_or_cancelled(key: &str, ctx: &ActivityContext) -> bool {
 ///   it (so the caller acts on a row that may be stale by then). Armed once; later reads are prompt.
 /// - [`SlowStore::delay_history_of`]: `history(id)` for that id waits before reading (as when the
 ///   engine loads a journal at start). Armed once.
+/// - [`SlowStore::delay_due_wakeups`]: `due_wakeups` reads its page, then waits before returning it.
+///   Armed once.
 #[derive(Debug)]
 pub struct SlowStore {
     inner: SqliteStore,
@@ -407,6 +409,7 @@ pub struct SlowStore {
     slow_read: Mutex<Option<(String, Duration)>>,
     slow_read_done: AtomicBool,
     slow_history: Mutex<Option<(String, Duration)>>,
+    slow_wakeups: Mutex<Option<Duration>>,
 }
 
 impl SlowStore {
@@ -421,6 +424,7 @@ impl SlowStore {
             slow_read: Mutex::new(None),
             slow_read_done: AtomicBool::new(false),
             slow_history: Mutex::new(None),
+            slow_wakeups: Mutex::new(None),
         }
     }
 
@@ -445,6 +449,12 @@ impl SlowStore {
     /// Makes the next `history(workflow_id)` wait `delay` before reading the journal.
     pub fn delay_history_of(&self, workflow_id: &str, delay: Duration) {
         *lock(&self.slow_history) = Some((workflow_id.to_string(), delay));
+    }
+
+    /// Makes the next `due_wakeups` return its page `delay` after reading it (a slow page query on
+    /// a large journal: its snapshot predates what is committed meanwhile).
+    pub fn delay_due_wakeups(&self, delay: Duration) {
+        *lock(&self.slow_wakeups) = Some(delay);
     }
 
     /// Whether the delayed read has read its row (and is now waiting before returning it).
@@ -542,7 +552,12 @@ impl Store for SlowStore {
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<orchestrator::store::Wakeup>, StoreError> {
-        self.inner.due_wakeups(before_ms, limit).await
+        let page = self.inner.due_wakeups(before_ms, limit).await;
+        let delay = lock(&self.slow_wakeups).take();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        page
     }
     async fn list_runs(
         &self,

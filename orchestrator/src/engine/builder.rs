@@ -290,7 +290,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Opens the store, then resumes every unfinished run from its journal.
+    /// Opens the store and returns the engine; every unfinished run is resumed from its journal in
+    /// the background (see [`Engine::recovered`]), so this returns promptly however many runs wait.
     pub async fn start(self) -> Result<Engine, Error> {
         if let Some(name) = self.duplicates.first() {
             return Err(Error::DuplicateRegistration {
@@ -311,6 +312,7 @@ impl EngineBuilder {
                 ),
             });
         }
+        let mut own_store = None;
         let store: Arc<dyn Store> = match self.store {
             None => {
                 return Err(Error::Config {
@@ -328,7 +330,9 @@ impl EngineBuilder {
                     integrity_check: self.integrity_check,
                     ..SqliteOptions::default()
                 };
-                Arc::new(SqliteStore::open_with(options).await?)
+                let store = SqliteStore::open_with(options).await?;
+                own_store = Some(store.clone());
+                Arc::new(store)
             }
             Some(StoreChoice::InMemory) => Arc::new(
                 SqliteStore::open_with(SqliteOptions {
@@ -358,14 +362,19 @@ impl EngineBuilder {
             lease: self.lease,
             panic_retry: self.panic_retry,
         };
-        let engine = Engine::assemble(store, settings, self.workflows);
+        // One engine per journal in this process (SQLite): a second one would drive the same runs.
+        let claim = store.claim_engine()?;
+        let engine = Engine::assemble(store, own_store, claim, settings, self.workflows);
         if engine.lease_mode() {
             // Runs are claimed by the cluster loop, from whichever node is first.
             engine.release_stale_claims().await?;
             engine.start_cluster();
+            engine.mark_recovered();
         } else {
-            engine.recover().await?;
+            // The wake-up pager first: runs evicted while recovery replays them are woken in time.
+            engine.unpark_registered().await?;
             engine.start_wakeups();
+            engine.start_recovery();
         }
         Ok(engine)
     }

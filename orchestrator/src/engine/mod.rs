@@ -8,6 +8,7 @@ mod driver;
 mod handle;
 mod lease;
 mod link;
+mod recovery;
 mod registry;
 mod start;
 mod wakeups;
@@ -32,7 +33,8 @@ use crate::error::{Error, ParkReason};
 use crate::journal::{History, decode_history};
 use crate::replay::ReplayMachine;
 use crate::store::{
-    ArchivedRun, CancelOutcome, Commit, RunRecord, RunState, SignalOutcome, StatusChange, Store,
+    ArchivedRun, CancelOutcome, Commit, EngineClaim, RunRecord, RunState, SignalOutcome,
+    SqliteStore, StatusChange, Store,
 };
 use driver::{Driver, DriverExit, DriverMsg, DriverParts};
 
@@ -89,9 +91,11 @@ pub(crate) struct EngineSettings {
 
 /// The durable execution engine.
 ///
-/// Cheap to clone (all clones share one engine). Build one with [`Engine::builder`]; it resumes every
-/// unfinished run from the journal when it starts, and runs them in the background on the current tokio
-/// runtime. See the crate documentation for a complete example.
+/// Cheap to clone (all clones share one engine). Build one with [`Engine::builder`]; once started it
+/// resumes every unfinished run from the journal in the background (see [`Engine::recovered`]), and
+/// runs them on the current tokio runtime. One engine drives an SQLite journal at a time in a process
+/// (a second gets [`StoreError::EngineRunning`](crate::store::StoreError::EngineRunning)): clone it
+/// instead. See the crate documentation for a complete example.
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
@@ -111,6 +115,13 @@ impl std::fmt::Debug for Engine {
 
 pub(crate) struct EngineInner {
     store: Arc<dyn Store>,
+    /// The SQLite store this engine opened itself (`.sqlite(path)`): closed by `shutdown`, so the
+    /// file is free again when it returns.
+    own_store: Option<SqliteStore>,
+    /// This engine's reservation of its store (see [`Store::claim_engine`]); released at shutdown.
+    claim: Mutex<Option<EngineClaim>>,
+    /// Whether every run unfinished at start has been resumed (see `recovery.rs`).
+    recovered: Arc<watch::Sender<bool>>,
     settings: EngineSettings,
     workflows: HashMap<&'static str, ErasedWorkflow>,
     drivers: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<DriverMsg>>>,
@@ -145,6 +156,8 @@ impl Engine {
 
     fn assemble(
         store: Arc<dyn Store>,
+        own_store: Option<SqliteStore>,
+        claim: Option<EngineClaim>,
         settings: EngineSettings,
         workflows: HashMap<&'static str, ErasedWorkflow>,
     ) -> Self {
@@ -152,6 +165,9 @@ impl Engine {
         Engine {
             inner: Arc::new(EngineInner {
                 store,
+                own_store,
+                claim: Mutex::new(claim),
+                recovered: Arc::new(watch::channel(false).0),
                 settings,
                 workflows,
                 drivers: Mutex::new(HashMap::new()),
@@ -259,16 +275,64 @@ impl Engine {
         self.inner.stale_writes.load(Ordering::Acquire)
     }
 
-    /// Resumes every unfinished (running or parked) run from its journal.
-    async fn recover(&self) -> Result<(), Error> {
-        let runs = self.inner.store.unfinished_runs().await?;
-        if !runs.is_empty() {
-            tracing::info!(runs = runs.len(), "resuming unfinished workflows");
+    /// Starts resuming every unfinished (running or parked) run from its journal, in the background
+    /// (see `recovery.rs`); [`Engine::recovered`] reports when it is done.
+    fn start_recovery(&self) {
+        let engine = Arc::downgrade(&self.inner);
+        tokio::spawn(recovery::run(engine, self.inner.recovered.clone()));
+    }
+
+    /// Lets the parked runs of registered workflow types run again (a deploy may have fixed them):
+    /// done before `start` returns, so a waiter never sees such a run as parked; loading them is left
+    /// to the background recovery. Parked runs are few (each needs an operator), and this is one
+    /// paged query plus one write per such run.
+    async fn unpark_registered(&self) -> Result<(), Error> {
+        let mut query = crate::store::RunQuery::new()
+            .state(RunState::Parked)
+            .limit(1_000);
+        loop {
+            let page = self.inner.store.list_runs(&query).await?;
+            for run in &page.runs {
+                if self.workflow(&run.workflow_name).is_some() {
+                    let mut resume = Commit::events(&run.workflow_id, Vec::new());
+                    resume.status = Some(StatusChange::Resume);
+                    self.inner.store.commit(resume).await?;
+                }
+            }
+            match page.next {
+                Some(next) => query = query.after(next),
+                None => return Ok(()),
+            }
         }
-        for run in runs {
-            self.resume_or_park(run).await?;
-        }
-        Ok(())
+    }
+
+    /// Reports recovery as done (engines under leases claim runs continuously instead).
+    fn mark_recovered(&self) {
+        self.inner.recovered.send_replace(true);
+    }
+
+    /// Waits until the engine has resumed every run that was unfinished when it started.
+    ///
+    /// [`EngineBuilder::start`] returns before that: recovery goes on in the background, and
+    /// starting, signalling, cancelling and awaiting runs work meanwhile (a run not recovered yet is
+    /// loaded at once when it is signalled, and driven once). Useful for readiness probes and tests.
+    /// Never resolves after [`Engine::shutdown`] interrupted the recovery; resolves at once for an
+    /// engine sharing its store under leases (its runs are claimed continuously instead).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::Engine;
+    ///
+    /// let engine = Engine::builder().in_memory().start().await?;
+    /// engine.recovered().await;
+    /// engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recovered(&self) {
+        let mut done = self.inner.recovered.subscribe();
+        let _ = done.wait_for(|done| *done).await;
     }
 
     /// Resumes a run; if a journal row of it is damaged, parks it instead (the damage affects only
@@ -765,43 +829,55 @@ impl Engine {
         if self.is_shutting_down() || lock(&self.inner.drivers).contains_key(workflow_id) {
             return;
         }
+        let engine = self.clone();
         let id: Arc<str> = Arc::from(workflow_id);
+        tokio::spawn(async move { engine.load(id, false).await });
+    }
+
+    /// Loads a run that is not in memory from its journal and drives it (a parked one only if
+    /// `parked_too`, as at start), retrying while the store fails. No-op if it is in memory, being
+    /// loaded by another call, or finished: one load per run at a time, and one driver per run.
+    pub(crate) async fn load(&self, id: Arc<str>, parked_too: bool) {
+        if lock(&self.inner.drivers).contains_key(&id) {
+            return;
+        }
         if !lock(&self.inner.resuming).insert(id.clone()) {
             return;
         }
-        let engine = self.clone();
-        tokio::spawn(async move {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let result = match engine.inner.store.run(&id).await {
-                    Ok(Some(run)) if run.state == RunState::Running => {
-                        engine.resume_or_park(run).await
-                    }
-                    Ok(Some(_)) => {
-                        // Finished or parked meanwhile (perhaps by a write reported as failed that
-                        // took effect): waiters read the outcome from the store.
-                        engine.settle(&id, None);
-                        Ok(())
-                    }
-                    Ok(None) => Ok(()),
-                    Err(error) => Err(error.into()),
-                };
-                match result {
-                    Ok(()) => break,
-                    Err(error) if engine.is_shutting_down() => {
-                        tracing::warn!(workflow_id = %id, %error, "could not wake a run before shutdown; it resumes at the next start");
-                        break;
-                    }
-                    Err(error) => {
-                        let wait = STORE_REVIVAL.backoff(attempt, fastrand::f64());
-                        tracing::warn!(workflow_id = %id, %error, attempt, ?wait, "could not wake a run; trying again");
-                        tokio::time::sleep(wait).await;
-                    }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self.inner.store.run(&id).await {
+                Ok(_) if lock(&self.inner.drivers).contains_key(&id) => Ok(()),
+                Ok(Some(run))
+                    if run.state == RunState::Running
+                        || (parked_too && run.state == RunState::Parked) =>
+                {
+                    self.resume_or_park(run).await
+                }
+                Ok(Some(_)) => {
+                    // Finished or parked meanwhile (perhaps by a write reported as failed that
+                    // took effect): waiters read the outcome from the store.
+                    self.settle(&id, None);
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(error) => Err(error.into()),
+            };
+            match result {
+                Ok(()) => break,
+                Err(error) if self.is_shutting_down() => {
+                    tracing::warn!(workflow_id = %id, %error, "could not load a run before shutdown; it resumes at the next start");
+                    break;
+                }
+                Err(error) => {
+                    let wait = STORE_REVIVAL.backoff(attempt, fastrand::f64());
+                    tracing::warn!(workflow_id = %id, %error, attempt, ?wait, "could not load a run; trying again");
+                    tokio::time::sleep(wait).await;
                 }
             }
-            lock(&engine.inner.resuming).remove(&id);
-        });
+        }
+        lock(&self.inner.resuming).remove(&id);
     }
 
     /// Removes an idle driver from the drivers map unless a message is waiting for it. `true` if it
@@ -983,6 +1059,31 @@ impl Engine {
 
     /// Stops taking work, lets running activity attempts finish and be journaled (up to the shutdown
     /// grace period), and stops every run's driver. Unfinished runs resume at the next start.
+    ///
+    /// When it returns, the journal is free: the engine's claim on its store is released (another
+    /// engine of this process may drive it), and an SQLite journal the engine opened itself
+    /// ([`EngineBuilder::sqlite`]) is closed for writing and its ownership lock released, so a new
+    /// engine — in this process or another — can open the file at once. Reads through
+    /// [`Engine::store`] keep working; writes fail with
+    /// [`StoreError::Closed`](crate::store::StoreError::Closed). A store passed with
+    /// [`EngineBuilder::store`] belongs to the caller and stays open.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::Engine;
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("orch-doc-shutdown-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("app.db");
+    /// let engine = Engine::builder().sqlite(&path).start().await?;
+    /// engine.shutdown().await;
+    /// // The file is free at once (here, or in another process).
+    /// let next = Engine::builder().sqlite(&path).start().await?;
+    /// next.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.send_replace(true);
@@ -997,5 +1098,10 @@ impl Engine {
             }
         })
         .await;
+        let claim = lock(&self.inner.claim).take();
+        drop(claim);
+        if let Some(store) = &self.inner.own_store {
+            store.close().await;
+        }
     }
 }

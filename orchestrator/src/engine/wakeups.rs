@@ -3,9 +3,14 @@
 //! A run evicted from memory leaves its timers in the store's wake-up index. This service keeps in
 //! memory only the wake-ups due within the next horizon (loaded with one query per horizon, so an idle
 //! engine does almost nothing), sleeps until the earliest, and resumes that run from its journal if it is
-//! not in memory. A run evicted with a wake-up inside the current horizon hands it over directly.
+//! not in memory. A run evicted with a wake-up inside the current horizon — or inside the horizon of a
+//! page query still in flight, whose snapshot may predate the run's timer — hands it over directly, so
+//! no timer waits for the next page. The service starts before recovery, so runs evicted while the
+//! engine recovers are covered too.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -13,6 +18,7 @@ use tokio::sync::{Notify, watch};
 
 use super::{Engine, EngineInner};
 use crate::clock::{now_ms, until};
+use crate::store::{StoreError, Wakeup};
 
 /// How far ahead wake-ups are loaded from the store.
 const HORIZON: Duration = Duration::from_secs(60);
@@ -31,6 +37,9 @@ struct WakeupState {
     due: BTreeSet<(i64, Arc<str>)>,
     /// Wake-ups up to this time (ms) are all in `due`.
     loaded_until: i64,
+    /// The horizon of the page query in flight (0: none). A wake-up scheduled meanwhile may have been
+    /// committed after the query's snapshot, so it is kept here rather than left to that query.
+    loading_until: i64,
 }
 
 impl Wakeups {
@@ -43,8 +52,9 @@ impl Wakeups {
     /// An evicted run must be woken at `at_ms`.
     pub(crate) fn schedule(&self, id: Arc<str>, at_ms: i64) {
         let mut state = self.state();
-        // Beyond the loaded horizon the next page query finds it in the store.
-        if at_ms <= state.loaded_until {
+        // Beyond the loaded horizon (and the one being loaded) the next page query finds it in the
+        // store: its timer was committed before it was scheduled.
+        if at_ms <= state.loaded_until.max(state.loading_until) {
             let earliest = state.due.first().map(|(at, _)| *at);
             state.due.insert((at_ms, id));
             drop(state);
@@ -55,12 +65,19 @@ impl Wakeups {
     }
 }
 
+/// A page query in flight: its horizon and its outcome.
+type PageQuery = Pin<Box<dyn Future<Output = (i64, Result<Vec<Wakeup>, StoreError>)> + Send>>;
+
 /// Runs the wake-up service until the engine shuts down or is dropped.
+///
+/// A page query runs beside the timers already loaded (it may be slow on a large journal or a busy
+/// reader): the runs due meanwhile are woken on time, and so are the ones scheduled meanwhile.
 pub(crate) async fn run(
     engine: Weak<EngineInner>,
     wakeups: Arc<Wakeups>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut page: Option<PageQuery> = None;
     loop {
         let Some(inner) = engine.upgrade() else {
             return;
@@ -70,28 +87,13 @@ pub(crate) async fn run(
             return;
         }
         let now = now_ms();
-        let reload = wakeups.state().loaded_until <= now;
-        if reload {
+        if page.is_none() && wakeups.state().loaded_until <= now {
             let horizon = now.saturating_add(HORIZON.as_millis() as i64);
-            match engine_now.inner.store.due_wakeups(horizon, PAGE).await {
-                Ok(page) => {
-                    let full = page.len() >= PAGE;
-                    let mut state = wakeups.state();
-                    state.loaded_until = match (full, page.last()) {
-                        (true, Some(last)) => last.at_ms,
-                        _ => horizon,
-                    };
-                    for wakeup in page {
-                        state
-                            .due
-                            .insert((wakeup.at_ms, Arc::from(wakeup.workflow_id.as_str())));
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "could not load due wake-ups; retrying");
-                    wakeups.state().loaded_until = now.saturating_add(1_000);
-                }
-            }
+            wakeups.state().loading_until = horizon;
+            let store = engine_now.inner.store.clone();
+            page = Some(Box::pin(async move {
+                (horizon, store.due_wakeups(horizon, PAGE).await)
+            }));
         }
         // Wake everything due.
         let due: Vec<Arc<str>> = {
@@ -112,11 +114,22 @@ pub(crate) async fn run(
         }
         let next = {
             let state = wakeups.state();
-            let earliest = state.due.first().map(|(at, _)| *at);
-            earliest.map_or(state.loaded_until, |at| at.min(state.loaded_until))
+            let earliest = state.due.first().map_or(i64::MAX, |(at, _)| *at);
+            if page.is_some() {
+                earliest.min(now.saturating_add(HORIZON.as_millis() as i64))
+            } else {
+                earliest.min(state.loaded_until)
+            }
         };
         let changed = wakeups.changed.notified();
         drop(engine_now);
+        let loading = async {
+            match page.as_mut() {
+                Some(query) => query.await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut loaded = None;
         tokio::select! {
             biased;
             result = shutdown.changed() => {
@@ -124,8 +137,39 @@ pub(crate) async fn run(
                     return;
                 }
             }
+            outcome = loading => loaded = Some(outcome),
             _ = changed => {}
             _ = tokio::time::sleep(until(next)) => {}
+        }
+        if let Some((horizon, outcome)) = loaded {
+            page = None;
+            install(&wakeups, horizon, outcome);
+        }
+    }
+}
+
+/// Adds a page of wake-ups to the index (or schedules a retry after a failed query).
+fn install(wakeups: &Wakeups, horizon: i64, outcome: Result<Vec<Wakeup>, StoreError>) {
+    // One critical section: a wake-up scheduled during the query is either already in `due` or
+    // scheduled after the page is in.
+    let mut state = wakeups.state();
+    state.loading_until = 0;
+    match outcome {
+        Ok(page) => {
+            let full = page.len() >= PAGE;
+            state.loaded_until = match (full, page.last()) {
+                (true, Some(last)) => last.at_ms,
+                _ => horizon,
+            };
+            for wakeup in page {
+                state
+                    .due
+                    .insert((wakeup.at_ms, Arc::from(wakeup.workflow_id.as_str())));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not load due wake-ups; retrying");
+            state.loaded_until = now_ms().saturating_add(1_000);
         }
     }
 }

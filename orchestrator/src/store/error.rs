@@ -35,6 +35,16 @@ pub enum StoreError {
         /// What the owner recorded about itself (its pid).
         owner: String,
     },
+    /// Another engine of this process already drives this journal. Engines are cheap to clone (clones
+    /// share one engine): use that engine, or shut it down before starting another. Read-only stores
+    /// and plain stores (no engine) may still be opened beside it.
+    #[error(
+        "`{path}` is already driven by another engine of this process; clone that engine instead, or shut it down first"
+    )]
+    EngineRunning {
+        /// The journal's path.
+        path: String,
+    },
     /// The journal was written by a newer orchestrator whose schema this build does not know.
     #[error(
         "journal schema version {found} is newer than this build supports (up to {supported}); upgrade orchestrator"

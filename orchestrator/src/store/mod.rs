@@ -77,10 +77,61 @@ pub trait Store: Send + Sync + 'static {
     /// Runs matching `query`, ordered by workflow id, one page at a time.
     async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
 
+    /// Reserves the store for the engine about to drive it, until the returned claim is dropped; a
+    /// second engine of this process claiming the same journal meanwhile gets
+    /// [`StoreError::EngineRunning`]. `None` (the default) means the store needs no claim (each
+    /// value is its own journal, or several engines share it under [leases](Store::leases)).
+    ///
+    /// [`SqliteStore`] claims its file: engines on the same path in one process would both resume
+    /// and execute the same runs.
+    fn claim_engine(&self) -> Result<Option<EngineClaim>, StoreError> {
+        Ok(None)
+    }
+
     /// Lease-based ownership, for stores that several engines share (PostgreSQL). `None` (the default)
     /// means the store belongs to one engine at a time (SQLite: a second process is refused).
     fn leases(&self) -> Option<&dyn LeaseStore> {
         None
+    }
+}
+
+/// An engine's reservation of a store (see [`Store::claim_engine`]): released when dropped.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use orchestrator::store::EngineClaim;
+///
+/// let claimed = Arc::new(AtomicBool::new(true));
+/// let flag = claimed.clone();
+/// let claim = EngineClaim::new(move || flag.store(false, Ordering::Release));
+/// drop(claim);
+/// assert!(!claimed.load(Ordering::Acquire));
+/// ```
+pub struct EngineClaim {
+    release: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl EngineClaim {
+    /// A claim that runs `release` when it is dropped.
+    pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        EngineClaim {
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for EngineClaim {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineClaim").finish_non_exhaustive()
     }
 }
 

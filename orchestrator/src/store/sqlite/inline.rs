@@ -21,8 +21,9 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub(super) struct InlineConnection {
     state: Mutex<State>,
-    /// The journal's ownership (files opened read-write): held as long as the connection.
-    _owner: Option<Arc<OwnerLock>>,
+    /// The journal's ownership (files opened read-write): held as long as the connection, until
+    /// the store is closed.
+    owner: Mutex<Option<Arc<OwnerLock>>>,
 }
 
 #[derive(Debug)]
@@ -30,6 +31,8 @@ struct State {
     conn: Connection,
     /// The writer's WAL bound, for files opened read-write.
     wal: Option<WalGuard>,
+    /// Closed for writing (see `SqliteStore::close`).
+    closed: bool,
 }
 
 impl InlineConnection {
@@ -39,8 +42,12 @@ impl InlineConnection {
         owner: Option<Arc<OwnerLock>>,
     ) -> Self {
         InlineConnection {
-            state: Mutex::new(State { conn, wal }),
-            _owner: owner,
+            state: Mutex::new(State {
+                conn,
+                wal,
+                closed: false,
+            }),
+            owner: Mutex::new(owner),
         }
     }
 
@@ -65,9 +72,12 @@ impl InlineConnection {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let mut state = self.lock();
+        if state.closed {
+            return Err(StoreError::Closed);
+        }
         let (reply, mut response) = oneshot::channel();
         commit_batch(&state.conn, vec![Box::new(TypedWrite::new(work, reply))]);
-        let State { conn, wal } = &mut *state;
+        let State { conn, wal, .. } = &mut *state;
         if let Some(wal) = wal {
             wal.after_batch(conn);
         }
@@ -76,6 +86,17 @@ impl InlineConnection {
             operation: "committing a journal write",
             message: "the write reported no outcome".to_string(),
         })?
+    }
+
+    /// Refuses further writes and gives up the journal's ownership.
+    pub(super) fn close(&self) {
+        self.lock().closed = true;
+        let owner = self
+            .owner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(owner);
     }
 
     /// Runs a read.

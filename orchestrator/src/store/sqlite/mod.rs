@@ -22,7 +22,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Weak, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -30,11 +30,12 @@ use tokio::sync::oneshot;
 
 use errors::Context;
 use inline::InlineConnection;
+use ownership::OwnerLock;
 use writer::{TypedWrite, WriterJob};
 
 use super::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunPage, RunQuery, RunRecord,
-    SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, EngineClaim, NewRun, RunPage, RunQuery,
+    RunRecord, SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
 };
 
 /// What a commit promises once it returns.
@@ -117,6 +118,8 @@ pub enum SqliteExecution {
 pub struct SqliteStore {
     execution: Execution,
     read_only: bool,
+    /// The journal's ownership, held by the writer (or the inline connection) until it closes.
+    owner: Option<Weak<OwnerLock>>,
 }
 
 /// How a store reaches its connections.
@@ -261,14 +264,23 @@ impl SqliteStore {
         if let Some(path) = &options.path {
             access::check(path, options.read_only)?;
         }
+        let owner = match (&options.path, options.read_only) {
+            (Some(path), false) => Some(ownership::acquire(path)?),
+            _ => None,
+        };
+        let weak_owner = owner.as_ref().map(Arc::downgrade);
         let execution = match (options.read_only, options.execution) {
-            (false, SqliteExecution::Threads) => open_threads(&options).await?,
+            (false, SqliteExecution::Threads) => open_threads(&options, owner).await?,
             (false, SqliteExecution::Inline) => {
-                let owner = match &options.path {
-                    Some(path) => Some(ownership::acquire(path)?),
-                    None => None,
+                let conn = match open_writer(&options) {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        if let Some(owner) = owner {
+                            ownership::abandon(owner);
+                        }
+                        return Err(error);
+                    }
                 };
-                let conn = open_writer(&options)?;
                 let wal = options
                     .path
                     .as_deref()
@@ -304,7 +316,46 @@ impl SqliteStore {
         Ok(SqliteStore {
             execution,
             read_only: options.read_only,
+            owner: weak_owner,
         })
+    }
+
+    /// Closes the journal for writing and waits until this store's hold on the file is released:
+    /// the writer commits what is queued, closes its connection and gives up the journal's ownership
+    /// lock, so another process (or a new engine) can open the file at once. Later writes through
+    /// any clone of this store fail with [`StoreError::Closed`]; reads keep working. Idempotent.
+    ///
+    /// The lock file stays locked while another store of this process still uses the same journal
+    /// (stores of one process share it). [`Engine::shutdown`](crate::Engine::shutdown) calls this
+    /// for a store the engine opened itself.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use orchestrator::store::{SqliteStore, Store, StoreError};
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("orch-doc-close-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let store = SqliteStore::open(dir.join("closed.db")).await?;
+    /// store.close().await;
+    /// let refused = store.request_cancel("any", "closed").await;
+    /// assert!(matches!(refused, Err(StoreError::Closed)));
+    /// # Ok::<(), StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn close(&self) {
+        match &self.execution {
+            Execution::Threads {
+                writer: Some(writer),
+                ..
+            } => {
+                let (closed, done) = oneshot::channel();
+                if writer.send(WriterJob::Close(closed)).is_ok() {
+                    let _ = done.await;
+                }
+            }
+            Execution::Threads { writer: None, .. } => {}
+            Execution::Inline(conn) => conn.close(),
+        }
     }
 
     /// Whether the store was opened read-only (its writes fail with [`StoreError::ReadOnly`]).
@@ -366,17 +417,16 @@ impl SqliteStore {
 }
 
 /// Starts the writer thread (which holds the ownership lock of a file) and, for a file, the reader.
-async fn open_threads(options: &SqliteOptions) -> Result<Execution, StoreError> {
+async fn open_threads(
+    options: &SqliteOptions,
+    owner: Option<Arc<OwnerLock>>,
+) -> Result<Execution, StoreError> {
     let (writer, jobs) = mpsc::channel::<WriterJob>();
     let (ready_tx, ready_rx) = oneshot::channel();
-    let owner = match &options.path {
-        Some(path) => Some(ownership::acquire(path)?),
-        None => None,
-    };
     let writer_options = options.clone();
     spawn_thread("orchestrator-sqlite-writer", move || {
-        // Ownership lasts as long as the writer: it ends when the last store clone is dropped.
-        let _owner = owner;
+        // Ownership lasts as long as the writer: it ends when the last store clone is dropped, or
+        // when the store is closed.
         match open_writer(&writer_options) {
             Ok(conn) => {
                 let _ = ready_tx.send(Ok(()));
@@ -384,9 +434,16 @@ async fn open_threads(options: &SqliteOptions) -> Result<Execution, StoreError> 
                     .path
                     .as_deref()
                     .map(|path| writer::WalGuard::new(path, writer_options.busy_timeout));
-                writer::run(conn, jobs, writer_options.group_commit_window, wal);
+                let closers = writer::run(conn, jobs, writer_options.group_commit_window, wal);
+                drop(owner);
+                for closer in closers {
+                    let _ = closer.send(());
+                }
             }
             Err(error) => {
+                if let Some(owner) = owner {
+                    ownership::abandon(owner);
+                }
                 let _ = ready_tx.send(Err(error));
             }
         }
@@ -606,6 +663,17 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.read(move |conn| queries::list_runs(conn, &query))
             .await
+    }
+
+    fn claim_engine(&self) -> Result<Option<EngineClaim>, StoreError> {
+        match &self.owner {
+            // In memory or read-only: nothing to share.
+            None => Ok(None),
+            Some(owner) => match owner.upgrade() {
+                Some(owner) => owner.claim_engine().map(Some),
+                None => Err(StoreError::Closed),
+            },
+        }
     }
 }
 

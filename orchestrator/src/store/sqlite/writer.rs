@@ -80,18 +80,24 @@ pub(super) enum WriterJob {
     Write(Box<dyn WriteJob>),
     /// A read, for stores without a separate reader (in-memory): runs after the batch commits.
     Read(Box<dyn FnOnce(&Connection) + Send>),
+    /// Stop after this batch (`SqliteStore::close`): the sender is told once the connection and the
+    /// journal's ownership are released.
+    Close(oneshot::Sender<()>),
 }
 
 /// The most writes one commit covers.
 const MAX_BATCH: usize = 1024;
 
-/// Runs the writer loop until every sender is gone.
+/// Runs the writer loop until every sender is gone, or a [`WriterJob::Close`] came: returns the
+/// closers to tell once the connection is closed. Writes queued behind a close fail with
+/// [`StoreError::Closed`].
 pub(super) fn run(
     conn: Connection,
     jobs: Receiver<WriterJob>,
     window: Duration,
     mut wal: Option<WalGuard>,
-) {
+) -> Vec<oneshot::Sender<()>> {
+    let mut closers = Vec::new();
     while let Ok(first) = next_job(&jobs) {
         let mut batch = vec![first];
         gather(&jobs, &mut batch, window);
@@ -99,8 +105,10 @@ pub(super) fn run(
         let mut reads = Vec::new();
         for job in batch {
             match job {
-                WriterJob::Write(write) => writes.push(write),
+                WriterJob::Write(write) if closers.is_empty() => writes.push(write),
+                WriterJob::Write(write) => write.finish(Err(StoreError::Closed)),
                 WriterJob::Read(read) => reads.push(read),
+                WriterJob::Close(closer) => closers.push(closer),
             }
         }
         let wrote = !writes.is_empty();
@@ -111,7 +119,11 @@ pub(super) fn run(
         for read in reads {
             read(&conn);
         }
+        if !closers.is_empty() {
+            break;
+        }
     }
+    closers
 }
 
 /// How long the writer keeps looking for the next write before it goes to sleep. A run's next write

@@ -26,6 +26,7 @@ fn classification() -> Vec<(StoreError, bool)> {
             true,
         ),
         (StoreError::NotADatabase { path: text() }, false),
+        (StoreError::EngineRunning { path: text() }, false),
         (
             StoreError::ForeignDatabase {
                 path: text(),
