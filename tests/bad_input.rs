@@ -1604,6 +1604,7 @@ async fn a_journal_damaged_in_its_middle_pages_is_refused_at_open() {
     if let Ok(engine) = unchecked {
         stop(engine).await;
     }
+}
 
 /// The `<name>.owner` lock files in `dir`.
 fn owner_files(dir: &std::path::Path) -> Vec<String> {
