@@ -4,7 +4,6 @@
 
 use rusqlite::Connection;
 
-use super::errors::Context;
 use crate::store::StoreError;
 
 /// How thoroughly a journal file is checked when it is opened (see [`SqliteOptions`]).
@@ -48,7 +47,14 @@ pub(super) fn check(
     };
     let verdict: String = conn
         .query_row(pragma, [], |row| row.get(0))
-        .during("checking the journal's integrity at open")?;
+        .map_err(|error| match error.sqlite_error_code() {
+            // The check is the first read of the file: one that is no database at all is refused
+            // as such, as the schema check would (not as a damaged journal).
+            Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase {
+                path: label.to_string(),
+            },
+            _ => super::errors::classify("checking the journal's integrity at open", error),
+        })?;
     if verdict == "ok" {
         return Ok(());
     }
