@@ -1477,27 +1477,31 @@ async fn read_only_opening_refuses_bad_files_with_the_same_typed_errors() {
 // ---------------------------------------------------------------------------------------------------
 // A journal path that cannot be opened: typed, not retryable, naming the path.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_directory_is_a_typed_error_naming_the_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("no-such-dir").join("journal.db");
-    let error = SqliteStore::open(&path).await.unwrap_err();
+/// Opens `path` and checks the error: `Inaccessible` with `problem`, not retryable, its message
+/// holding each of `needles`.
+async fn assert_inaccessible(path: &std::path::Path, problem: AccessProblem, needles: &[&str]) {
+    let error = SqliteStore::open(path).await.unwrap_err();
     assert!(
-        matches!(
-            error,
-            StoreError::Inaccessible {
-                problem: AccessProblem::MissingDirectory,
-                ..
-            }
-        ),
+        matches!(&error, StoreError::Inaccessible { problem: found, .. } if *found == problem),
         "{error:?}"
     );
     assert!(!error.is_retryable());
     let message = error.to_string();
-    assert!(
-        message.contains("no-such-dir") && message.contains("does not exist"),
-        "{message}"
-    );
+    for needle in needles {
+        assert!(message.contains(needle), "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_directory_is_a_typed_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("journal.db");
+    assert_inaccessible(
+        &path,
+        AccessProblem::MissingDirectory,
+        &["no-such-dir", "does not exist"],
+    )
+    .await;
     // Through the engine's builder as well.
     let built = Engine::builder().sqlite(&path).start().await;
     assert!(
@@ -1516,23 +1520,12 @@ async fn a_permission_denied_path_is_a_typed_error_naming_the_path() {
         eprintln!("SKIPPED: no /sys on this system");
         return;
     }
-    let error = SqliteStore::open(path).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            StoreError::Inaccessible {
-                problem: AccessProblem::PermissionDenied,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(!error.is_retryable());
-    let message = error.to_string();
-    assert!(
-        message.contains("permission denied") && message.contains("/sys/orchestrator-journal.db"),
-        "{message}"
-    );
+    assert_inaccessible(
+        path,
+        AccessProblem::PermissionDenied,
+        &["permission denied", "/sys/orchestrator-journal.db"],
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -45,16 +45,16 @@ pub(super) fn check(
         IntegrityCheck::Quick => "PRAGMA quick_check(1)",
         IntegrityCheck::Full => "PRAGMA integrity_check(1)",
     };
-    let verdict: String = conn
-        .query_row(pragma, [], |row| row.get(0))
-        .map_err(|error| match error.sqlite_error_code() {
-            // The check is the first read of the file: one that is no database at all is refused
-            // as such, as the schema check would (not as a damaged journal).
-            Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase {
-                path: label.to_string(),
-            },
-            _ => super::errors::classify("checking the journal's integrity at open", error),
-        })?;
+    let verdict: String =
+        conn.query_row(pragma, [], |row| row.get(0))
+            .map_err(|error| match error.sqlite_error_code() {
+                // The check is the first read of the file: one that is no database at all is refused
+                // as such, as the schema check would (not as a damaged journal).
+                Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase {
+                    path: label.to_string(),
+                },
+                _ => super::errors::classify("checking the journal's integrity at open", error),
+            })?;
     if verdict == "ok" {
         return Ok(());
     }
