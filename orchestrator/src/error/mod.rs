@@ -133,6 +133,18 @@ pub enum Error {
         /// The identifier, shortened to a prefix when long.
         prefix: String,
     },
+    /// An operator action (pause, resume, retry, fork, terminate) does not apply to the run in its
+    /// current state, e.g. resuming a run that is not paused or retrying one that completed. Nothing
+    /// was changed.
+    #[error("cannot {action} workflow `{}`: {reason}", crate::limits::IdDisplay(.workflow_id))]
+    NotApplicable {
+        /// The run's workflow id.
+        workflow_id: String,
+        /// The action refused (`"pause"`, `"resume"`, `"retry"`, `"fork"`, `"terminate"`).
+        action: &'static str,
+        /// Why it does not apply, and what to do instead.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -117,6 +117,65 @@ pub enum EventBody {
         /// The index of the winning branch.
         winner: u32,
     },
+    /// An attempt of an activity started (journaled with the commit that scheduled it, so an attempt
+    /// cut short by a crash leaves a trace). Not read by replay.
+    ActivityAttemptStarted {
+        /// The activity's name.
+        name: String,
+        /// Fingerprint of the encoded input.
+        input_fingerprint: u64,
+        /// The attempt's number (1-based), counting attempts cut short by crashes.
+        attempt: u32,
+        /// When it started, in milliseconds since the Unix epoch.
+        started_at_ms: i64,
+    },
+    /// An operator acted on the run (pause, resume, retry, terminate, fork): step 0, an audit
+    /// record. Not read by replay.
+    Operator {
+        /// What was done.
+        action: OperatorAction,
+        /// Who did it (as given to the engine, or the admin API token's identity).
+        actor: String,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+}
+
+/// What an operator did to a run (see [`EventBody::Operator`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum OperatorAction {
+    /// The run was paused: it starts no new step or attempt until resumed.
+    Paused {
+        /// Why.
+        reason: String,
+    },
+    /// The run was resumed after a pause.
+    Resumed,
+    /// A failed, parked or compensation-failed run was driven again on the current code.
+    Retried {
+        /// The step that runs again with a fresh retry budget (0: the run is replayed again).
+        step: u32,
+    },
+    /// The run was ended at once, without compensations.
+    Terminated {
+        /// Why.
+        reason: String,
+    },
+    /// This run was forked from another run's journal prefix (recorded on the new run).
+    ForkedFrom {
+        /// The original run's workflow id.
+        source_id: String,
+        /// The first step that was not copied: the new run executes it live.
+        from_step: u32,
+    },
+    /// A new run was forked from this one (recorded on the original run).
+    ForkedTo {
+        /// The new run's workflow id.
+        new_id: String,
+        /// The first step that was not copied.
+        from_step: u32,
+    },
 }
 
 /// Why a run was interrupted.
@@ -161,6 +220,23 @@ impl EventBody {
         )
     }
 
+    /// Whether this event is an annotation for people (attempt starts, operator actions): kept in the
+    /// journal and shown in the timeline, never read by replay.
+    pub fn is_annotation(&self) -> bool {
+        matches!(
+            self,
+            EventBody::ActivityAttemptStarted { .. } | EventBody::Operator { .. }
+        )
+    }
+
+    /// Whether this event belongs to the run rather than to a step (stored at step 0).
+    pub fn is_run_level(&self) -> bool {
+        matches!(
+            self,
+            EventBody::Interrupted { .. } | EventBody::Operator { .. }
+        )
+    }
+
     /// The numeric kind stored in the `kind` column.
     pub fn kind(&self) -> u16 {
         match self {
@@ -178,6 +254,8 @@ impl EventBody {
             EventBody::StatePublished { .. } => 12,
             EventBody::PatchMarker { .. } => 13,
             EventBody::SelectWinner { .. } => 14,
+            EventBody::ActivityAttemptStarted { .. } => 15,
+            EventBody::Operator { .. } => 16,
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct History {
     completion_by_step: HashMap<u32, usize>,
     /// Non-completion records, by step, in journal order.
     records: HashMap<u32, Vec<EventBody>>,
+    /// Annotations (attempt starts, operator actions), in journal order: not read by replay.
+    annotations: Vec<Event>,
     len: usize,
 }
 
@@ -26,7 +28,9 @@ impl History {
             ..History::default()
         };
         for event in events {
-            if event.body.is_completion() {
+            if event.body.is_annotation() {
+                history.annotations.push(event);
+            } else if event.body.is_completion() {
                 if history.completion_by_step.contains_key(&event.step) {
                     return Err(ParkReason::CorruptJournal {
                         message: format!("step {} has two completions", event.step),
@@ -73,6 +77,11 @@ impl History {
     /// The non-completion records of `step`, in journal order.
     pub fn records(&self, step: u32) -> &[EventBody] {
         self.records.get(&step).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The annotations (attempt starts, operator actions), in journal order.
+    pub fn annotations(&self) -> &[Event] {
+        &self.annotations
     }
 
     /// The highest step number that appears in the journal.

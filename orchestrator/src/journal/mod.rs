@@ -5,7 +5,7 @@ mod compat_tests;
 mod event;
 mod history;
 
-pub use event::{Event, EventBody, Interrupt, SideEffectKind};
+pub use event::{Event, EventBody, Interrupt, OperatorAction, SideEffectKind};
 pub use history::History;
 
 use crate::codec::{Codec, CodecError};
@@ -45,8 +45,7 @@ pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<Hist
                 .map_err(|error| ParkReason::CorruptJournal {
                     message: format!("event #{} (step {}): {error}", row.seq, row.step),
                 })?;
-        let run_level = matches!(body, EventBody::Interrupted { .. });
-        if body.kind() != row.kind || (row.step == 0) != run_level {
+        if body.kind() != row.kind || (row.step == 0) != body.is_run_level() {
             return Err(ParkReason::CorruptJournal {
                 message: format!(
                     "event #{} claims kind {} at step {} but holds a kind {} event",

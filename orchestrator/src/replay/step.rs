@@ -86,6 +86,12 @@ pub(crate) fn describe(body: &EventBody) -> String {
         EventBody::StatePublished { key, .. } => format!("published state `{key}`"),
         EventBody::PatchMarker { change_id } => format!("patch marker `{change_id}`"),
         EventBody::SelectWinner { .. } => "select".to_string(),
+        EventBody::ActivityAttemptStarted { name, attempt, .. } => {
+            format!("attempt {attempt} of activity `{name}`")
+        }
+        EventBody::Operator { action, actor, .. } => {
+            format!("operator action {action:?} by {actor}")
+        }
     }
 }
 
