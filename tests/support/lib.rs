@@ -19,6 +19,7 @@
 
 pub mod child_worker;
 pub mod faults;
+pub mod format2_journal;
 pub mod lease_probe;
 pub mod store_hooks;
 

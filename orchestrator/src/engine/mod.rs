@@ -30,7 +30,7 @@ use crate::codec::Codec;
 use crate::context::RunShared;
 use crate::definition::{Payload, Workflow};
 use crate::error::{Error, ParkReason};
-use crate::journal::{History, decode_history};
+use crate::journal::{History, decode_history, encode_park_reason};
 use crate::replay::ReplayMachine;
 use crate::store::{
     ArchivedRun, CancelOutcome, Commit, EngineClaim, RunRecord, RunState, SignalOutcome,
@@ -383,7 +383,7 @@ impl Engine {
     async fn park_stored(&self, id: &str, reason: &ParkReason) -> Result<(), Error> {
         let mut park = Commit::events(id, Vec::new());
         park.status = Some(StatusChange::Park {
-            reason: self.codec().encode(reason)?,
+            reason: encode_park_reason(&self.codec(), reason)?,
         });
         park.fence = self.fence_for(id);
         self.inner.store.commit(park).await?;
