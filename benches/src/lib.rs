@@ -273,10 +273,9 @@ pub async fn build_replay_journal(path: &Path, steps: u32, mode: Mode) -> Result
     // completions, and every event counts toward the replay rate.
     let completions = count_events(path, REPLAY_ID, Some(KIND_ACTIVITY_COMPLETED))?;
     if completions != u64::from(steps) {
-        return Err(format!(
-            "the replay journal has {completions} completions, expected {steps}"
-        )
-        .into());
+        return Err(
+            format!("the replay journal has {completions} completions, expected {steps}").into(),
+        );
     }
     let events = count_events(path, REPLAY_ID, None)?;
     let conn = rusqlite::Connection::open(path)?;

@@ -372,7 +372,7 @@ async fn activity_body(ctx: &ActivityContext, name: &str) {
 }
 
 /// One step of work: `mix(acc, salt)`.
-#[activity]
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn mix_step(ctx: ActivityContext, acc: u64, salt: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "mix_step").await;
     Ok(mix(acc, salt))
@@ -389,21 +389,21 @@ async fn flaky(ctx: ActivityContext, acc: u64) -> Result<u64, ActivityError> {
 }
 
 /// A saga booking.
-#[activity]
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn reserve(ctx: ActivityContext, seed: u64, i: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "reserve").await;
     Ok(mix(seed, i))
 }
 
 /// The saga's compensation of booking `i`.
-#[activity]
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn release(ctx: ActivityContext, seed: u64, i: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "release").await;
     Ok(mix(seed, 100 + i))
 }
 
 /// The saga step that fails for good.
-#[activity]
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn reserve_fails(ctx: ActivityContext, seed: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "reserve_fails").await;
     Err(ActivityError::non_retryable(format!(
