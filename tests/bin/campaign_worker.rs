@@ -372,6 +372,7 @@ async fn activity_body(ctx: &ActivityContext, name: &str) {
 }
 
 /// One step of work: `mix(acc, salt)`.
+// Attempts cut short by a kill count toward the budget: a large one (see `flaky`).
 #[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn mix_step(ctx: ActivityContext, acc: u64, salt: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "mix_step").await;
@@ -379,7 +380,9 @@ async fn mix_step(ctx: ActivityContext, acc: u64, salt: u64) -> Result<u64, Acti
 }
 
 /// Fails its first attempt (retryable), then returns `mix(acc, 77)`.
-#[activity(retry(max_attempts = 3, backoff = "5ms..5ms", jitter = 0.0))]
+// Attempts cut short by a kill count toward the budget (event format 3): a step may be killed
+// several times in a campaign, hence the budget.
+#[activity(retry(max_attempts = 1000, backoff = "5ms..5ms", jitter = 0.0))]
 async fn flaky(ctx: ActivityContext, acc: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "flaky").await;
     if ctx.attempt() == 1 {

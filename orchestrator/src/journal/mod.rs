@@ -34,6 +34,17 @@ pub fn encode_event_body(body: &EventBody) -> Result<Vec<u8>, CodecError> {
     wire::encode_body(&framing(&Codec::new(crate::codec::MAX_PAYLOAD_LIMIT)), body)
 }
 
+/// Decodes the `error` column of a failed, cancelled or compensation-failed run (any supported
+/// format version).
+pub fn decode_run_error(bytes: &[u8]) -> Result<crate::error::WorkflowError, CodecError> {
+    wire::decode_workflow_error(&Codec::new(crate::codec::MAX_PAYLOAD_LIMIT), bytes)
+}
+
+/// Decodes the `error` column of a parked run (any supported format version).
+pub fn decode_run_park_reason(bytes: &[u8]) -> Result<ParkReason, CodecError> {
+    wire::decode_park_reason(&Codec::new(crate::codec::MAX_PAYLOAD_LIMIT), bytes)
+}
+
 /// Decodes an event body from the journal's `payload` column, written in any supported format
 /// version (2 or 3).
 ///
