@@ -12,14 +12,17 @@
 //! Checked here: the file is what it claims to be; every event decodes; the finished runs' outcomes
 //! (the `error` column) decode to the errors format 2 recorded; the unfinished runs replay (journaled
 //! activities do not run again), then finish with exactly the outputs a fresh run of the same
-//! workflow produces on the current code; the `meta` format version is raised to 3 on open.
+//! workflow produces on the current code; the `meta` format version is raised to 3 on open, on SQLite
+//! and PostgreSQL, and a newer one is refused (`StoreError::FormatTooNew`) and left alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use orchestrator::journal::{FORMAT_VERSION, decode_event_body};
 use orchestrator::prelude::*;
+use orchestrator::store::{PostgresOptions, PostgresStore, SqliteStore, StoreError};
 use orchestrator_tests::format2_journal::{
     self, GO, RUNS, f2_fail, f2_parent, f2_retry, f2_timer, f2_wait_signal,
 };
@@ -207,4 +210,93 @@ async fn format_2_runs_replay_and_finish_on_the_current_code() {
         engine.status("f2-failed").await.unwrap()
     );
     stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_raises_an_older_format_version_and_refuses_a_newer_one() {
+    let db = TestDb::new();
+    drop(SqliteStore::open(db.path()).await.unwrap());
+    assert_eq!(format_version(&db), FORMAT_VERSION.to_string());
+    let set = |value: &str| {
+        db.conn()
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
+                [value],
+            )
+            .unwrap();
+    };
+    set("2");
+    drop(SqliteStore::open(db.path()).await.unwrap());
+    assert_eq!(format_version(&db), FORMAT_VERSION.to_string(), "raised");
+    let newer = FORMAT_VERSION + 1;
+    set(&newer.to_string());
+    match SqliteStore::open(db.path()).await {
+        Err(StoreError::FormatTooNew { found, supported }) => {
+            assert_eq!((found, supported), (newer, FORMAT_VERSION));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(format_version(&db), newer.to_string(), "never lowered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_raises_an_older_format_version_and_refuses_a_newer_one() {
+    const URL_VAR: &str = "ORCHESTRATOR_TEST_POSTGRES_URL";
+    let url = match std::env::var(URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {URL_VAR} is not set (the PostgreSQL format-version test did not run)"
+            );
+            return;
+        }
+    };
+    let schema = format!("orch_test_{:016x}", fastrand::u64(..));
+    let options = || PostgresOptions::new(url.clone()).schema(schema.clone());
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let read = || async {
+        client
+            .query_one(
+                &format!(
+                    "SELECT value FROM \"{schema}\".orchestrator_meta WHERE key = 'format_version'"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    let set = |value: String| {
+        let sql = format!(
+            "UPDATE \"{schema}\".orchestrator_meta SET value = $1 WHERE key = 'format_version'"
+        );
+        let client = &client;
+        async move {
+            client.execute(&sql, &[&value]).await.unwrap();
+        }
+    };
+    drop(PostgresStore::connect_with(options()).await.unwrap());
+    assert_eq!(read().await, FORMAT_VERSION.to_string());
+    set("2".to_string()).await;
+    drop(PostgresStore::connect_with(options()).await.unwrap());
+    assert_eq!(read().await, FORMAT_VERSION.to_string(), "raised");
+    let newer = FORMAT_VERSION + 1;
+    set(newer.to_string()).await;
+    match PostgresStore::connect_with(options()).await {
+        Err(StoreError::FormatTooNew { found, supported }) => {
+            assert_eq!((found, supported), (newer, FORMAT_VERSION));
+        }
+        other => panic!("{:?}", other.map(|_| "a store")),
+    }
+    assert_eq!(read().await, newer.to_string(), "never lowered");
+    client
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
