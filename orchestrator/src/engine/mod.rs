@@ -10,13 +10,16 @@ mod lease;
 mod link;
 mod recovery;
 mod registry;
+mod repair;
 mod start;
 mod wakeups;
 
+pub(crate) use activity_task::panic_message;
 pub use builder::EngineBuilder;
-pub use handle::{RunHandle, RunStatus};
+pub use handle::{AnyOutput, RunHandle, RunStatus};
 pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
+pub use repair::Fork;
 pub use start::StartRun;
 
 use std::collections::{HashMap, HashSet};
