@@ -685,3 +685,93 @@ async fn retry_and_fork_issued_on_a_node_not_holding_the_run_on_postgres() {
     stop(a).await;
     stop(b).await;
 }
+
+/// The store operations are one transaction each: a fork whose source annotation cannot be written
+/// (no such source) creates nothing, and a rewind of a run no longer in the expected state changes
+/// nothing.
+async fn repairs_are_all_or_nothing(store: Arc<dyn Store>) {
+    use orchestrator::store::{
+        CreateOutcome, ForkRun, NewEvent, NewRun, Rewind, RewindOutcome, RunState,
+    };
+    let run = |id: &str| NewRun {
+        workflow_id: id.to_string(),
+        workflow_name: "three_steps".to_string(),
+        input: vec![1],
+        parent_id: None,
+        deadline_ms: None,
+        execution_timeout_ms: None,
+        owner: None,
+    };
+    let event = NewEvent {
+        step: 1,
+        kind: 8,
+        completion: false,
+        payload: vec![0],
+        wake_at_ms: None,
+    };
+    let error = store
+        .fork_run(ForkRun {
+            run: run("orphan"),
+            events: vec![event.clone()],
+            source_id: "missing".to_string(),
+            source_events: vec![event.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, orchestrator::store::StoreError::Conflict { .. }),
+        "{error:?}"
+    );
+    assert!(store.run("orphan").await.unwrap().is_none());
+    assert!(store.history("orphan").await.unwrap().is_empty());
+
+    assert!(matches!(
+        store.create_run(run("live")).await.unwrap(),
+        CreateOutcome::Created
+    ));
+    let rewind = Rewind {
+        workflow_id: "live".to_string(),
+        run_no: 0,
+        expected_state: RunState::Failed,
+        drop_seqs: Vec::new(),
+        events: vec![event.clone()],
+        wakeups: Vec::new(),
+    };
+    assert_eq!(
+        store.rewind(rewind.clone()).await.unwrap(),
+        RewindOutcome::Changed(RunState::Running)
+    );
+    assert!(store.history("live").await.unwrap().is_empty());
+    let missing = Rewind {
+        workflow_id: "missing".to_string(),
+        ..rewind
+    };
+    assert_eq!(
+        store.rewind(missing).await.unwrap(),
+        RewindOutcome::NoSuchRun
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_repairs_are_all_or_nothing() {
+    let db = TestDb::new();
+    let store = orchestrator::store::SqliteStore::open(db.path())
+        .await
+        .unwrap();
+    repairs_are_all_or_nothing(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_repairs_are_all_or_nothing() {
+    let Some(db) = TestSchema::fresh() else {
+        return;
+    };
+    let store = PostgresStore::connect_with(
+        PostgresOptions::new(db.url.clone())
+            .schema(db.name.clone())
+            .pool_size(2),
+    )
+    .await
+    .unwrap();
+    repairs_are_all_or_nothing(Arc::new(store)).await;
+}

@@ -18,7 +18,8 @@ pub enum RunStatus {
     Completed,
     /// Failed with this error.
     Failed(WorkflowError),
-    /// Parked for this reason; it needs an operator (the engine retries it at its next start).
+    /// Parked for this reason; it needs an operator ([`Engine::retry`]; the engine also retries it at
+    /// its next start).
     Parked(ParkReason),
     /// Cancelled; this is the error the workflow ended with (its compensations ran).
     Cancelled(WorkflowError),
