@@ -95,12 +95,34 @@ async fn saga(ctx: WorkflowContext, key: String) -> Result<(), WorkflowError> {
     Ok(())
 }
 
+/// Counts its executions under `key`, after `delay_ms`.
+#[activity]
+async fn slow_ledger(key: String, delay_ms: u64) -> Result<String, ActivityError> {
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    let n = bump(&key);
+    Ok(format!("{key}#{n}"))
+}
+
+/// Step 1, then steps 2 (slow) and 3 (fast) concurrently, then step 4.
+#[workflow]
+async fn fan_out(ctx: WorkflowContext, key: String) -> Result<String, WorkflowError> {
+    let a = ctx.call(ledger, format!("{key}/1")).await?;
+    let (b, c) = futures::join!(
+        ctx.call(slow_ledger, (format!("{key}/2"), 200)),
+        ctx.call(slow_ledger, (format!("{key}/3"), 0)),
+    );
+    let d = ctx.call(ledger, format!("{key}/4")).await?;
+    Ok(format!("{a}|{}|{}|{d}", b?, c?))
+}
+
 fn builder(db: &TestDb) -> orchestrator::EngineBuilder {
     db.builder()
         .register(three_steps)
         .register(shifting)
         .register(priced)
         .register(saga)
+        .register(fan_out)
+        .register(slow_ledger)
         .register(ledger)
         .register(fragile)
         .register(refund)
@@ -451,6 +473,37 @@ async fn fork_from_a_step_reruns_only_the_later_steps_and_leaves_the_source_unto
         .await
         .unwrap_err();
     assert!(is_not_applicable(&error, "fork"), "{error:?}");
+    stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_copies_the_steps_before_n_even_when_they_completed_after_later_steps() {
+    let db = TestDb::new();
+    let engine = builder(&db).start().await.unwrap();
+    let key = key("concurrent-steps");
+    let source = engine.start(fan_out, "fan", key.clone()).await.unwrap();
+    finish(&source).await.unwrap();
+    let completions: Vec<u32> = db
+        .events("fan")
+        .into_iter()
+        .filter(|row| row.completion)
+        .map(|row| row.step)
+        .collect();
+    assert_eq!(completions, [1, 3, 2, 4], "step 3 completed before step 2");
+
+    // The prefix before step 3 holds step 2's completion (journaled after step 3's): step 2 is
+    // replayed, step 3 and what follows run again.
+    let fork = engine.fork("fan", Fork::new(3, "fan-3")).await.unwrap();
+    let output = finish(&fork.typed(fan_out).await.unwrap()).await.unwrap();
+    assert_eq!(output, format!("{key}/1#1|{key}/2#1|{key}/3#2|{key}/4#2"));
+    assert_eq!(count(&format!("{key}/2")), 1);
+    let copied: Vec<u32> = db
+        .events("fan-3")
+        .into_iter()
+        .filter(|row| row.completion)
+        .map(|row| row.step)
+        .collect();
+    assert_eq!(copied, [1, 2, 3, 4]);
     stop(engine).await;
 }
 
