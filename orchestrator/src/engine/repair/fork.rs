@@ -252,7 +252,7 @@ impl Engine {
         if let Some(lease) = lease {
             self.hold(&new_id, lease.epoch, sent);
         }
-        self.load(Arc::from(new_id.as_str()), false).await;
+        self.load_and_drive(Arc::from(new_id.as_str()), false).await;
         Ok(RunHandle::new(self.clone(), new_id))
     }
 }
