@@ -54,6 +54,8 @@ impl Engine {
     /// - [`Error::NotApplicable`] (nothing changed) for a running, completed or cancelled run, a run
     ///   that failed in its own code rather than at a step, a failed run whose compensations already
     ///   ran (fork it instead), or when a concurrent retry won.
+    /// - [`Error::UnregisteredWorkflow`] when this engine (without a shared store) does not know the
+    ///   run's workflow type: it would drive it and park it at once.
     /// - [`Error::NotFound`], [`Error::Store`], [`Error::Codec`].
     ///
     /// ```
@@ -85,6 +87,12 @@ impl Engine {
             return Err(Error::ShuttingDown);
         }
         let run = self.run_record(workflow_id).await?;
+        if !self.lease_mode() && self.workflow(&run.workflow_name).is_none() {
+            // This engine would drive it and park it at once as an unknown type.
+            return Err(Error::UnregisteredWorkflow {
+                name: run.workflow_name,
+            });
+        }
         let plan = match run.state {
             RunState::Parked => {
                 let reason: ParkReason = self.decode_outcome(&run)?;
