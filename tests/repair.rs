@@ -115,6 +115,17 @@ async fn fan_out(ctx: WorkflowContext, key: String) -> Result<String, WorkflowEr
     Ok(format!("{a}|{}|{}|{d}", b?, c?))
 }
 
+/// Step 1, then a signal wait with a short timeout.
+#[workflow]
+async fn impatient(ctx: WorkflowContext, key: String) -> Result<String, WorkflowError> {
+    let first = ctx.call(ledger, format!("{key}/1")).await?;
+    let answer: String = ctx
+        .signal("answer")
+        .timeout(Duration::from_millis(300))
+        .await?;
+    Ok(format!("{first}|{answer}"))
+}
+
 fn builder(db: &TestDb) -> orchestrator::EngineBuilder {
     db.builder()
         .register(three_steps)
@@ -122,6 +133,7 @@ fn builder(db: &TestDb) -> orchestrator::EngineBuilder {
         .register(priced)
         .register(saga)
         .register(fan_out)
+        .register(impatient)
         .register(slow_ledger)
         .register(ledger)
         .register(fragile)
@@ -230,6 +242,33 @@ async fn retry_of_a_failed_run_reruns_only_the_failed_step() {
         }
         other => panic!("unexpected {other:?}"),
     }
+    stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_of_a_timed_out_signal_wait_waits_again_with_a_fresh_deadline() {
+    let db = TestDb::new();
+    let engine = builder(&db).start().await.unwrap();
+    let key = key("signal-timeout");
+    let run = engine.start(impatient, "ask", key.clone()).await.unwrap();
+    let error = finish(&run).await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::WorkflowFailed {
+                error: WorkflowError::SignalTimeout { step: 2, .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    engine.retry("ask", "alice").await.unwrap();
+    engine
+        .signal("ask", "answer", "42".to_string())
+        .await
+        .unwrap();
+    assert_eq!(finish(&run).await.unwrap(), format!("{key}/1#1|42"));
+    assert_eq!(count(&format!("{key}/1")), 1);
     stop(engine).await;
 }
 
