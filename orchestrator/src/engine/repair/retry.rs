@@ -44,7 +44,7 @@ impl Engine {
     ///
     /// The journal up to the failed step is kept and the failed step runs again with a fresh retry
     /// budget; a parked run is replayed again (one parked for nondeterminism on unchanged code parks
-    /// again with the same error). A run whose compensations ran runs its failed compensation again;
+    /// again with the same error). A run whose compensation failed runs that compensation again;
     /// see `docs/operations.md` for exactly what is rewound. The run is driven by this engine, or,
     /// on a store shared by several engines, by whichever node claims it first. Await it with
     /// [`Engine::handle`].
