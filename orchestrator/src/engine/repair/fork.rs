@@ -20,7 +20,7 @@ use crate::store::{CreateOutcome, ForkRun, NewRun};
 
 const ACTION: &str = "fork";
 
-type EncodeInput = Box<dyn FnOnce(&Codec) -> Result<Vec<u8>, CodecError> + Send + Sync>;
+type EncodeInput = Box<dyn FnOnce(&Codec) -> Result<Vec<u8>, CodecError> + Send>;
 
 /// What [`Engine::fork`] creates: a run `new_id` replaying the source's journal before step
 /// `from_step`, then running live; by `actor`, with the source's input or a replacement.
@@ -70,7 +70,7 @@ impl Fork {
 
     /// A replacement workflow input (of the workflow's input type: a value that does not decode as
     /// it is refused before anything is created).
-    pub fn input(mut self, value: impl Payload + Sync) -> Self {
+    pub fn input(mut self, value: impl Payload) -> Self {
         self.input = Some(Box::new(move |codec: &Codec| codec.encode(&value)));
         self
     }
