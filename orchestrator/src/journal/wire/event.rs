@@ -125,6 +125,12 @@ pub(crate) enum WireOperatorAction {
     ForkedFrom { source_id: String, from_step: u32 },
     /// 5
     ForkedTo { new_id: String, from_step: u32 },
+    /// 6
+    RetrySuperseded {
+        state: String,
+        error: String,
+        dropped_events: u32,
+    },
 }
 
 fn bytes<'a>(bytes: &'a [u8]) -> Cow<'a, [u8]> {
@@ -409,6 +415,15 @@ impl From<&OperatorAction> for WireOperatorAction {
                 new_id: new_id.clone(),
                 from_step: *from_step,
             },
+            OperatorAction::RetrySuperseded {
+                state,
+                error,
+                dropped_events,
+            } => WireOperatorAction::RetrySuperseded {
+                state: state.clone(),
+                error: error.clone(),
+                dropped_events: *dropped_events,
+            },
         }
     }
 }
@@ -430,6 +445,15 @@ impl From<WireOperatorAction> for OperatorAction {
             WireOperatorAction::ForkedTo { new_id, from_step } => {
                 OperatorAction::ForkedTo { new_id, from_step }
             }
+            WireOperatorAction::RetrySuperseded {
+                state,
+                error,
+                dropped_events,
+            } => OperatorAction::RetrySuperseded {
+                state,
+                error,
+                dropped_events,
+            },
         }
     }
 }

@@ -59,6 +59,14 @@ fn format3_samples() -> Vec<(String, Sample)> {
                 from_step: 4,
             },
         ),
+        (
+            "retry_superseded",
+            OperatorAction::RetrySuperseded {
+                state: "Failed".into(),
+                error: "boom".into(),
+                dropped_events: 2,
+            },
+        ),
     ];
     for (name, action) in actions {
         samples.push((
