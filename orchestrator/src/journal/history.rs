@@ -15,7 +15,8 @@ pub struct History {
     completion_by_step: HashMap<u32, usize>,
     /// Non-completion records, by step, in journal order.
     records: HashMap<u32, Vec<EventBody>>,
-    /// Annotations (attempt starts, operator actions), in journal order: not read by replay.
+    /// Annotations (attempt starts, operator actions), in journal order: not matched by replay (the
+    /// highest attempt start of a step is looked up, for the retry budget).
     annotations: Vec<Event>,
     /// For each step, the index in `annotations` of its highest-numbered attempt start.
     last_start: HashMap<u32, usize>,
