@@ -1081,6 +1081,7 @@ mod injector {
             deadline_ms: None,
             execution_timeout_ms: None,
             owner: None,
+            events: Vec::new(),
         };
         let error = store.create_run(run).await.unwrap_err();
         let expected = StoreError::Io {

@@ -151,6 +151,7 @@ fn new_run(id: &str) -> NewRun {
         deadline_ms: None,
         execution_timeout_ms: None,
         owner: None,
+        events: Vec::new(),
     }
 }
 

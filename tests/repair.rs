@@ -799,6 +799,7 @@ async fn repairs_are_all_or_nothing(store: Arc<dyn Store>) {
         deadline_ms: None,
         execution_timeout_ms: None,
         owner: None,
+        events: Vec::new(),
     };
     let event = NewEvent {
         step: 1,

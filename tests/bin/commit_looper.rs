@@ -38,6 +38,7 @@ async fn main() {
                 epoch: 1,
                 duration_ms: 1_000,
             }),
+            events: Vec::new(),
         })
         .await
         .expect("create the run");

@@ -9,7 +9,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::driver::{Driver, DriverParts};
+use tokio::sync::mpsc;
+
+use super::driver::{Driver, DriverMsg, DriverParts};
+use super::registry::WorkflowFuture;
 use super::{Channel, Engine, EngineLink, ErasedWorkflow, Phase};
 use crate::clock::now_ms;
 use crate::context::RunShared;
@@ -36,60 +39,84 @@ impl Engine {
     /// finds it), or what spawning the driver returns.
     pub(crate) async fn create_and_drive(
         &self,
-        run: NewRun,
+        mut run: NewRun,
         workflow: ErasedWorkflow,
     ) -> Result<Creation, Error> {
         let id: Arc<str> = Arc::from(run.workflow_id.as_str());
         let created_at_ms = now_ms();
+        // What is about to be written: no need to read it back.
+        let record = RunRecord {
+            workflow_id: run.workflow_id.clone(),
+            workflow_name: run.workflow_name.clone(),
+            state: RunState::Running,
+            input: run.input.clone(),
+            output: None,
+            error: None,
+            created_at_ms,
+            updated_at_ms: created_at_ms,
+            run_no: 0,
+            parent_id: run.parent_id.clone(),
+            cancel_reason: None,
+            deadline_ms: run.deadline_ms,
+            execution_timeout_ms: run.execution_timeout_ms,
+        };
+        let epoch = run.owner.as_ref().map(|lease| lease.epoch);
         // Register the run's channel first: whatever is sent to it once its row exists reaches it.
         let channel = self.preregister(&id);
+        let sender = channel.as_ref().map(|(tx, _)| tx.clone());
+        // The run's first poll happens now, before its row exists: what it records and the starts of
+        // the attempts it asks for are written with the row (one commit for both); the work it asks
+        // for starts once the row exists.
+        let pending = match channel {
+            Some(channel) => match self.new_driver(&id, &workflow, &record, channel) {
+                Ok(mut driver) => {
+                    run.events = driver.first_poll();
+                    Pending::Polled(Box::new(driver))
+                }
+                // The input does not decode: the run is created without events and parked.
+                Err(channel) => Pending::Registered(channel),
+            },
+            None => Pending::Unregistered,
+        };
         let sent = tokio::time::Instant::now();
-        let outcome = match self.inner.store.create_run(run.clone()).await {
+        let outcome = match self.inner.store.create_run(run).await {
             Ok(outcome) => outcome,
             Err(error) => {
-                if let Some(channel) = &channel {
-                    self.withdraw(&id, channel);
+                // The first poll is dropped: nothing it asked for has started.
+                drop(pending);
+                if let Some(sender) = &sender {
+                    self.withdraw(&id, sender);
                 }
                 return Err(error.into());
             }
         };
         match outcome {
             CreateOutcome::Created => {
-                if let Some(lease) = &run.owner {
-                    self.hold(&id, lease.epoch, sent);
+                if let Some(epoch) = epoch {
+                    self.hold(&id, epoch, sent);
                 }
-                // What was just written: no need to read it back.
-                let record = RunRecord {
-                    workflow_id: run.workflow_id,
-                    workflow_name: run.workflow_name,
-                    state: RunState::Running,
-                    input: run.input,
-                    output: None,
-                    error: None,
-                    created_at_ms,
-                    updated_at_ms: created_at_ms,
-                    run_no: 0,
-                    parent_id: run.parent_id,
-                    cancel_reason: None,
-                    deadline_ms: run.deadline_ms,
-                    execution_timeout_ms: run.execution_timeout_ms,
-                };
-                match channel {
-                    Some(channel) => {
+                match pending {
+                    Pending::Polled(mut driver) => {
+                        driver.set_lease(self.lease_of(&id));
+                        self.launch_driver(id, *driver);
+                    }
+                    Pending::Registered(channel) => {
                         self.spawn_new_driver(id, workflow, &record, channel)
-                            .await?
+                            .await?;
                     }
                     // Another start of this id registered first; it drives the run (or wakes it).
-                    None => {
+                    Pending::Unregistered => {
                         self.spawn_driver(id, workflow, &record, History::default())
-                            .await?
+                            .await?;
                     }
                 }
                 Ok(Creation::Created)
             }
             CreateOutcome::Existing(existing) => {
-                match &channel {
-                    Some(channel) => self.withdraw(&id, channel),
+                // Nothing was written: the first poll is dropped, nothing it asked for has started.
+                drop(pending);
+                match &sender {
+                    Some(sender) => self.withdraw(&id, sender),
                     // Perhaps created by an earlier attempt whose driver never started: make sure
                     // it runs (a no-op if it is driven, finished or parked).
                     None if !self.lease_mode() => self.wake(&id),
@@ -134,8 +161,8 @@ impl Engine {
     /// Takes back a channel registered by [`Engine::preregister`] for a run that was not created
     /// (it existed already, or the write failed), and wakes that run: a wake-up or message that
     /// met the channel meanwhile was meant for it.
-    pub(crate) fn withdraw(&self, id: &str, channel: &Channel) {
-        let removed = self.inner.runs.withdraw(id, &channel.0);
+    pub(crate) fn withdraw(&self, id: &str, sender: &mpsc::UnboundedSender<DriverMsg>) {
+        let removed = self.inner.runs.withdraw(id, sender);
         if removed {
             // A waiter that saw the channel and took the run for driven here re-reads the store.
             self.release(id);
@@ -162,19 +189,16 @@ impl Engine {
         let future = match workflow.start(shared.clone(), &run.input) {
             Ok(future) => future,
             Err(error) => {
-                let reason = ParkReason::UndecodablePayload {
-                    step: 0,
-                    type_name: format!("input of `{}`", workflow.name),
-                    message: error.to_string(),
-                };
                 if let Some(channel) = &channel {
                     self.inner.runs.withdraw(&id, &channel.0);
                 }
-                return self.park_stored(&id, &reason).await;
+                return self
+                    .park_stored(&id, &undecodable_input(&workflow, &error))
+                    .await;
             }
         };
         let fresh = channel.is_some();
-        let (tx, rx) = match channel {
+        let channel = match channel {
             // Registered before the run was created: it is ours.
             Some(channel) => channel,
             None => match self.inner.runs.register_driver(&id) {
@@ -183,15 +207,50 @@ impl Engine {
                 None => return Ok(()),
             },
         };
-        self.inner.runs.publish(&id, Phase::Active);
-        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        let driver = self.driver(&id, shared, future, run, channel, fresh);
+        self.launch_driver(id, driver);
+        Ok(())
+    }
+
+    /// The driver of a run this engine is about to create, through `channel` (registered by
+    /// [`Engine::preregister`]), for its first poll before the creation ([`Driver::first_poll`]).
+    /// `Err(channel)` back if the run's input does not decode.
+    fn new_driver(
+        &self,
+        id: &Arc<str>,
+        workflow: &ErasedWorkflow,
+        run: &RunRecord,
+        channel: Channel,
+    ) -> Result<Driver, Channel> {
+        let shared = Arc::new(RunShared::new(
+            id.clone(),
+            self.inner.settings.codec,
+            ReplayMachine::new(History::default()),
+        ));
+        match workflow.start(shared.clone(), &run.input) {
+            Ok(future) => Ok(self.driver(id, shared, future, run, channel, true)),
+            Err(_) => Err(channel),
+        }
+    }
+
+    /// Builds the driver of `run` on `channel`.
+    fn driver(
+        &self,
+        id: &str,
+        shared: Arc<RunShared>,
+        future: WorkflowFuture,
+        run: &RunRecord,
+        (tx, rx): Channel,
+        fresh: bool,
+    ) -> Driver {
+        let settings = &self.inner.settings;
         let deadline = run.deadline_ms.map(|deadline| {
             let timeout = run
                 .execution_timeout_ms
                 .unwrap_or_else(|| deadline.saturating_sub(run.created_at_ms));
             (deadline, u64::try_from(timeout).unwrap_or(0))
         });
-        let driver = Driver::new(DriverParts {
+        Driver::new(DriverParts {
             shared,
             future,
             store: self.inner.store.clone(),
@@ -206,9 +265,15 @@ impl Engine {
             keep_runs: settings.keep_runs,
             evict_after: settings.evict_after,
             run_no: run.run_no,
-            lease: self.lease_of(&id),
+            lease: self.lease_of(id),
             fresh,
-        });
+        })
+    }
+
+    /// Spawns the task of `driver`, the run `id`'s (its channel is registered).
+    fn launch_driver(&self, id: Arc<str>, driver: Driver) {
+        self.inner.runs.publish(&id, Phase::Active);
+        self.inner.active.fetch_add(1, Ordering::AcqRel);
         let engine = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let exit = driver.run().await;
@@ -221,6 +286,24 @@ impl Engine {
                 engine.inner.idle.notify_waiters();
             }
         });
-        Ok(())
+    }
+}
+
+/// A new run's driver between its preregistration and the run's creation.
+enum Pending {
+    /// Its first poll is done (see [`Driver::first_poll`]).
+    Polled(Box<Driver>),
+    /// Its input does not decode: the run is parked once created.
+    Registered(Channel),
+    /// Another start of the same id registered a channel first.
+    Unregistered,
+}
+
+/// Why a run whose input does not decode is parked.
+fn undecodable_input(workflow: &ErasedWorkflow, error: &impl std::fmt::Display) -> ParkReason {
+    ParkReason::UndecodablePayload {
+        step: 0,
+        type_name: format!("input of `{}`", workflow.name),
+        message: error.to_string(),
     }
 }

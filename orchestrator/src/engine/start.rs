@@ -135,6 +135,7 @@ impl<W: Workflow> StartRequest<W> {
             deadline_ms,
             execution_timeout_ms,
             owner: engine.initial_lease(),
+            events: Vec::new(),
         };
         match engine.create_and_drive(run, erased).await? {
             Creation::Existing(existing) if existing.workflow_name != W::NAME => {

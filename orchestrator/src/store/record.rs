@@ -68,6 +68,11 @@ pub struct NewRun {
     pub execution_timeout_ms: Option<i64>,
     /// For stores with leases: the node creating the run owns it (lease epoch 1) from the start.
     pub owner: Option<Lease>,
+    /// The run's first journal events (the engine's: what its first poll recorded and the starts of
+    /// the attempts it asked for), written in the same transaction as the row, with their wake-ups,
+    /// so a new run costs one commit. Nothing is written if the run exists already. (A
+    /// [`ForkRun`](super::ForkRun) writes them too, before its own events; forks leave them empty.)
+    pub events: Vec<NewEvent>,
 }
 
 /// Who may write a run's journal: a node, under a lease epoch. Every takeover of a run increments its

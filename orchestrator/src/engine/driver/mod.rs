@@ -252,6 +252,24 @@ pub(crate) struct Driver {
     lease: Option<Arc<RunLease>>,
     /// The message of a panic of the workflow code during the last poll.
     panic: Option<String>,
+    /// What the first poll of a run not created yet left to do (see [`Driver::first_poll`]).
+    first: Option<FirstPoll>,
+}
+
+/// The outcome of a run's first poll, made before the run's row was written (see
+/// [`Driver::first_poll`]): what is left to do once the run exists.
+enum FirstPoll {
+    /// The body returned at once: its result is journaled (with the run's outcome) once the run exists.
+    Returned(Result<Vec<u8>, WorkflowError>),
+    /// The body is waiting: `journaled` says whether its records and attempt starts went into the
+    /// creation; if not (values to publish, or an encoding failure), they are journaled first.
+    Waiting {
+        records: Vec<Event>,
+        journaled: bool,
+        abandoned: Vec<u32>,
+        commands: Vec<Command<ActivityInvocation>>,
+        starts: HashMap<u32, u32>,
+    },
 }
 
 impl Driver {
@@ -292,7 +310,58 @@ impl Driver {
             run_no: parts.run_no,
             lease: parts.lease,
             panic: None,
+            first: None,
         }
+    }
+
+    /// Polls the body of a run that does not exist yet, before its creation: returns the events to
+    /// write with its row (what the poll recorded, and the starts of the attempts it asked for), so a
+    /// new run's first poll costs no commit of its own. Nothing starts here: the commands wait in the
+    /// driver until [`Driver::run`], which the caller only calls once the run exists (if it existed
+    /// already, the caller drops this driver, and with it the poll). A panic, a failure (parks), a
+    /// result or values to publish leave the creation without events and are handled by `run` as
+    /// in any other poll.
+    pub(crate) fn first_poll(&mut self) -> Vec<NewEvent> {
+        while self.panic.is_none() && self.wake.woken.swap(false, Ordering::AcqRel) {
+            if let Poll::Ready(result) = self.poll_body() {
+                self.first = Some(FirstPoll::Returned(result));
+                return Vec::new();
+            }
+        }
+        if self.panic.is_some() || self.shared.machine().failure().is_some() {
+            return Vec::new();
+        }
+        let (mut records, abandoned, commands) = {
+            let mut machine = self.shared.machine();
+            (
+                machine.take_records(),
+                machine.take_abandoned(),
+                machine.take_commands(),
+            )
+        };
+        let starts = attempt_starts(&commands, &mut records);
+        // Published values go with a commit (the creation carries events only).
+        let events = if published_values(&records).is_empty() {
+            self.encode_events(&records).ok()
+        } else {
+            None
+        };
+        let journaled = events.is_some();
+        self.first = Some(FirstPoll::Waiting {
+            records: if journaled { Vec::new() } else { records },
+            journaled,
+            abandoned,
+            commands,
+            starts,
+        });
+        let events = events.unwrap_or_default();
+        self.events_written += events.len();
+        events
+    }
+
+    /// Sets the lease of a run created after its driver (see [`Driver::first_poll`]).
+    pub(crate) fn set_lease(&mut self, lease: Option<Arc<RunLease>>) {
+        self.lease = lease;
     }
 
     fn workflow_id(&self) -> &str {
@@ -360,6 +429,30 @@ impl Driver {
     }
 
     async fn drive(&mut self) -> Result<DriverExit, StoreError> {
+        match self.first.take() {
+            Some(FirstPoll::Returned(result)) => {
+                let abandoned = self.shared.machine().take_abandoned();
+                for step in abandoned {
+                    self.abandon(step);
+                }
+                return self.finish(result).await;
+            }
+            Some(FirstPoll::Waiting {
+                records,
+                journaled,
+                abandoned,
+                commands,
+                starts,
+            }) => {
+                if !journaled {
+                    self.journal(records).await?;
+                }
+                if !self.launch(abandoned, commands, &starts).await? {
+                    return Ok(DriverExit::Shutdown);
+                }
+            }
+            None => {}
+        }
         let mut interrupts_checked = false;
         loop {
             // 1. Poll the body until it makes no more progress (never again once it panicked: a
@@ -395,15 +488,8 @@ impl Driver {
             // before it runs (no write of its own).
             let starts = attempt_starts(&commands, &mut records);
             self.journal(records).await?;
-            for step in abandoned {
-                self.abandon(step);
-            }
-            if !commands.is_empty() && !self.lease_usable().await? {
+            if !self.launch(abandoned, commands, &starts).await? {
                 return Ok(DriverExit::Shutdown);
-            }
-            for command in commands {
-                let journaled = starts.get(&command.step()).copied();
-                self.start(command, journaled).await?;
             }
             // 3. Deliver one completion: the journal's next, else a waiting signal, else a live one.
             let replayed = self.shared.machine().replay_next();
@@ -461,6 +547,28 @@ impl Driver {
                 return Ok(DriverExit::Shutdown);
             }
         }
+    }
+
+    /// After a poll's records are journaled: stops the steps it abandoned and starts what it asked
+    /// for (`starts`: the attempts whose start was journaled with the records). `false` if the engine
+    /// shuts down meanwhile.
+    async fn launch(
+        &mut self,
+        abandoned: Vec<u32>,
+        commands: Vec<Command<ActivityInvocation>>,
+        starts: &HashMap<u32, u32>,
+    ) -> Result<bool, StoreError> {
+        for step in abandoned {
+            self.abandon(step);
+        }
+        if !commands.is_empty() && !self.lease_usable().await? {
+            return Ok(false);
+        }
+        for command in commands {
+            let journaled = starts.get(&command.step()).copied();
+            self.start(command, journaled).await?;
+        }
+        Ok(true)
     }
 
     /// Whether nothing but time or an outside event can move the run: no activity, child or await in

@@ -239,6 +239,7 @@ impl Engine {
                     deadline_ms,
                     execution_timeout_ms,
                     owner: lease.clone(),
+                    events: Vec::new(),
                 },
                 events: copied,
                 source_id: workflow_id.to_string(),

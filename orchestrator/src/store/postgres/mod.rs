@@ -333,8 +333,8 @@ impl PostgresStore {
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError> {
-        let client = self.client("creating a run").await?;
-        queries::create_run(&client, &self.sql, &run).await
+        let mut client = self.client("creating a run").await?;
+        queries::create_run(&mut client, &self.sql, &run).await
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {

@@ -301,7 +301,7 @@ fn claims_from(rows: &[Row], op: &'static str) -> Result<Vec<Claim>, StoreError>
 // Writes.
 
 pub(super) async fn create_run(
-    client: &Object,
+    client: &mut Object,
     sql: &Sql,
     run: &NewRun,
 ) -> Result<CreateOutcome, StoreError> {
@@ -317,8 +317,10 @@ pub(super) async fn create_run(
     };
     // A concurrent creator of the same id either wins the insert (we then read its run) or loses it.
     // Runs are never deleted, so the read after a lost insert finds the row.
+    // The row and its first events in one transaction (without events, the insert alone is one).
+    let tx = client.transaction().await.during(OP)?;
     let inserted = execute(
-        client,
+        &tx,
         &sql.insert_run,
         &[
             &run.workflow_id,
@@ -336,8 +338,11 @@ pub(super) async fn create_run(
     )
     .await?;
     if inserted == 1 {
+        super::repair::insert_events(&tx, sql, &run.workflow_id, &run.events, OP).await?;
+        tx.commit().await.during(OP)?;
         return Ok(CreateOutcome::Created);
     }
+    drop(tx);
     match query_opt(client, &sql.select_run, &[&run.workflow_id], OP).await? {
         Some(row) => Ok(CreateOutcome::Existing(Box::new(run_from_row(&row, OP)?))),
         None => Err(StoreError::Backend {

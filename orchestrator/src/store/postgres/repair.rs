@@ -117,6 +117,7 @@ pub(super) async fn fork_run(
             }),
         };
     }
+    insert_events(&tx, sql, &run.workflow_id, &run.events, OP).await?;
     insert_events(&tx, sql, &run.workflow_id, &fork.events, OP).await?;
     insert_events(&tx, sql, &fork.source_id, &fork.source_events, OP).await?;
     tx.commit().await.during(OP)?;
@@ -125,7 +126,7 @@ pub(super) async fn fork_run(
 
 /// Appends `events` to a run whose row the transaction has locked (or just created), with their
 /// wake-ups.
-async fn insert_events<C: GenericClient>(
+pub(super) async fn insert_events<C: GenericClient>(
     tx: &C,
     sql: &Sql,
     id: &String,

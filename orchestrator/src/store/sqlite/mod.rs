@@ -238,6 +238,7 @@ impl SqliteStore {
     ///         deadline_ms: None,
     ///         execution_timeout_ms: None,
     ///         owner: None,
+    ///         events: Vec::new(),
     ///     })
     ///     .await?;
     ///

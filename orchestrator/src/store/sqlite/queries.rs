@@ -6,8 +6,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::errors::Context;
 use crate::clock::now_ms;
 use crate::store::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunPage, RunQuery, RunRecord,
-    RunState, SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, RunPage, RunQuery,
+    RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent,
+    Wakeup,
 };
 
 const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
@@ -73,7 +74,63 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcom
         run.execution_timeout_ms
     ])
     .during("creating a run")?;
+    insert_events(tx, &run.workflow_id, &run.events, now, "creating a run")?;
     Ok(CreateOutcome::Created)
+}
+
+/// Appends `events` to the journal of `workflow_id`, with their wake-ups: the body of a commit, and of
+/// a creation that carries the run's first events.
+fn insert_events(
+    tx: &Connection,
+    workflow_id: &str,
+    events: &[NewEvent],
+    now: i64,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO events (workflow_id, step, kind, completion, payload, recorded_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .during(op)?;
+        for event in events {
+            if let Some(at_ms) = event.wake_at_ms {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO wakeups (workflow_id, step, at_ms) VALUES (?1, ?2, ?3)",
+                )
+                .during(op)?
+                .execute(params![workflow_id, event.step, at_ms])
+                .during(op)?;
+            }
+            if event.completion {
+                tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1 AND step = ?2")
+                    .during(op)?
+                    .execute(params![workflow_id, event.step])
+                    .during(op)?;
+            }
+            insert
+                .execute(params![
+                    workflow_id,
+                    event.step,
+                    event.kind,
+                    event.completion,
+                    event.payload,
+                    now
+                ])
+                .map_err(|error| match super::errors::classify(op, error) {
+                    StoreError::Conflict { operation, message } => StoreError::Conflict {
+                        operation,
+                        message: format!(
+                            "step {} of `{}` already has a completion ({message})",
+                            event.step, workflow_id
+                        ),
+                    },
+                    other => other,
+                })?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
@@ -103,49 +160,7 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
             ),
         });
     }
-    {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO events (workflow_id, step, kind, completion, payload, recorded_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .during(OP)?;
-        for event in &commit.events {
-            if let Some(at_ms) = event.wake_at_ms {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO wakeups (workflow_id, step, at_ms) VALUES (?1, ?2, ?3)",
-                )
-                .during(OP)?
-                .execute(params![commit.workflow_id, event.step, at_ms])
-                .during(OP)?;
-            }
-            if event.completion {
-                tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1 AND step = ?2")
-                    .during(OP)?
-                    .execute(params![commit.workflow_id, event.step])
-                    .during(OP)?;
-            }
-            insert
-                .execute(params![
-                    commit.workflow_id,
-                    event.step,
-                    event.kind,
-                    event.completion,
-                    event.payload,
-                    now
-                ])
-                .map_err(|error| match super::errors::classify(OP, error) {
-                    StoreError::Conflict { operation, message } => StoreError::Conflict {
-                        operation,
-                        message: format!(
-                            "step {} of `{}` already has a completion ({message})",
-                            event.step, commit.workflow_id
-                        ),
-                    },
-                    other => other,
-                })?;
-        }
-    }
+    insert_events(tx, &commit.workflow_id, &commit.events, now, OP)?;
     if let Some(signal_id) = commit.consume_signal {
         let step = commit
             .events

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::support::{Ck, completion, new_run};
+use super::support::{Ck, completion, new_run, timer};
 use super::{CheckOutcome, ConformanceFailure};
 use crate::clock::now_ms;
 use crate::store::{CreateOutcome, NewRun, RunQuery, RunRecord, RunState, StatusChange, Store};
@@ -11,7 +11,8 @@ use crate::store::{CreateOutcome, NewRun, RunQuery, RunRecord, RunState, StatusC
 /// nothing and returns `CreateOutcome::Existing` with the stored record: the original name, input,
 /// parent and deadlines, never those of the second request. This holds after the run has progressed
 /// and after it finished (its journal, state and output are kept) — it is how `Engine::start` stays
-/// idempotent.
+/// idempotent. The events a creation carries ([`NewRun::events`]) are written with the row, wake-ups
+/// included, all or nothing, and not at all when the run exists.
 pub async fn create_run_idempotent(
     store: Arc<dyn Store>,
 ) -> Result<CheckOutcome, ConformanceFailure> {
@@ -32,6 +33,7 @@ pub async fn create_run_idempotent(
         deadline_ms: None,
         execution_timeout_ms: None,
         owner: None,
+        events: vec![completion(1, b"from a second start")],
     };
     expect_existing(
         &ck,
@@ -76,6 +78,64 @@ pub async fn create_run_idempotent(
         &vec![(1, super::support::KIND_COMPLETION, b"charged".to_vec())],
         &history,
     )?;
+
+    // A creation that carries the run's first events: written with the row, wake-ups included.
+    let with_events = "order-43";
+    let due_at = now_ms() + 3_600_000;
+    ck.create_run(NewRun {
+        events: vec![timer(1, due_at), completion(2, b"first poll")],
+        ..new_run(with_events, "checkout")
+    })
+    .await?;
+    ck.eq(
+        "the history of a run created with events",
+        &vec![
+            (1, super::support::KIND_TIMER, due_at.to_le_bytes().to_vec()),
+            (2, super::support::KIND_COMPLETION, b"first poll".to_vec()),
+        ],
+        &ck.steps(with_events).await?,
+    )?;
+    let wakeups: Vec<i64> = ck
+        .wakeups_of(with_events)
+        .await?
+        .into_iter()
+        .map(|wakeup| wakeup.at_ms)
+        .collect();
+    ck.eq(
+        "the wake-ups of a run created with a timer event",
+        &vec![due_at],
+        &wakeups,
+    )?;
+
+    // All or nothing: a creation whose events conflict (two completions of one step) writes no row.
+    let broken = "order-44";
+    let refused = ck
+        .store
+        .create_run(NewRun {
+            events: vec![completion(1, b"one"), completion(1, b"two")],
+            ..new_run(broken, "checkout")
+        })
+        .await;
+    ck.ensure(
+        refused.is_err(),
+        "create_run with two completions of step 1",
+        "an error",
+        format!("{refused:?}"),
+    )?;
+    let row = ck.ok("run(`order-44`)", ck.store.run(broken)).await?;
+    ck.ensure(
+        row.is_none(),
+        "the run after its creation failed",
+        "no row",
+        format!("{row:?}"),
+    )?;
+    let history = ck.history(broken).await?;
+    ck.ensure(
+        history.is_empty(),
+        "the history after the creation failed",
+        "no events",
+        format!("{history:?}"),
+    )?;
     Ok(CheckOutcome::Passed)
 }
 
@@ -115,6 +175,7 @@ pub async fn run_record_round_trip(
         deadline_ms: Some(4_102_444_800_000),
         execution_timeout_ms: Some(86_400_000),
         owner: None,
+        events: Vec::new(),
     };
     let minimal = NewRun {
         input: Vec::new(),

@@ -412,6 +412,7 @@ pub(super) fn new_run(id: &str, name: &str) -> NewRun {
         deadline_ms: None,
         execution_timeout_ms: None,
         owner: None,
+        events: Vec::new(),
     }
 }
 
