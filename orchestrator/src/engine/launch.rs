@@ -5,6 +5,12 @@
 //! signal or cancellation accepted once the row exists reaches the driver (which then needs no inbox
 //! read). If the row existed already, the channel is withdrawn and the existing run is woken, in case
 //! nothing drives it (an earlier attempt created it but its driver never started).
+//!
+//! The new run's driver is built and its body polled once before the row is written
+//! ([`Driver::first_poll`]): the creation carries what that poll recorded and the starts of the
+//! attempts it asked for, so a new run's first step costs no commit of its own. The driver is spawned
+//! (and starts that work) only once the row exists; if the run existed already or the write failed,
+//! it is dropped without having started anything.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
