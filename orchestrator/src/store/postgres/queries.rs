@@ -306,6 +306,43 @@ pub(super) async fn create_run(
     run: &NewRun,
 ) -> Result<CreateOutcome, StoreError> {
     const OP: &str = "creating a run";
+    // A concurrent creator of the same id either wins the insert (we then read its run) or loses it.
+    // Runs are never deleted, so the read after a lost insert finds the row.
+    let inserted = if run.events.is_empty() {
+        // The insert alone is one transaction.
+        insert_run(&*client, sql, run, OP).await?
+    } else {
+        // The row and its first events in one transaction.
+        let tx = client.transaction().await.during(OP)?;
+        let inserted = insert_run(&tx, sql, run, OP).await?;
+        if inserted {
+            super::repair::insert_events(&tx, sql, &run.workflow_id, &run.events, OP).await?;
+            tx.commit().await.during(OP)?;
+        }
+        inserted
+    };
+    if inserted {
+        return Ok(CreateOutcome::Created);
+    }
+    match query_opt(&*client, &sql.select_run, &[&run.workflow_id], OP).await? {
+        Some(row) => Ok(CreateOutcome::Existing(Box::new(run_from_row(&row, OP)?))),
+        None => Err(StoreError::Backend {
+            operation: OP,
+            message: format!(
+                "run `{}` neither inserted nor found (was it deleted?)",
+                run.workflow_id
+            ),
+        }),
+    }
+}
+
+/// Inserts the row of `run` unless its id exists: `true` if it did.
+async fn insert_run<C: GenericClient>(
+    client: &C,
+    sql: &Sql,
+    run: &NewRun,
+    op: &'static str,
+) -> Result<bool, StoreError> {
     let now = now_ms();
     let (owner, epoch, duration) = match &run.owner {
         Some(lease) => (
@@ -315,12 +352,8 @@ pub(super) async fn create_run(
         ),
         None => (None, 0, None),
     };
-    // A concurrent creator of the same id either wins the insert (we then read its run) or loses it.
-    // Runs are never deleted, so the read after a lost insert finds the row.
-    // The row and its first events in one transaction (without events, the insert alone is one).
-    let tx = client.transaction().await.during(OP)?;
     let inserted = execute(
-        &tx,
+        client,
         &sql.insert_run,
         &[
             &run.workflow_id,
@@ -334,25 +367,10 @@ pub(super) async fn create_run(
             &epoch,
             &duration,
         ],
-        OP,
+        op,
     )
     .await?;
-    if inserted == 1 {
-        super::repair::insert_events(&tx, sql, &run.workflow_id, &run.events, OP).await?;
-        tx.commit().await.during(OP)?;
-        return Ok(CreateOutcome::Created);
-    }
-    drop(tx);
-    match query_opt(client, &sql.select_run, &[&run.workflow_id], OP).await? {
-        Some(row) => Ok(CreateOutcome::Existing(Box::new(run_from_row(&row, OP)?))),
-        None => Err(StoreError::Backend {
-            operation: OP,
-            message: format!(
-                "run `{}` neither inserted nor found (was it deleted?)",
-                run.workflow_id
-            ),
-        }),
-    }
+    Ok(inserted == 1)
 }
 
 /// What `commit` found when it locked the run's row.
