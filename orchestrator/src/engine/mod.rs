@@ -87,6 +87,8 @@ pub(crate) struct EngineSettings {
     pub(crate) lease: Duration,
     /// How a run whose workflow code panics is replayed again before it is parked.
     pub(crate) panic_retry: crate::retry::RetryPolicy,
+    /// The payload types known to this engine, for inspection (see `inspect/catalog.rs`).
+    pub(crate) catalog: Arc<crate::inspect::Catalog>,
 }
 
 /// The durable execution engine.
@@ -193,6 +195,10 @@ impl Engine {
 
     pub(crate) fn codec(&self) -> Codec {
         self.inner.settings.codec
+    }
+
+    pub(crate) fn catalog(&self) -> &crate::inspect::Catalog {
+        &self.inner.settings.catalog
     }
 
     pub(crate) fn workflow(&self, name: &str) -> Option<ErasedWorkflow> {
@@ -459,11 +465,10 @@ impl Engine {
         channel: Option<Channel>,
     ) -> Result<(), Error> {
         let settings = &self.inner.settings;
-        let shared = Arc::new(RunShared::new(
-            id.clone(),
-            settings.codec,
-            ReplayMachine::new(history),
-        ));
+        let shared = Arc::new(
+            RunShared::new(id.clone(), settings.codec, ReplayMachine::new(history))
+                .with_catalog(settings.catalog.clone(), workflow.name),
+        );
         let future = match workflow.start(shared.clone(), &run.input) {
             Ok(future) => future,
             Err(error) => {
@@ -787,6 +792,16 @@ impl Engine {
         crate::limits::check_workflow_id(workflow_id)?;
         crate::limits::check_signal_name(name)?;
         let payload = self.codec().encode(&payload)?;
+        self.signal_encoded(workflow_id, name, payload).await
+    }
+
+    /// [`Engine::signal`] with an already encoded payload (ids and name checked by the caller).
+    pub(crate) async fn signal_encoded(
+        &self,
+        workflow_id: &str,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), Error> {
         match self
             .inner
             .store

@@ -16,8 +16,9 @@ pub use error::{AccessProblem, StoreError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, NewEvent, NewRun, RunPage,
-    RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, LeaseHolder, NewEvent, NewRun,
+    RunPage, RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent,
+    Wakeup,
 };
 pub use sqlite::{Durability, IntegrityCheck, SqliteExecution, SqliteOptions, SqliteStore};
 
@@ -173,4 +174,11 @@ pub trait LeaseStore: Send + Sync {
 
     /// Running runs `node` owns that have a cancellation request: `(workflow_id, reason)`.
     async fn owned_cancellations(&self, node: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The node holding the run's lease, its epoch and expiry (expired or not); `None` when the run
+    /// does not exist or has no owner. For inspection only: never a basis for writing.
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let _ = workflow_id;
+        Ok(None)
+    }
 }

@@ -23,8 +23,9 @@ use deadpool_postgres::{
 use tokio_postgres::NoTls;
 
 use super::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, RunPage,
-    RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseHolder, LeaseStore, NewRun,
+    RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError, StoredEvent,
+    Wakeup,
 };
 use errors::classify_pool;
 use queries::Sql;
@@ -406,6 +407,11 @@ impl Store for PostgresStore {
 
 #[async_trait::async_trait]
 impl LeaseStore for PostgresStore {
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let client = self.client("reading a run's lease").await?;
+        queries::lease_holder(&client, &self.sql, workflow_id).await
+    }
+
     async fn claim_runs(
         &self,
         node: &str,

@@ -1,0 +1,1 @@
+//! Timeline and blocked-on from histories built by hand.
