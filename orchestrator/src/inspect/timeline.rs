@@ -305,6 +305,16 @@ pub enum OperatorActionView {
         /// The first step not copied.
         from_step: u32,
     },
+    /// What a retry superseded: the outcome the run had and how many journal events of the
+    /// retried step were dropped.
+    RetrySuperseded {
+        /// The state the run was in.
+        state: String,
+        /// Its error or park reason, as text.
+        error: String,
+        /// How many events of the retried step were removed.
+        dropped_events: u32,
+    },
 }
 
 impl From<&OperatorAction> for OperatorActionView {
@@ -324,6 +334,15 @@ impl From<&OperatorAction> for OperatorActionView {
             OperatorAction::ForkedTo { new_id, from_step } => {
                 OperatorActionView::ForkedTo { new_id, from_step }
             }
+            OperatorAction::RetrySuperseded {
+                state,
+                error,
+                dropped_events,
+            } => OperatorActionView::RetrySuperseded {
+                state,
+                error,
+                dropped_events,
+            },
         }
     }
 }
@@ -356,6 +375,14 @@ impl std::fmt::Display for RunEventKind {
                 OperatorActionView::ForkedTo { new_id, from_step } => {
                     write!(f, "forked by {actor} into `{new_id}` at step {from_step}")
                 }
+                OperatorActionView::RetrySuperseded {
+                    state,
+                    error,
+                    dropped_events,
+                } => write!(
+                    f,
+                    "retry by {actor} superseded a {state} outcome ({error}); {dropped_events} event(s) of the step dropped"
+                ),
             },
         }
     }

@@ -59,6 +59,11 @@ pub(crate) fn decode_event(codec: &Codec, row: &StoredEvent) -> Result<EventBody
 
 /// Decodes stored events into a history, or says why the journal cannot be trusted.
 pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<History, ParkReason> {
+    History::new(decode_events(codec, rows)?)
+}
+
+/// Decodes stored events, in order (one event per row), or says why the journal cannot be trusted.
+pub(crate) fn decode_events(codec: &Codec, rows: &[StoredEvent]) -> Result<Vec<Event>, ParkReason> {
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
         events.push(Event {
@@ -66,5 +71,5 @@ pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<Hist
             body: decode_event(codec, row)?,
         });
     }
-    History::new(events)
+    Ok(events)
 }
