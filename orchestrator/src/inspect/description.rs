@@ -322,7 +322,7 @@ fn decode_rows(codec: &Codec, rows: &[StoredEvent]) -> (Vec<TimedEvent>, Vec<Und
 }
 
 /// The last pause not followed by a resume.
-fn pause_in_effect(actions: &[RunEvent]) -> Option<PauseInfo> {
+pub(super) fn pause_in_effect(actions: &[RunEvent]) -> Option<PauseInfo> {
     let mut paused = None;
     for event in actions {
         if let RunEventKind::Operator { actor, action } = &event.what {
