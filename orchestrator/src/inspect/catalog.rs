@@ -40,16 +40,12 @@ impl PayloadType {
     }
 
     /// The payload decoded with this type and re-encoded as JSON.
-    pub(crate) fn to_json(&self, codec: &Codec, bytes: &[u8]) -> Result<serde_json::Value, String> {
+    pub(crate) fn render(self, codec: &Codec, bytes: &[u8]) -> Result<serde_json::Value, String> {
         (self.to_json)(codec, bytes)
     }
 
     /// `value` read as this type and encoded for the journal.
-    pub(crate) fn from_json(
-        &self,
-        codec: &Codec,
-        value: serde_json::Value,
-    ) -> Result<Vec<u8>, String> {
+    pub(crate) fn parse(self, codec: &Codec, value: serde_json::Value) -> Result<Vec<u8>, String> {
         (self.from_json)(codec, value)
     }
 }

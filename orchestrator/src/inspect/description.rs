@@ -409,14 +409,16 @@ fn blocked_on(
                         expired_at_ms: expiry,
                     };
                 }
-                Some(expiry) if holder.node != sources.node => {
-                    // Progressing elsewhere: say what it waits on there, and where.
-                    if open_steps(timeline, |name| max_attempts(sources.catalog, name)).is_none() {
-                        return BlockedOn::LeaseHeld {
-                            node: holder.node.clone(),
-                            until_ms: expiry,
-                        };
-                    }
+                Some(expiry)
+                    if holder.node != sources.node
+                        && open_steps(timeline, |name| max_attempts(sources.catalog, name))
+                            .is_none() =>
+                {
+                    // Progressing elsewhere with no journaled wait: say where.
+                    return BlockedOn::LeaseHeld {
+                        node: holder.node.clone(),
+                        until_ms: expiry,
+                    };
                 }
                 _ => {}
             },

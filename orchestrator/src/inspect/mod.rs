@@ -116,7 +116,7 @@ impl Engine {
         };
         let ty = description::require(self.catalog().signal(&run.workflow_name, name), what)?;
         let bytes = ty
-            .from_json(&self.codec(), payload)
+            .parse(&self.codec(), payload)
             .map_err(|message| Error::InvalidJson {
                 what: what(),
                 message,
@@ -139,7 +139,7 @@ impl Engine {
                 .map(|signature| signature.input),
             what,
         )?;
-        ty.from_json(&self.codec(), input)
+        ty.parse(&self.codec(), input)
             .map_err(|message| Error::InvalidJson {
                 what: what(),
                 message,

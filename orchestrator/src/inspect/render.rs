@@ -56,7 +56,7 @@ impl Rendered {
         if bytes.len() > MAX_RENDERED_JSON {
             return Rendered::opaque(bytes, format!("{} bytes: too large to render", bytes.len()));
         }
-        match ty.to_json(codec, bytes) {
+        match ty.render(codec, bytes) {
             Ok(value) => Rendered::json(value, bytes),
             Err(error) => Rendered::opaque(
                 bytes,
