@@ -631,6 +631,71 @@ async fn an_evicted_run_is_described_from_the_store() {
     stop(engine).await;
 }
 
+/// Fails until `{key}/fixed` is bumped.
+#[activity(retry(max_attempts = 2, backoff = "1ms..1ms", jitter = 0.0))]
+async fn flaky_until_fixed(key: String) -> Result<String, ActivityError> {
+    if orchestrator_tests::count(&format!("{key}/fixed")) == 0 {
+        return Err(ActivityError::retryable("the service is down"));
+    }
+    Ok(format!("{key} ok"))
+}
+
+#[workflow]
+async fn repaired(ctx: WorkflowContext, key: String) -> Result<String, WorkflowError> {
+    ctx.call(flaky_until_fixed, key).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_retry_is_audited_in_the_timeline() {
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(repaired)
+        .register(flaky_until_fixed)
+        .start()
+        .await
+        .unwrap();
+    let key = "inspect-retry";
+    let run = engine
+        .start(repaired, "fix-1", key.to_string())
+        .await
+        .unwrap();
+    assert!(finish(&run).await.is_err());
+    let failed = engine.describe("fix-1").await.unwrap();
+    assert_eq!(failed.state, RunState::Failed);
+    assert_eq!(failed.timeline.steps[0].attempts.len(), 2);
+    assert!(failed.operator_actions.is_empty());
+
+    orchestrator_tests::bump(&format!("{key}/fixed"));
+    engine.retry("fix-1", "alice").await.unwrap();
+    let d = describe_until(&engine, "fix-1", "the retried run completes", |d| {
+        d.state == RunState::Completed
+    })
+    .await;
+    assert_eq!(d.output, Some(Rendered::Json(json!("inspect-retry ok"))));
+    let lines: Vec<String> = d
+        .operator_actions
+        .iter()
+        .map(|event| event.what.to_string())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line == "retried by alice from step 1"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("retry by alice superseded a")),
+        "{lines:?}"
+    );
+    assert_eq!(d.timeline.run_events.len(), d.operator_actions.len());
+    assert_eq!(d.timeline.steps[0].status, StepStatus::Completed);
+    assert!(d.to_string().contains("retried by alice"), "{d}");
+    stop(engine).await;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL: a node that does not hold the run describes it, naming the holder.
 
