@@ -17,20 +17,21 @@ use std::time::{Duration, Instant};
 use orchestrator::store::sqlite::{SqliteExecution, SqliteOptions};
 use orchestrator::store::testkit::{self, CheckOutcome, ConformanceFailure, ConformanceReport};
 use orchestrator::store::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, PostgresOptions,
-    PostgresStore, RunPage, RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord,
-    SqliteStore, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseHolder, LeaseStore, NewRun,
+    PostgresOptions, PostgresStore, RunPage, RunQuery, RunRecord, RunState, SignalOutcome,
+    SignalRecord, SqliteStore, Store, StoreError, StoredEvent, Wakeup,
 };
 use tokio_postgres::NoTls;
 
 /// The checks that need [`Store::leases`].
-const LEASE_CHECKS: [&str; 6] = [
+const LEASE_CHECKS: [&str; 7] = [
     "lease_claims_disjoint",
     "lease_takeover_epoch",
     "lease_renew_and_release",
     "lease_fencing",
     "lease_owner_at_creation",
     "lease_owned_inbox",
+    "lease_holder_reported",
 ];
 
 /// Runs the suite, printing the report or every failure.
@@ -397,6 +398,20 @@ impl LeaseStore for LeasedStore {
             }
         }
         Ok(claims)
+    }
+
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let leases = self.leases.lock().await;
+        let (now, now_ms) = (Instant::now(), orchestrator_tests::now_ms());
+        Ok(leases.get(workflow_id).and_then(|row| {
+            let node = row.node.clone()?;
+            let expires_at_ms = if row.expires >= now {
+                now_ms + i64::try_from((row.expires - now).as_millis()).unwrap_or(i64::MAX / 2)
+            } else {
+                now_ms - i64::try_from((now - row.expires).as_millis()).unwrap_or(i64::MAX / 2)
+            };
+            Some(LeaseHolder::new(node, row.epoch, Some(expires_at_ms)))
+        }))
     }
 
     async fn release_run(&self, node: &str, claim: &Claim) -> Result<(), StoreError> {

@@ -97,6 +97,17 @@ pub struct LeaseHolder {
     pub expires_at_ms: Option<i64>,
 }
 
+impl LeaseHolder {
+    /// A holder record (for [`LeaseStore`](super::LeaseStore) implementations).
+    pub fn new(node: impl Into<String>, epoch: i64, expires_at_ms: Option<i64>) -> Self {
+        LeaseHolder {
+            node: node.into(),
+            epoch,
+            expires_at_ms,
+        }
+    }
+}
+
 /// A run claimed (or still held) by a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
