@@ -696,6 +696,55 @@ async fn an_operator_retry_is_audited_in_the_timeline() {
     stop(engine).await;
 }
 
+#[workflow]
+async fn long_history(ctx: WorkflowContext, steps: u32) -> Result<u64, WorkflowError> {
+    let mut sum = 0u64;
+    for i in 0..steps {
+        sum = sum.wrapping_add(ctx.random_u64());
+        if i % 500 == 0 {
+            ctx.set_state("progress", &i)?;
+        }
+    }
+    let _: bool = ctx.signal("done").await?;
+    Ok(sum)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_is_described_within_bounds() {
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .durability(orchestrator::Durability::Normal)
+        .register(long_history)
+        .start()
+        .await
+        .unwrap();
+    let steps = 6_000u32;
+    engine.start(long_history, "long-1", steps).await.unwrap();
+    let d = describe_until(&engine, "long-1", "every step journaled", |d| {
+        d.history_len >= steps as usize
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let d2 = engine.describe("long-1").await.unwrap();
+    let took = started.elapsed();
+    let json = serde_json::to_string(&d2).unwrap();
+    println!(
+        "describe of {} events: {took:?}, {} steps listed, {} bytes of JSON",
+        d2.history_len,
+        d2.timeline.steps.len(),
+        json.len()
+    );
+    assert!(d.timeline.truncated);
+    assert_eq!(
+        d.timeline.steps.len(),
+        orchestrator::inspect::MAX_TIMELINE_STEPS
+    );
+    assert_eq!(d.published_state[0].value, Rendered::Json(json!(5_500)));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    stop(engine).await;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL: a node that does not hold the run describes it, naming the holder.
 

@@ -106,16 +106,26 @@ impl ActivityEntry {
     }
 }
 
+/// Payload types by workflow type, then name.
+type Keyed = HashMap<String, HashMap<String, PayloadType>>;
+
+fn lookup(table: &Keyed, workflow: &str, name: &str) -> Option<PayloadType> {
+    table
+        .get(workflow)
+        .and_then(|names| names.get(name))
+        .copied()
+}
+
 #[derive(Debug, Default)]
 struct Tables {
     workflows: HashMap<String, Signature>,
     activities: HashMap<String, ActivityEntry>,
-    /// Keyed by (workflow type, signal name).
-    signals: HashMap<(String, String), PayloadType>,
-    /// Keyed by (workflow type, key).
-    states: HashMap<(String, String), PayloadType>,
+    /// By workflow type, then signal name.
+    signals: Keyed,
+    /// By workflow type, then key.
+    states: Keyed,
     /// Activities registered as compensations, by name.
-    compensations: HashMap<String, ()>,
+    compensations: std::collections::HashSet<String>,
 }
 
 /// The engine's type catalog (see the module documentation). Learning is idempotent: the first type
@@ -156,10 +166,10 @@ impl Catalog {
 
     pub(crate) fn learn_compensation<A: Activity>(&self) {
         self.learn_activity::<A>();
-        if self.read().compensations.contains_key(A::NAME) {
+        if self.read().compensations.contains(A::NAME) {
             return;
         }
-        self.write().compensations.insert(A::NAME.to_string(), ());
+        self.write().compensations.insert(A::NAME.to_string());
     }
 
     pub(crate) fn learn_signal<T: Payload>(&self, workflow: &str, name: &str) {
@@ -180,19 +190,22 @@ impl Catalog {
         );
     }
 
+    /// Learns `T` for (`workflow`, `name`) unless known: a read lock and no allocation when known
+    /// (the common case: every `ctx.signal` / `ctx.set_state` call passes here).
     fn learn_keyed<T: Payload>(
         &self,
         workflow: &str,
         name: &str,
-        table_mut: fn(&mut Tables) -> &mut HashMap<(String, String), PayloadType>,
-        table: fn(&Tables) -> &HashMap<(String, String), PayloadType>,
+        table_mut: fn(&mut Tables) -> &mut Keyed,
+        table: fn(&Tables) -> &Keyed,
     ) {
-        let key = (workflow.to_string(), name.to_string());
-        if table(&self.read()).contains_key(&key) {
+        if lookup(table(&self.read()), workflow, name).is_some() {
             return;
         }
         table_mut(&mut self.write())
-            .entry(key)
+            .entry(workflow.to_string())
+            .or_default()
+            .entry(name.to_string())
             .or_insert_with(PayloadType::of::<T>);
     }
 
@@ -205,20 +218,14 @@ impl Catalog {
     }
 
     pub(crate) fn is_compensation(&self, name: &str) -> bool {
-        self.read().compensations.contains_key(name)
+        self.read().compensations.contains(name)
     }
 
     pub(crate) fn signal(&self, workflow: &str, name: &str) -> Option<PayloadType> {
-        self.read()
-            .signals
-            .get(&(workflow.to_string(), name.to_string()))
-            .copied()
+        lookup(&self.read().signals, workflow, name)
     }
 
     pub(crate) fn state(&self, workflow: &str, key: &str) -> Option<PayloadType> {
-        self.read()
-            .states
-            .get(&(workflow.to_string(), key.to_string()))
-            .copied()
+        lookup(&self.read().states, workflow, key)
     }
 }

@@ -116,14 +116,18 @@ pub struct Attempt {
     /// The attempt's number (1-based).
     pub attempt: u32,
     /// When it started (journaled attempt starts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<i64>,
     /// When its end was journaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<i64>,
     /// How it ended.
     pub outcome: AttemptOutcome,
     /// Its error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorView>,
     /// When the next attempt was scheduled, after a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<i64>,
     /// Whether it was cut short by a crash (same as `outcome == CutShort`).
     pub cut_short_by_crash: bool,
@@ -157,26 +161,36 @@ pub struct StepEntry {
     /// What kind of step.
     pub kind: StepKind,
     /// The activity, signal, child workflow type, patch or state key name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Where it stands.
     pub status: StepStatus,
     /// When its first event (or first attempt start) was journaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<i64>,
     /// When its completion was journaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<i64>,
     /// Activity attempts, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
     /// A timer's fire time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fire_at_ms: Option<i64>,
     /// A signal wait's deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<i64>,
     /// The child (or awaited) run's workflow id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_id: Option<String>,
     /// A select's winning branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub select_winner: Option<u32>,
     /// The step's value: activity or child output, signal payload, side effect, published value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Rendered>,
     /// The error it ended with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorView>,
     /// Whether this activity step is a compensation (saga rollback). The journal does not mark
     /// compensations: an activity step is taken for one when its activity was registered with
