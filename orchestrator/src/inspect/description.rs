@@ -148,7 +148,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) codec: Codec,
     pub(crate) catalog: &'a Catalog,
-    pub(crate) registered: bool,
+    /// Whether this engine can drive a workflow type.
+    pub(crate) registered: &'a (dyn Fn(&str) -> bool + Sync),
     /// This engine's node id (with leases).
     pub(crate) node: &'a str,
 }
@@ -423,7 +424,7 @@ fn blocked_on(
                 _ => {}
             },
         }
-    } else if !sources.registered {
+    } else if !(sources.registered)(&run.workflow_name) {
         return BlockedOn::UnknownWorkflowType {
             name: run.workflow_name.clone(),
         };

@@ -71,12 +71,12 @@ impl Engine {
     pub async fn describe(&self, workflow_id: &str) -> Result<RunDescription, Error> {
         crate::limits::check_workflow_id(workflow_id)?;
         let store = self.store().clone();
-        let run_type = store.run(workflow_id).await?.map(|run| run.workflow_name);
+        let registered = |name: &str| self.workflow(name).is_some();
         let sources = description::Sources {
             store: store.as_ref(),
             codec: self.codec(),
             catalog: self.catalog(),
-            registered: run_type.is_some_and(|name| self.workflow(&name).is_some()),
+            registered: &registered,
             node: self.node_id(),
         };
         description::describe(&sources, workflow_id).await
