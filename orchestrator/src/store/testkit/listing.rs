@@ -379,3 +379,75 @@ pub async fn list_runs_limit_clamped(
     )?;
     Ok(CheckOutcome::Passed)
 }
+
+/// **Contract:** `RunQuery::parent_id` selects the child runs of one parent (those created with that
+/// `parent_id`), in workflow id order, combined with the other filters and with pagination; a run
+/// with no children gives an empty page.
+pub async fn list_runs_by_parent(
+    store: Arc<dyn Store>,
+) -> Result<CheckOutcome, ConformanceFailure> {
+    let ck = Ck::new("list_runs_by_parent", store);
+    ck.create("order-1", "order").await?;
+    ck.create("order-2", "order").await?;
+    let children = [
+        ("order-1/ship", "ship", "order-1"),
+        ("order-1/bill", "bill", "order-1"),
+        ("order-1/notify", "ship", "order-1"),
+        ("order-2/ship", "ship", "order-2"),
+    ];
+    for (id, name, parent) in children {
+        ck.create_run(crate::store::NewRun {
+            parent_id: Some(parent.to_string()),
+            ..super::support::new_run(id, name)
+        })
+        .await?;
+    }
+    let cases: Vec<(&str, RunQuery, Vec<&str>)> = vec![
+        (
+            "parent_id order-1",
+            RunQuery::new().parent_id("order-1"),
+            vec!["order-1/bill", "order-1/notify", "order-1/ship"],
+        ),
+        (
+            "parent_id order-1, workflow_name ship",
+            RunQuery::new().parent_id("order-1").workflow_name("ship"),
+            vec!["order-1/notify", "order-1/ship"],
+        ),
+        (
+            "parent_id order-2",
+            RunQuery::new().parent_id("order-2"),
+            vec!["order-2/ship"],
+        ),
+        (
+            "parent_id of a run without children",
+            RunQuery::new().parent_id("order-1/ship"),
+            Vec::new(),
+        ),
+    ];
+    for (what, query, expected) in cases {
+        let page = list(&ck, what, &query).await?;
+        let found: Vec<&str> = page
+            .runs
+            .iter()
+            .map(|run| run.workflow_id.as_str())
+            .collect();
+        ck.eq(what, &expected, &found)?;
+    }
+    let paged = walk(
+        &ck,
+        "parent_id order-1, 2 per page",
+        RunQuery::new().parent_id("order-1").limit(2),
+        3,
+    )
+    .await?;
+    ck.eq(
+        "parent_id order-1 over pages",
+        &vec![
+            "order-1/bill".to_string(),
+            "order-1/notify".to_string(),
+            "order-1/ship".to_string(),
+        ],
+        &paged,
+    )?;
+    Ok(CheckOutcome::Passed)
+}
