@@ -24,8 +24,12 @@
 //!
 //! let engine = Engine::builder().in_memory().register(approval).start().await?;
 //! let run = engine.start(approval, "loan-7", 250).await?;
-//! # tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-//! let description = engine.describe("loan-7").await?;
+//! let mut description = engine.describe("loan-7").await?;
+//! # for _ in 0..500 {
+//! #     if matches!(description.blocked_on, BlockedOn::Signal { .. }) { break; }
+//! #     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+//! #     description = engine.describe("loan-7").await?;
+//! # }
 //! assert_eq!(description.input, Rendered::Json(serde_json::json!(250)));
 //! assert!(matches!(description.blocked_on, BlockedOn::Signal { ref name, .. } if name == "approve"));
 //! println!("{}", description.blocked_on); // signal `approve` (deadline 2026-…Z, step 1)
