@@ -9,9 +9,10 @@ use super::timeline::{
     ErrorView, OperatorActionView, RunEvent, RunEventKind, StepKind, TimedEvent, Timeline,
     TimelineInput, UndecodableEvent, build,
 };
+use crate::RunStatus;
 use crate::clock::now_ms;
 use crate::codec::Codec;
-use crate::error::{Error, ParkReason, WorkflowError};
+use crate::error::Error;
 use crate::journal::{EventBody, decode_event};
 use crate::store::{
     ArchivedRun, LeaseHolder, RunQuery, RunRecord, RunState, SignalRecord, Store, StoredEvent,
@@ -371,14 +372,16 @@ fn outcome_of(run: &RunRecord, codec: &Codec) -> (Option<String>, Option<ErrorVi
             None,
         );
     };
-    let view = if run.state == RunState::Parked {
-        codec
-            .decode::<ParkReason>(bytes)
-            .map(|reason| ErrorView::of(&reason))
-    } else {
-        codec
-            .decode::<WorkflowError>(bytes)
-            .map(|error| ErrorView::of(&error))
+    // The engine's own decoding of the `error` column (whatever journal format wrote it).
+    let view = match RunStatus::from_record(run, *codec) {
+        Ok(RunStatus::Parked(reason)) => Ok(ErrorView::of(&reason)),
+        Ok(
+            RunStatus::Failed(error)
+            | RunStatus::Cancelled(error)
+            | RunStatus::CompensationFailed(error),
+        ) => Ok(ErrorView::of(&error)),
+        Ok(_) => return (None, None),
+        Err(error) => Err(error),
     };
     match view {
         Ok(view) => (Some(view.message.clone()), Some(view)),
@@ -404,11 +407,10 @@ fn blocked_on(
     match run.state {
         RunState::Running => {}
         RunState::Parked => {
-            let message = run
-                .error
-                .as_deref()
-                .and_then(|bytes| sources.codec.decode::<ParkReason>(bytes).ok())
-                .map_or_else(|| "reason undecodable".to_string(), |r| r.to_string());
+            let message = match RunStatus::from_record(run, sources.codec) {
+                Ok(RunStatus::Parked(reason)) => reason.to_string(),
+                _ => "reason undecodable".to_string(),
+            };
             return BlockedOn::Parked { message };
         }
         state => return BlockedOn::Finished { state },
