@@ -15,7 +15,7 @@ use crate::codec::Codec;
 use crate::error::Error;
 use crate::journal::{EventBody, decode_event};
 use crate::store::{
-    ArchivedRun, LeaseHolder, RunQuery, RunRecord, RunState, SignalRecord, Store, StoredEvent,
+    ArchivedRun, LeaseHolder, RunRecord, RunState, SignalRecord, Store, StoredEvent,
 };
 
 /// The most children listed (and looked up) in a description.
@@ -98,8 +98,8 @@ pub struct ChildSummary {
     pub workflow_id: String,
     /// Its workflow type.
     pub workflow_name: String,
-    /// The parent's step that started it (`None` for a child of an earlier run of the workflow id).
-    pub step: Option<u32>,
+    /// The parent's step that started it.
+    pub step: u32,
     /// Its state (`None` if its row is gone).
     pub state: Option<RunState>,
 }
@@ -173,28 +173,9 @@ pub(crate) async fn describe(
         Some(leases) => leases.lease_holder(workflow_id).await?,
         None => None,
     };
-    let children = store
-        .list_runs(&RunQuery::new().parent_id(workflow_id).limit(MAX_CHILDREN))
-        .await?
-        .runs;
     let mut description = assemble(sources, run, &rows, &pending, &archived, lease);
-    // The child rows (by parent) complete the journal's view: state, and children started by
-    // earlier runs of a workflow id that continued as new.
-    for row in children {
-        let listed = &mut description.children;
-        if let Some(child) = listed
-            .iter_mut()
-            .find(|child| child.workflow_id == row.workflow_id)
-        {
-            child.state = Some(row.state);
-        } else if listed.len() < MAX_CHILDREN {
-            listed.push(ChildSummary {
-                workflow_id: row.workflow_id,
-                workflow_name: row.workflow_name,
-                step: None,
-                state: Some(row.state),
-            });
-        }
+    for child in description.children.iter_mut() {
+        child.state = store.run(&child.workflow_id).await?.map(|row| row.state);
     }
     Ok(description)
 }
@@ -236,7 +217,7 @@ fn assemble(
         .map(|entry| ChildSummary {
             workflow_id: entry.child_id.clone().unwrap_or_default(),
             workflow_name: entry.name.clone().unwrap_or_default(),
-            step: Some(entry.step),
+            step: entry.step,
             state: None,
         })
         .collect();

@@ -344,8 +344,6 @@ pub struct RunQuery {
     pub states: Vec<RunState>,
     /// Only runs whose workflow id starts with this prefix.
     pub id_prefix: Option<String>,
-    /// Only child runs of this parent run.
-    pub parent_id: Option<String>,
     /// The page starts after this workflow id (the previous page's `next`).
     pub after: Option<String>,
     /// The most runs in one page (1 to 1,000).
@@ -358,7 +356,6 @@ impl Default for RunQuery {
             workflow_name: None,
             states: Vec::new(),
             id_prefix: None,
-            parent_id: None,
             after: None,
             limit: 100,
         }
@@ -386,12 +383,6 @@ impl RunQuery {
     /// Only runs whose id starts with `prefix`.
     pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.id_prefix = Some(prefix.into());
-        self
-    }
-
-    /// Only child runs of the run `parent_id`.
-    pub fn parent_id(mut self, parent_id: impl Into<String>) -> Self {
-        self.parent_id = Some(parent_id.into());
         self
     }
 

@@ -870,10 +870,6 @@ pub(super) async fn list_runs(
             "workflow_id >= ${n} AND starts_with(workflow_id, ${n})"
         ));
     }
-    if let Some(parent) = &run_query.parent_id {
-        let n = bind(&mut params, Box::new(parent.clone()));
-        conditions.push(format!("parent_id = ${n}"));
-    }
     if let Some(after) = &run_query.after {
         let n = bind(&mut params, Box::new(after.clone()));
         conditions.push(format!("workflow_id > ${n}"));

@@ -554,7 +554,6 @@ pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, 
                AND (?3 IS NULL OR ?3 = '' \
                  OR substr(CAST(workflow_id AS BLOB), 1, length(CAST(?3 AS BLOB))) = CAST(?3 AS BLOB)) \
                AND (?4 IS NULL OR workflow_id > ?4) \
-               AND (?6 IS NULL OR parent_id = ?6) \
              ORDER BY workflow_id LIMIT ?5"
         ))
         .during(OP)?;
@@ -565,8 +564,7 @@ pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, 
                 states,
                 query.id_prefix,
                 query.after,
-                i64::try_from(limit + 1).unwrap_or(i64::MAX),
-                query.parent_id
+                i64::try_from(limit + 1).unwrap_or(i64::MAX)
             ],
             run_from_row,
         )

@@ -95,9 +95,7 @@ pub use leases::{
     lease_claims_disjoint, lease_fencing, lease_holder_reported, lease_owned_inbox,
     lease_owner_at_creation, lease_renew_and_release, lease_takeover_epoch,
 };
-pub use listing::{
-    list_runs_by_parent, list_runs_filters, list_runs_limit_clamped, list_runs_pagination,
-};
+pub use listing::{list_runs_filters, list_runs_limit_clamped, list_runs_pagination};
 pub use runs::{
     create_run_idempotent, run_record_round_trip, unfinished_runs_lists_running_and_parked,
 };
@@ -301,7 +299,6 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("list_runs_pagination", |s| {
         Box::pin(list_runs_pagination(s))
     }),
-    ("list_runs_by_parent", |s| Box::pin(list_runs_by_parent(s))),
     ("list_runs_limit_clamped", |s| {
         Box::pin(list_runs_limit_clamped(s))
     }),
