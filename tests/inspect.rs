@@ -349,6 +349,7 @@ async fn a_parent_is_blocked_on_its_child_and_lists_it() {
     );
     assert_eq!(d.children.len(), 1);
     assert_eq!(d.children[0].workflow_id, "order-42/ship");
+    assert_eq!(d.children[0].step, Some(1));
     assert_eq!(d.children[0].state, Some(RunState::Running));
     let child = engine.describe("order-42/ship").await.unwrap();
     assert_eq!(child.parent_id.as_deref(), Some("order-42"));

@@ -98,8 +98,8 @@ pub struct ChildSummary {
     pub workflow_id: String,
     /// Its workflow type.
     pub workflow_name: String,
-    /// The parent's step that started it.
-    pub step: u32,
+    /// The parent's step that started it (`None` when not known from this run's journal).
+    pub step: Option<u32>,
     /// Its state (`None` if its row is gone).
     pub state: Option<RunState>,
 }
@@ -217,7 +217,7 @@ fn assemble(
         .map(|entry| ChildSummary {
             workflow_id: entry.child_id.clone().unwrap_or_default(),
             workflow_name: entry.name.clone().unwrap_or_default(),
-            step: entry.step,
+            step: Some(entry.step),
             state: None,
         })
         .collect();
