@@ -746,6 +746,53 @@ async fn a_long_history_is_described_within_bounds() {
     stop(engine).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_2_journals_are_described_without_attempt_starts() {
+    let db = TestDb::new();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/journal/format2_schema4.db"
+        ),
+        db.path(),
+    )
+    .unwrap();
+    // An engine that drives none of the fixture's runs: the view comes from the store alone.
+    let engine = db.builder().start().await.unwrap();
+    for (id, workflow, _, what) in orchestrator_tests::format2_journal::RUNS {
+        let d = engine.describe(id).await.unwrap();
+        assert_eq!(&d.workflow_name, workflow, "{id}");
+        assert!(
+            d.timeline.undecodable.is_empty(),
+            "{id} ({what}): {:?}",
+            d.timeline.undecodable
+        );
+        for step in &d.timeline.steps {
+            for attempt in &step.attempts {
+                assert_eq!(
+                    attempt.started_at_ms, None,
+                    "{id}: format 2 has no attempt starts"
+                );
+                assert!(!attempt.cut_short_by_crash, "{id}: {attempt:?}");
+            }
+        }
+    }
+    let failed = engine.describe("f2-failed").await.unwrap();
+    assert_eq!(failed.state, RunState::Failed);
+    assert!(failed.outcome.unwrap().contains("f2_decline"));
+    let retry = engine.describe("f2-retry").await.unwrap();
+    assert!(
+        matches!(retry.blocked_on, BlockedOn::UnknownWorkflowType { .. }),
+        "{:?}",
+        retry.blocked_on
+    );
+    assert_eq!(
+        retry.timeline.steps[0].attempts[0].outcome,
+        AttemptOutcome::Failed
+    );
+    stop(engine).await;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL: a node that does not hold the run describes it, naming the holder.
 
