@@ -1180,7 +1180,7 @@ async fn schema_is_versioned_and_a_newer_one_is_refused() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, "1");
+    assert_eq!(version, "2");
     raw.execute(
         &format!(
             "UPDATE \"{}\".orchestrator_meta SET value = '99' WHERE key = 'schema_version'",
@@ -1196,7 +1196,7 @@ async fn schema_is_versioned_and_a_newer_one_is_refused() {
             error,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{error:?}"

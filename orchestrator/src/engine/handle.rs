@@ -6,7 +6,7 @@ use super::{DriverExitView, Engine, Phase};
 use crate::codec::Codec;
 use crate::definition::Payload;
 use crate::error::{Error, ParkReason, WorkflowError};
-use crate::store::{RunRecord, RunState};
+use crate::store::{PauseInfo, RunRecord, RunState};
 
 /// Where a run stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,12 +24,32 @@ pub enum RunStatus {
     Cancelled(WorkflowError),
     /// Failed, and then a compensation failed too: the rollback is incomplete and needs an operator.
     CompensationFailed(WorkflowError),
+    /// Unfinished, and paused by an operator (see [`Engine::pause`]): it starts no new step or
+    /// attempt until [`Engine::resume`]. (A parked run that is also paused reports `Parked`; its
+    /// pause is on [`RunRecord::paused`].)
+    Paused(PauseInfo),
+    /// Ended at once by an operator, without compensations (see [`Engine::terminate`]).
+    Terminated(Termination),
+}
+
+/// Who terminated a run, why and when: the stored outcome of a [`RunStatus::Terminated`] run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Termination {
+    /// The operator (as given to [`Engine::terminate`]).
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
 }
 
 impl RunStatus {
     pub(crate) fn from_record(run: &RunRecord, codec: Codec) -> Result<Self, Error> {
         Ok(match run.state {
-            RunState::Running => RunStatus::Running,
+            RunState::Running => match &run.paused {
+                Some(pause) => RunStatus::Paused(pause.clone()),
+                None => RunStatus::Running,
+            },
             RunState::Completed => RunStatus::Completed,
             RunState::Failed => RunStatus::Failed(decode_outcome(run, codec)?),
             RunState::Parked => RunStatus::Parked(decode_outcome(run, codec)?),
@@ -37,6 +57,7 @@ impl RunStatus {
             RunState::CompensationFailed => {
                 RunStatus::CompensationFailed(decode_outcome(run, codec)?)
             }
+            RunState::Terminated => RunStatus::Terminated(decode_outcome(run, codec)?),
         })
     }
 }
@@ -113,6 +134,23 @@ impl<T: Payload> RunHandle<T> {
         self.engine.cancel(&self.workflow_id, reason).await
     }
 
+    /// Pauses this run; see [`Engine::pause`].
+    pub async fn pause(&self, actor: &str, reason: &str) -> Result<(), Error> {
+        self.engine.pause(&self.workflow_id, actor, reason).await
+    }
+
+    /// Resumes this paused run; see [`Engine::resume`].
+    pub async fn resume(&self, actor: &str) -> Result<(), Error> {
+        self.engine.resume(&self.workflow_id, actor).await
+    }
+
+    /// Terminates this run at once, without compensations; see [`Engine::terminate`].
+    pub async fn terminate(&self, actor: &str, reason: &str) -> Result<(), Error> {
+        self.engine
+            .terminate(&self.workflow_id, actor, reason)
+            .await
+    }
+
     /// Waits for the run to finish and returns its output; [`Error::WorkflowFailed`] if it failed,
     /// [`Error::RunParked`] if it was parked, [`Error::ShuttingDown`] if the engine stopped first.
     pub async fn result(&self) -> Result<T, Error> {
@@ -164,6 +202,14 @@ impl<T: Payload> RunHandle<T> {
                     return Err(Error::RunParked {
                         workflow_id: self.workflow_id.clone(),
                         reason: decode_outcome(&run, codec)?,
+                    });
+                }
+                RunState::Terminated => {
+                    let termination: Termination = decode_outcome(&run, codec)?;
+                    return Err(Error::RunTerminated {
+                        workflow_id: self.workflow_id.clone(),
+                        actor: termination.actor,
+                        reason: termination.reason,
                     });
                 }
                 _ => {}

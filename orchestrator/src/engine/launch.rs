@@ -73,6 +73,7 @@ impl Engine {
                     cancel_reason: None,
                     deadline_ms: run.deadline_ms,
                     execution_timeout_ms: run.execution_timeout_ms,
+                    paused: None,
                 };
                 match channel {
                     Some(channel) => {

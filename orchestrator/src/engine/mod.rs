@@ -9,6 +9,7 @@ mod handle;
 mod launch;
 mod lease;
 mod link;
+mod operator;
 mod recovery;
 mod registry;
 mod run_table;
@@ -17,7 +18,7 @@ mod supervisor;
 mod wakeups;
 
 pub use builder::EngineBuilder;
-pub use handle::{RunHandle, RunStatus};
+pub use handle::{RunHandle, RunStatus, Termination};
 pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
 pub use start::StartRun;

@@ -75,6 +75,11 @@ pub(crate) enum DriverMsg {
     WriteRejected,
     /// This node claimed the run again under a new lease epoch.
     NewEpoch(i64),
+    /// An operator paused the run: start nothing new, let in-flight attempts finish and be journaled,
+    /// then leave memory.
+    Pause,
+    /// An operator terminated the run (already recorded in the store): stop at once.
+    Terminate,
 }
 
 /// How a driver ended.
@@ -105,6 +110,11 @@ pub(crate) enum DriverExit {
     },
     /// The workflow code panicked: the engine replays the run again after a backoff, or parks it.
     Panicked { message: String },
+    /// An operator paused the run: its in-flight attempts finished (within the shutdown grace) and
+    /// were journaled; it stays out of memory until resumed.
+    Paused,
+    /// An operator terminated the run: its outcome is in the store; in-flight work was dropped.
+    Terminated,
 }
 
 /// Wakes the driver when the workflow future wants to be polled.
@@ -212,6 +222,10 @@ pub(crate) struct Driver {
     lease: Option<Arc<RunLease>>,
     /// The message of a panic of the workflow code during the last poll.
     panic: Option<String>,
+    /// Raised when the run is paused: its activity tasks start no further attempt.
+    halt: watch::Sender<bool>,
+    /// How an operator asked this driver to stop (pause, terminate), once asked.
+    stop: Option<DriverExit>,
 }
 
 impl Driver {
@@ -252,6 +266,8 @@ impl Driver {
             run_no: parts.run_no,
             lease: parts.lease,
             panic: None,
+            halt: watch::channel(false).0,
+            stop: None,
         }
     }
 
@@ -291,7 +307,7 @@ impl Driver {
                 }
             }
         };
-        if exit == DriverExit::Shutdown {
+        if matches!(exit, DriverExit::Shutdown | DriverExit::Paused) {
             self.drain().await;
         }
         self.stop_all_work();
@@ -305,10 +321,14 @@ impl Driver {
         // are queued at once (one round trip to the reader instead of two).
         let id = self.shared.workflow_id.clone();
         let (run, pending) = tokio::join!(self.store.run(&id), self.store.pending_signals(&id));
-        if self.pending_cancel.is_none()
-            && let Some(run) = run?
-        {
-            self.pending_cancel = run.cancel_reason;
+        if let Some(run) = run? {
+            if self.pending_cancel.is_none() {
+                self.pending_cancel = run.cancel_reason;
+            }
+            // Paused while this driver was being set up (the pause's message found no driver).
+            if run.paused.is_some() {
+                self.request_pause();
+            }
         }
         let pending = pending?;
         for signal in pending {
@@ -322,6 +342,10 @@ impl Driver {
     async fn drive(&mut self) -> Result<DriverExit, StoreError> {
         let mut interrupts_checked = false;
         loop {
+            // An operator's pause or termination: nothing more is polled or started.
+            if let Some(exit) = self.stop.take() {
+                return Ok(exit);
+            }
             // 1. Poll the body until it makes no more progress (never again once it panicked: a
             // future that panicked must not be polled again).
             while self.panic.is_none() && self.wake.woken.swap(false, Ordering::AcqRel) {
@@ -660,6 +684,23 @@ impl Driver {
                 let timeout_ms = self.deadline.map(|(_, timeout)| timeout).unwrap_or(0);
                 self.interrupt(Interrupt::TimedOut { timeout_ms }).await
             }
+            DriverMsg::Pause => {
+                self.request_pause();
+                Ok(())
+            }
+            DriverMsg::Terminate => {
+                self.stop = Some(DriverExit::Terminated);
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops the run for a pause: its activity tasks start no further attempt, and the drive loop
+    /// returns [`DriverExit::Paused`] (a termination asked for meanwhile wins).
+    fn request_pause(&mut self) {
+        self.halt.send_replace(true);
+        if self.stop.is_none() {
+            self.stop = Some(DriverExit::Paused);
         }
     }
 

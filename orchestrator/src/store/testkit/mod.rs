@@ -390,8 +390,9 @@ async fn run_isolated(
 mod tests {
     use super::*;
     use crate::store::{
-        ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, RunPage,
-        RunQuery, RunRecord, SignalOutcome, SignalRecord, StoredEvent, Wakeup,
+        ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun,
+        OperatorOutcome, OperatorWrite, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord,
+        StoredEvent, Wakeup,
     };
 
     /// A store (with leases) whose every call fails: each check fails at its first call.
@@ -426,6 +427,9 @@ mod tests {
             Err(StoreError::Closed)
         }
         async fn request_cancel(&self, _: &str, _: &str) -> Result<CancelOutcome, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn operate(&self, _: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
             Err(StoreError::Closed)
         }
         async fn value(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -464,6 +468,9 @@ mod tests {
             Err(StoreError::Closed)
         }
         async fn owned_cancellations(&self, _: &str) -> Result<Vec<(String, String)>, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn owned_pauses(&self, _: &str) -> Result<Vec<String>, StoreError> {
             Err(StoreError::Closed)
         }
     }
