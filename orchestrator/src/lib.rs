@@ -81,7 +81,10 @@ pub use definition::{
     Activity, ActivityOptions, ActivityOptionsBuilder, BoxFuture, Payload, Registrable,
     Registration, Workflow,
 };
-pub use engine::{Engine, EngineBuilder, RunHandle, RunStatus, StartRun, Termination};
+pub use engine::{
+    BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport, Engine, EngineBuilder,
+    RunHandle, RunStatus, StartRun, Termination,
+};
 pub use error::{
     ActivityError, ActivityFailure, ActivityResultExt, Error, NonDeterminismError, ParkReason,
     WorkflowError,

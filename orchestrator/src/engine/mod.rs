@@ -3,6 +3,7 @@
 
 mod activity_task;
 mod builder;
+mod bulk;
 mod cluster;
 mod driver;
 mod handle;
@@ -18,6 +19,7 @@ mod supervisor;
 mod wakeups;
 
 pub use builder::EngineBuilder;
+pub use bulk::{BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport};
 pub use handle::{RunHandle, RunStatus, Termination};
 pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
