@@ -452,6 +452,15 @@ async fn terminate_ends_a_run_at_once_without_compensations_and_discards_the_act
         1,
         "only `book` completed"
     );
+    let by_text = engine
+        .list_runs(&RunQuery::new().error_contains("FRAUD"))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_text.runs.len(),
+        1,
+        "the termination's text is searchable"
+    );
     assert!(
         engine
             .list_runs(&RunQuery::new().state(RunState::Terminated))

@@ -505,6 +505,7 @@ async fn a_fenced_commit_with_a_stale_epoch_writes_nothing() {
         values: vec![("k".to_string(), b"v".to_vec())],
         run_no: Some(0),
         fence: Some(("node-a".to_string(), 1)),
+        error_text: None,
     };
     let error = store.commit(commit.clone()).await.unwrap_err();
     assert!(matches!(error, StoreError::StaleLease { .. }), "{error:?}");

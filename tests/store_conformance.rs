@@ -24,13 +24,14 @@ use orchestrator::store::{
 use tokio_postgres::NoTls;
 
 /// The checks that need [`Store::leases`].
-const LEASE_CHECKS: [&str; 6] = [
+const LEASE_CHECKS: [&str; 7] = [
     "lease_claims_disjoint",
     "lease_takeover_epoch",
     "lease_renew_and_release",
     "lease_fencing",
     "lease_owner_at_creation",
     "lease_owned_inbox",
+    "lease_pauses_and_terminations",
 ];
 
 /// Runs the suite, printing the report or every failure.

@@ -140,7 +140,10 @@ impl Engine {
         self.operate(
             workflow_id,
             "terminate",
-            OperatorChange::Terminate { error },
+            OperatorChange::Terminate {
+                error,
+                text: format!("terminated by {actor}: {reason}"),
+            },
             action,
             actor,
             at_ms,

@@ -78,6 +78,7 @@ impl Engine {
         park.status = Some(StatusChange::Park {
             reason: self.codec().encode(reason)?,
         });
+        park.error_text = Some(super::driver::searchable(reason));
         park.fence = self.fence_for(id);
         self.inner.store.commit(park).await?;
         Ok(())

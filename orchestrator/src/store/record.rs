@@ -175,6 +175,8 @@ pub enum OperatorChange {
     Terminate {
         /// The encoded termination (who and why).
         error: Vec<u8>,
+        /// Its searchable text (stored like [`Commit::error_text`]).
+        text: String,
     },
 }
 
@@ -283,6 +285,9 @@ pub struct Commit {
     /// For stores with leases: the commit applies only while `(node, epoch)` still holds the run's
     /// lease; otherwise it fails with [`StoreError::StaleLease`](super::StoreError) and writes nothing.
     pub fence: Option<(String, i64)>,
+    /// The human-readable text of the error (or park reason) `status` records, stored searchable
+    /// with it (see [`RunQuery::error_contains`]); cleared by a status change without one.
+    pub error_text: Option<String>,
 }
 
 impl Commit {
@@ -296,6 +301,7 @@ impl Commit {
             values: Vec::new(),
             run_no: None,
             fence: None,
+            error_text: None,
         }
     }
 }
@@ -391,6 +397,9 @@ pub struct RunQuery {
     pub updated_from_ms: Option<i64>,
     /// Only runs whose row last changed before this time (ms since the Unix epoch).
     pub updated_until_ms: Option<i64>,
+    /// Only runs whose error (or park reason, or termination) text contains this, ignoring ASCII
+    /// case.
+    pub error_contains: Option<String>,
     /// The page starts after this workflow id (the previous page's `next`).
     pub after: Option<String>,
     /// The most runs in one page (1 to 1,000).
@@ -409,6 +418,7 @@ impl Default for RunQuery {
             created_until_ms: None,
             updated_from_ms: None,
             updated_until_ms: None,
+            error_contains: None,
             after: None,
             limit: 100,
         }
@@ -464,6 +474,13 @@ impl RunQuery {
     pub fn updated_between(mut self, from_ms: Option<i64>, until_ms: Option<i64>) -> Self {
         self.updated_from_ms = from_ms;
         self.updated_until_ms = until_ms;
+        self
+    }
+
+    /// Only runs whose error, park reason or termination text contains `text` (ignoring ASCII
+    /// case): the message of the decoded error, as its `Display` shows it.
+    pub fn error_contains(mut self, text: impl Into<String>) -> Self {
+        self.error_contains = Some(text.into());
         self
     }
 

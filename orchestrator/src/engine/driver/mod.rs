@@ -11,6 +11,8 @@
 mod outcome;
 mod work;
 
+pub(crate) use outcome::searchable;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

@@ -91,8 +91,8 @@ statements! {
         VALUES ($1, $2, $3, $4) ON CONFLICT (workflow_id, key) DO UPDATE \
         SET value = excluded.value, updated_at_ms = excluded.updated_at_ms";
     /// Changes a run's status if it is in one of the states `$6`.
-    set_status = "UPDATE {s}.runs SET state = $1, output = $2, error = $3, updated_at_ms = $4 \
-        WHERE workflow_id = $5 AND state = ANY($6)";
+    set_status = "UPDATE {s}.runs SET state = $1, output = $2, error = $3, updated_at_ms = $4, \
+        error_text = $7 WHERE workflow_id = $5 AND state = ANY($6)";
     /// Archives the current (running) run of a workflow id.
     archive_run = "INSERT INTO {s}.archived_runs (workflow_id, run_no, workflow_name, input, \
         event_count, created_at_ms, ended_at_ms) \
@@ -109,7 +109,7 @@ statements! {
     delete_events = "DELETE FROM {s}.events WHERE workflow_id = $1";
     /// Turns a run's row into the next run of its workflow id.
     restart_run = "UPDATE {s}.runs SET run_no = run_no + 1, input = $2, output = NULL, \
-        error = NULL, created_at_ms = $3, updated_at_ms = $3 WHERE workflow_id = $1 RETURNING run_no";
+        error = NULL, error_text = NULL, created_at_ms = $3, updated_at_ms = $3 WHERE workflow_id = $1 RETURNING run_no";
     /// Retention of archived events.
     prune_archived_events = "DELETE FROM {s}.archived_events WHERE workflow_id = $1 AND run_no < $2";
     /// Retention of archived runs.
@@ -205,7 +205,7 @@ statements! {
     resume_run = "UPDATE {s}.runs SET paused_by = NULL, pause_reason = NULL, paused_at_ms = NULL, \
         updated_at_ms = $2 WHERE workflow_id = $1";
     /// Ends a run as terminated; its owner is cleared, so the old holder's writes are stale.
-    terminate_run = "UPDATE {s}.runs SET state = $2, error = $3, paused_by = NULL, \
+    terminate_run = "UPDATE {s}.runs SET state = $2, error = $3, error_text = $5, paused_by = NULL, \
         pause_reason = NULL, paused_at_ms = NULL, updated_at_ms = $4, owner = NULL, \
         lease_expires_at_ms = NULL WHERE workflow_id = $1";
 }
@@ -529,6 +529,7 @@ pub(super) async fn commit(
                     &now,
                     id,
                     &allowed.to_vec(),
+                    &error.and(commit.error_text.as_deref()),
                 ],
                 OP,
             )
@@ -749,9 +750,10 @@ pub(super) async fn operate(
             }
             execute(&tx, &sql.resume_run, &[id, &now], OP).await?;
         }
-        OperatorChange::Terminate { error } => {
+        OperatorChange::Terminate { error, text } => {
             let terminated = state_code(RunState::Terminated);
-            execute(&tx, &sql.terminate_run, &[id, &terminated, error, &now], OP).await?;
+            let params: [&(dyn ToSql + Sync); 5] = [id, &terminated, error, &now, text];
+            execute(&tx, &sql.terminate_run, &params, OP).await?;
             execute(&tx, &sql.delete_wakeups, &[id], OP).await?;
         }
     }
@@ -941,6 +943,10 @@ pub(super) async fn list_runs(
         Some(true) => conditions.push("paused_at_ms IS NOT NULL".to_string()),
         Some(false) => conditions.push("paused_at_ms IS NULL".to_string()),
         None => {}
+    }
+    if let Some(text) = &run_query.error_contains {
+        let n = bind(&mut params, Box::new(text.clone()));
+        conditions.push(format!("strpos(lower(error_text), lower(${n})) > 0"));
     }
     if let Some(parent) = &run_query.parent_id {
         let n = bind(&mut params, Box::new(parent.clone()));

@@ -244,8 +244,8 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
             };
         let changed = tx
             .prepare_cached(&format!(
-                "UPDATE runs SET state = ?1, output = ?2, error = ?3, updated_at_ms = ?4 \
-                 WHERE workflow_id = ?5 AND state IN ({allowed})"
+                "UPDATE runs SET state = ?1, output = ?2, error = ?3, updated_at_ms = ?4, \
+                 error_text = ?6 WHERE workflow_id = ?5 AND state IN ({allowed})"
             ))
             .during(OP)?
             .execute(params![
@@ -253,7 +253,8 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
                 output,
                 error,
                 now,
-                commit.workflow_id
+                commit.workflow_id,
+                error.and(commit.error_text.as_deref())
             ])
             .during(OP)?;
         if changed != 1 {
@@ -437,7 +438,7 @@ fn continue_as_new(
         .during(OP)?;
     tx.prepare_cached(
         "UPDATE runs SET run_no = run_no + 1, input = ?2, output = NULL, error = NULL, \
-         created_at_ms = ?3, updated_at_ms = ?3 WHERE workflow_id = ?1",
+         error_text = NULL, created_at_ms = ?3, updated_at_ms = ?3 WHERE workflow_id = ?1",
     )
     .during(OP)?
     .execute(params![workflow_id, input, now])
@@ -527,13 +528,13 @@ pub(super) fn operate(
             .execute(params![id, now])
             .during(OP)?;
         }
-        OperatorChange::Terminate { error } => {
+        OperatorChange::Terminate { error, text } => {
             tx.prepare_cached(
-                "UPDATE runs SET state = ?2, error = ?3, paused_by = NULL, pause_reason = NULL, \
-                 paused_at_ms = NULL, updated_at_ms = ?4 WHERE workflow_id = ?1",
+                "UPDATE runs SET state = ?2, error = ?3, error_text = ?5, paused_by = NULL, \
+                 pause_reason = NULL, paused_at_ms = NULL, updated_at_ms = ?4 WHERE workflow_id = ?1",
             )
             .during(OP)?
-            .execute(params![id, RunState::Terminated.code(), error, now])
+            .execute(params![id, RunState::Terminated.code(), error, now, text])
             .during(OP)?;
             tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1")
                 .during(OP)?
@@ -654,6 +655,7 @@ pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, 
                AND (?9 IS NULL OR created_at_ms < ?9) \
                AND (?10 IS NULL OR updated_at_ms >= ?10) \
                AND (?11 IS NULL OR updated_at_ms < ?11) \
+               AND (?12 IS NULL OR instr(lower(error_text), lower(?12)) > 0) \
              ORDER BY workflow_id LIMIT ?5"
         ))
         .during(OP)?;
@@ -670,7 +672,8 @@ pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, 
                 query.created_from_ms,
                 query.created_until_ms,
                 query.updated_from_ms,
-                query.updated_until_ms
+                query.updated_until_ms,
+                query.error_contains
             ],
             run_from_row,
         )
