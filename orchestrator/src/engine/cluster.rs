@@ -170,6 +170,7 @@ impl Engine {
         match leases.owned_pauses(&node).await {
             Ok(paused) => {
                 for id in paused {
+                    self.inner.runs.halt(&id);
                     self.inner.runs.send(&id, DriverMsg::Pause);
                 }
             }

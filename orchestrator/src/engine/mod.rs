@@ -69,11 +69,13 @@ pub(crate) enum DriverExitView {
     Stopped(Option<String>),
 }
 
-/// A driver's message channel.
-pub(crate) type Channel = (
-    mpsc::UnboundedSender<DriverMsg>,
-    mpsc::UnboundedReceiver<DriverMsg>,
-);
+/// What a driver is reached through: its message channel, and its halt flag (raised by an operator's
+/// pause, so the driver starts nothing more even before it reads the pause message).
+pub(crate) struct Channel {
+    pub(crate) tx: mpsc::UnboundedSender<DriverMsg>,
+    pub(crate) rx: mpsc::UnboundedReceiver<DriverMsg>,
+    pub(crate) halt: Arc<watch::Sender<bool>>,
+}
 
 /// Tunables fixed at build time.
 #[derive(Debug, Clone)]

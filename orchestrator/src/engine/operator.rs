@@ -70,8 +70,9 @@ impl Engine {
         {
             OperatorOutcome::AlreadyPaused => Ok(()),
             _ => {
-                // Resident here: it stops now. Elsewhere (with leases), its holder learns it in its
-                // cluster loop; not in memory, every load skips it.
+                // Resident here: it starts nothing more from now on. Elsewhere (with leases), its
+                // holder learns it in its cluster loop; not in memory, every load skips it.
+                self.inner.runs.halt(workflow_id);
                 self.inner.runs.send(workflow_id, DriverMsg::Pause);
                 tracing::info!(%workflow_id, %actor, %reason, "run paused");
                 Ok(())

@@ -124,6 +124,14 @@ impl Engine {
                     .publish(&id, Phase::Ended(DriverExitView::Stopped(None)));
             }
             DriverExit::StoreFailed { message, retryable } => {
+                // A write refused because the run finished meanwhile (an operator terminated it):
+                // nothing to revive.
+                if let Ok(Some(run)) = self.inner.store.run(&id).await
+                    && run.state.is_finished()
+                {
+                    self.settle(&id, None);
+                    return;
+                }
                 if !retryable {
                     // Waiters learn of it (a typed error); the engine keeps trying meanwhile.
                     self.inner

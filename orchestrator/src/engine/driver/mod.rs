@@ -164,6 +164,8 @@ pub(crate) struct DriverParts {
     pub(crate) engine: EngineLink,
     pub(crate) tx: mpsc::UnboundedSender<DriverMsg>,
     pub(crate) rx: mpsc::UnboundedReceiver<DriverMsg>,
+    /// Raised when the run is paused (by the engine at once, by the driver when it reads the pause).
+    pub(crate) halt: Arc<watch::Sender<bool>>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) shutdown_grace: Duration,
     /// A cancellation requested before this driver started, not yet journaled.
@@ -224,8 +226,8 @@ pub(crate) struct Driver {
     lease: Option<Arc<RunLease>>,
     /// The message of a panic of the workflow code during the last poll.
     panic: Option<String>,
-    /// Raised when the run is paused: its activity tasks start no further attempt.
-    halt: watch::Sender<bool>,
+    /// Raised when the run is paused: the driver and its activity tasks start nothing more.
+    halt: Arc<watch::Sender<bool>>,
     /// How an operator asked this driver to stop (pause, terminate), once asked.
     stop: Option<DriverExit>,
 }
@@ -268,7 +270,7 @@ impl Driver {
             run_no: parts.run_no,
             lease: parts.lease,
             panic: None,
-            halt: watch::channel(false).0,
+            halt: parts.halt,
             stop: None,
         }
     }
@@ -345,7 +347,7 @@ impl Driver {
         let mut interrupts_checked = false;
         loop {
             // An operator's pause or termination: nothing more is polled or started.
-            if let Some(exit) = self.stop.take() {
+            if let Some(exit) = self.stop_requested() {
                 return Ok(exit);
             }
             // 1. Poll the body until it makes no more progress (never again once it panicked: a
@@ -383,6 +385,12 @@ impl Driver {
             }
             if !commands.is_empty() && !self.lease_usable().await? {
                 return Ok(DriverExit::Shutdown);
+            }
+            if !commands.is_empty()
+                && let Some(exit) = self.stop_requested()
+            {
+                // Paused since the poll: its work is asked for again when the run is replayed.
+                return Ok(exit);
             }
             for command in commands {
                 self.start(command).await?;
@@ -695,6 +703,15 @@ impl Driver {
                 Ok(())
             }
         }
+    }
+
+    /// How an operator asked this driver to stop, if it did: a termination or pause message it read,
+    /// or the halt flag the engine raised before the pause message arrives.
+    fn stop_requested(&mut self) -> Option<DriverExit> {
+        if self.stop.is_none() && *self.halt.borrow() {
+            self.request_pause();
+        }
+        self.stop.take()
     }
 
     /// Stops the run for a pause: its activity tasks start no further attempt, and the drive loop
