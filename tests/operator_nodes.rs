@@ -11,6 +11,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orchestrator::codec::Codec;
+use orchestrator::journal::{EventBody, OperatorAction};
 use orchestrator::prelude::*;
 use orchestrator::store::{PostgresOptions, PostgresStore, RunState};
 use orchestrator_tests::{bump, count, eventually, finish, gate_wait, open_gate, stop};
@@ -184,8 +186,34 @@ async fn pause_and_resume_issued_on_the_other_node_take_effect_on_the_holder() {
     assert_eq!(db.owner(id).await, None, "a paused run was claimed");
     assert!(matches!(a.status(id).await.unwrap(), RunStatus::Paused(_)));
 
-    b.resume(id, "alice").await.unwrap();
+    b.resume(id, "bob").await.unwrap();
     assert_eq!(finish(&run).await.unwrap(), 55);
+    // Both actions are in the run's own history, with their actors.
+    let audits: Vec<(OperatorAction, String)> = a
+        .store()
+        .history(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(
+            |row| match Codec::default().decode::<EventBody>(&row.payload).unwrap() {
+                EventBody::Operator { action, actor, .. } => Some((action, actor)),
+                _ => None,
+            },
+        )
+        .collect();
+    assert_eq!(
+        audits,
+        vec![
+            (
+                OperatorAction::Paused {
+                    reason: "from node b".to_string()
+                },
+                "alice".to_string()
+            ),
+            (OperatorAction::Resumed, "bob".to_string()),
+        ]
+    );
     for n in 1..=10 {
         assert_eq!(
             count(&format!("{key}/{n}")),
