@@ -529,3 +529,65 @@ async fn a_pause_survives_a_sigkill_of_the_process_that_paused_the_run() {
     );
     stop(engine).await;
 }
+
+// ---------------------------------------------------------------------------------------------------
+
+/// Fails (not retryable) the first time it runs for `key`, succeeds after.
+#[activity]
+async fn fails_once(key: String) -> Result<u32, ActivityError> {
+    if bump(&key) == 1 {
+        return Err(ActivityError::non_retryable("first run fails"));
+    }
+    Ok(1)
+}
+
+#[workflow]
+async fn fails_once_then_ok(ctx: WorkflowContext, key: String) -> Result<u32, WorkflowError> {
+    ctx.call(fails_once, key).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_runs_are_retried_in_bulk() {
+    let db = TestDb::new();
+    let engine = db
+        .builder()
+        .register(fails_once_then_ok)
+        .register(fails_once)
+        .start()
+        .await
+        .unwrap();
+    let mut runs = Vec::new();
+    for n in 0..5 {
+        let id = format!("op-bulk-retry-{n}");
+        let run = engine
+            .start(
+                fails_once_then_ok,
+                id.as_str(),
+                format!("op-bulk-retry/{n}"),
+            )
+            .await
+            .unwrap();
+        assert!(finish(&run).await.is_err(), "the first run fails");
+        runs.push(run);
+    }
+    let failed = RunQuery::new()
+        .id_prefix("op-bulk-retry-")
+        .state(RunState::Failed);
+    let report = engine
+        .bulk(
+            &failed,
+            orchestrator::BulkAction::Retry,
+            orchestrator::BulkOptions::new("ops"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.matched, report.applied, report.failed),
+        (5, 5, 0),
+        "{report:?}"
+    );
+    for run in &runs {
+        assert_eq!(finish(run).await.unwrap(), 1);
+    }
+    stop(engine).await;
+}

@@ -82,8 +82,8 @@ pub use definition::{
     Registration, Workflow,
 };
 pub use engine::{
-    BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport, Engine, EngineBuilder,
-    RunHandle, RunStatus, StartRun, Termination,
+    AnyOutput, BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport, Engine,
+    EngineBuilder, Fork, RunHandle, RunStatus, StartRun, Termination,
 };
 pub use error::{
     ActivityError, ActivityFailure, ActivityResultExt, Error, NonDeterminismError, ParkReason,

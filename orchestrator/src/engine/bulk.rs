@@ -40,16 +40,19 @@ pub enum BulkAction {
         /// Why.
         reason: String,
     },
+    /// [`Engine::retry`]: a failed, parked or compensation-failed run is driven again now.
+    Retry,
 }
 
 impl BulkAction {
-    /// The verb's name (`"pause"`, `"resume"`, `"terminate"`, `"cancel"`).
+    /// The verb's name (`"pause"`, `"resume"`, `"terminate"`, `"cancel"`, `"retry"`).
     pub fn verb(&self) -> &'static str {
         match self {
             BulkAction::Pause { .. } => "pause",
             BulkAction::Resume => "resume",
             BulkAction::Terminate { .. } => "terminate",
             BulkAction::Cancel { .. } => "cancel",
+            BulkAction::Retry => "retry",
         }
     }
 }
@@ -213,7 +216,8 @@ impl BulkReport {
 impl Engine {
     /// Applies `action` to every run `query` matches (its filters and its `after` cursor; its page
     /// size is not used), in workflow id order, page by page: what [`Engine::pause`],
-    /// [`Engine::resume`], [`Engine::terminate`] or [`Engine::cancel`] does for one run, with the
+    /// [`Engine::resume`], [`Engine::terminate`], [`Engine::cancel`] or [`Engine::retry`] does for
+    /// one run, with the
     /// same audit events (by [`BulkOptions::new`]'s actor). A run that changed state between the
     /// listing and the action (it finished, it was resumed already) is counted as skipped with its
     /// error, not fatal; a run that starts matching the query meanwhile may be left out. With
@@ -326,6 +330,7 @@ impl Engine {
             BulkAction::Resume => self.resume(id, actor).await,
             BulkAction::Terminate { reason } => self.terminate(id, actor, reason).await,
             BulkAction::Cancel { reason } => self.cancel(id, reason).await,
+            BulkAction::Retry => self.retry(id, actor).await,
         }
     }
 }

@@ -6,6 +6,7 @@ use super::{DriverExitView, Engine, Phase};
 use crate::codec::Codec;
 use crate::definition::Payload;
 use crate::error::{Error, ParkReason, WorkflowError};
+use crate::journal::{decode_park_reason, decode_workflow_error};
 use crate::store::{PauseInfo, RunRecord, RunState};
 
 /// Where a run stands.
@@ -18,7 +19,8 @@ pub enum RunStatus {
     Completed,
     /// Failed with this error.
     Failed(WorkflowError),
-    /// Parked for this reason; it needs an operator (the engine retries it at its next start).
+    /// Parked for this reason; it needs an operator ([`Engine::retry`]; the engine also retries it at
+    /// its next start).
     Parked(ParkReason),
     /// Cancelled; this is the error the workflow ended with (its compensations ran).
     Cancelled(WorkflowError),
@@ -51,18 +53,31 @@ impl RunStatus {
                 None => RunStatus::Running,
             },
             RunState::Completed => RunStatus::Completed,
-            RunState::Failed => RunStatus::Failed(decode_outcome(run, codec)?),
-            RunState::Parked => RunStatus::Parked(decode_outcome(run, codec)?),
-            RunState::Cancelled => RunStatus::Cancelled(decode_outcome(run, codec)?),
-            RunState::CompensationFailed => {
-                RunStatus::CompensationFailed(decode_outcome(run, codec)?)
-            }
-            RunState::Terminated => RunStatus::Terminated(decode_outcome(run, codec)?),
+            RunState::Failed => RunStatus::Failed(run_error(run, codec)?),
+            RunState::Parked => RunStatus::Parked(park_reason(run, codec)?),
+            RunState::Cancelled => RunStatus::Cancelled(run_error(run, codec)?),
+            RunState::CompensationFailed => RunStatus::CompensationFailed(run_error(run, codec)?),
+            RunState::Terminated => RunStatus::Terminated(termination(run, codec)?),
         })
     }
 }
 
-fn decode_outcome<T: Payload>(run: &RunRecord, codec: Codec) -> Result<T, Error> {
+/// The error a failed, cancelled or compensation-failed run ended with, from its `error` column.
+fn run_error(run: &RunRecord, codec: Codec) -> Result<WorkflowError, Error> {
+    Ok(decode_workflow_error(&codec, error_column(run)?)?)
+}
+
+/// Why a parked run was parked, from its `error` column.
+fn park_reason(run: &RunRecord, codec: Codec) -> Result<ParkReason, Error> {
+    Ok(decode_park_reason(&codec, error_column(run)?)?)
+}
+
+/// Who terminated a run and why, from its `error` column.
+fn termination(run: &RunRecord, codec: Codec) -> Result<Termination, Error> {
+    Ok(codec.decode(error_column(run)?)?)
+}
+
+fn error_column(run: &RunRecord) -> Result<&[u8], Error> {
     let bytes = run.error.as_deref().ok_or_else(|| {
         Error::Store(crate::store::StoreError::MalformedRow {
             operation: "reading a run's outcome",
@@ -72,20 +87,37 @@ fn decode_outcome<T: Payload>(run: &RunRecord, codec: Codec) -> Result<T, Error>
             ),
         })
     })?;
-    Ok(codec.decode(bytes)?)
+    Ok(bytes)
 }
+
+/// The output type of a [`RunHandle`] whose workflow type is not known statically (the run made by
+/// [`Engine::fork`]): [`RunHandle::typed`] turns it into a typed handle. Has no values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyOutput {}
 
 /// A handle to one run, typed by its workflow's output.
 ///
-/// Returned by [`Engine::start`] and [`Engine::handle`]; cheap to clone.
+/// Returned by [`Engine::start`] and [`Engine::handle`]; cheap to clone. [`Engine::fork`] returns an
+/// untyped one (`RunHandle<AnyOutput>`, the default), see [`RunHandle::typed`].
 #[derive(Debug, Clone)]
-pub struct RunHandle<T> {
+pub struct RunHandle<T = AnyOutput> {
     engine: Engine,
     workflow_id: String,
     _output: PhantomData<fn() -> T>,
 }
 
-impl<T: Payload> RunHandle<T> {
+impl RunHandle<AnyOutput> {
+    /// This handle typed by `workflow`'s output, once the run is checked to be of that type
+    /// ([`Error::WrongWorkflowType`] otherwise).
+    pub async fn typed<W: crate::definition::Workflow>(
+        self,
+        workflow: W,
+    ) -> Result<RunHandle<W::Output>, Error> {
+        self.engine.handle(workflow, self.workflow_id).await
+    }
+}
+
+impl<T> RunHandle<T> {
     pub(super) fn new(engine: Engine, workflow_id: String) -> Self {
         RunHandle {
             engine,
@@ -150,7 +182,9 @@ impl<T: Payload> RunHandle<T> {
             .terminate(&self.workflow_id, actor, reason)
             .await
     }
+}
 
+impl<T: Payload> RunHandle<T> {
     /// Waits for the run to finish and returns its output; [`Error::WorkflowFailed`] if it failed,
     /// [`Error::RunParked`] if it was parked, [`Error::ShuttingDown`] if the engine stopped first.
     pub async fn result(&self) -> Result<T, Error> {
@@ -195,17 +229,17 @@ impl<T: Payload> RunHandle<T> {
                 RunState::Failed | RunState::Cancelled | RunState::CompensationFailed => {
                     return Err(Error::WorkflowFailed {
                         workflow_id: self.workflow_id.clone(),
-                        error: decode_outcome(&run, codec)?,
+                        error: run_error(&run, codec)?,
                     });
                 }
                 RunState::Parked => {
                     return Err(Error::RunParked {
                         workflow_id: self.workflow_id.clone(),
-                        reason: decode_outcome(&run, codec)?,
+                        reason: park_reason(&run, codec)?,
                     });
                 }
                 RunState::Terminated => {
-                    let termination: Termination = decode_outcome(&run, codec)?;
+                    let termination = termination(&run, codec)?;
                     return Err(Error::RunTerminated {
                         workflow_id: self.workflow_id.clone(),
                         actor: termination.actor,

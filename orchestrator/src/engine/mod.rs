@@ -13,16 +13,19 @@ mod link;
 mod operator;
 mod recovery;
 mod registry;
+mod repair;
 mod run_table;
 mod start;
 mod supervisor;
 mod wakeups;
 
+pub(crate) use activity_task::panic_message;
 pub use builder::EngineBuilder;
 pub use bulk::{BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport};
-pub use handle::{RunHandle, RunStatus, Termination};
+pub use handle::{AnyOutput, RunHandle, RunStatus, Termination};
 pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
+pub use repair::Fork;
 pub use start::StartRun;
 
 use std::collections::HashMap;

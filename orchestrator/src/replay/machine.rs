@@ -11,10 +11,12 @@ use crate::journal::{Event, EventBody, History, Interrupt, SideEffectKind};
 /// Where an interrupted activity resumes: after which attempt, and when the next one is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ActivityResume {
-    /// The last attempt that failed.
-    pub(crate) failed_attempts: u32,
-    /// When the next attempt is due (ms since the Unix epoch).
-    pub(crate) retry_at_ms: i64,
+    /// The highest attempt number journaled for the step, started or failed: every one counts
+    /// toward the retry budget, those cut short by a crash too.
+    pub(crate) last_attempt: u32,
+    /// When the next attempt is due (ms since the Unix epoch) if the last attempt failed; `None` if
+    /// it was cut short (started, no outcome journaled): the next one may start at once.
+    pub(crate) retry_at_ms: Option<i64>,
 }
 
 /// Work the driver must start because the journal holds no outcome for it yet.
@@ -50,7 +52,8 @@ pub(crate) enum Command<A> {
 }
 
 impl<A> Command<A> {
-    fn step(&self) -> u32 {
+    /// The step the command is for.
+    pub(crate) fn step(&self) -> u32 {
         match self {
             Command::Activity { step, .. }
             | Command::Timer { step, .. }
@@ -100,6 +103,11 @@ pub(crate) struct ReplayMachine<A> {
     /// Wakers of delivered steps, woken by the caller once it has released the machine (a waker is
     /// user code: it may call back into the context).
     woken: Vec<Waker>,
+    /// For a dry run (see `replay::check`): the first step the code must not be given; asking for it
+    /// stops the machine instead.
+    stop_at: Option<u32>,
+    /// Whether the code asked for `stop_at` (or a later step).
+    stop_reached: bool,
 }
 
 /// How a side effect starts: see [`ReplayMachine::begin_side_effect`].
@@ -135,7 +143,20 @@ impl<A> ReplayMachine<A> {
             failure: None,
             producing: None,
             woken: Vec::new(),
+            stop_at: None,
+            stop_reached: false,
         }
+    }
+
+    /// Makes this machine a dry run that stops (nothing issued, nothing recorded) as soon as the code
+    /// asks for step `step` or a later one; see [`ReplayMachine::stop_reached`].
+    pub(crate) fn stop_at(&mut self, step: u32) {
+        self.stop_at = Some(step);
+    }
+
+    /// Whether the code asked for the step given to [`ReplayMachine::stop_at`] (or a later one).
+    pub(crate) fn stop_reached(&self) -> bool {
+        self.stop_reached
     }
 
     /// From now on, interruptions do not resolve steps (a rollback runs to its end).
@@ -185,6 +206,14 @@ impl<A> ReplayMachine<A> {
     fn assign(&mut self, request: &StepRequest) -> u32 {
         let step = self.next_step;
         self.next_step += 1;
+        if self.failure.is_none() && self.stop_at.is_some_and(|stop| step >= stop) {
+            // A dry run reached the steps it must not execute: stop here, before anything is issued.
+            self.stop_reached = true;
+            self.fail(ParkReason::CorruptJournal {
+                message: format!("dry run stopped at step {step}"),
+            });
+            return step;
+        }
         self.refuse_inside_side_effect(step, || request.to_string());
         let recorded = self
             .history
@@ -237,7 +266,7 @@ impl<A> ReplayMachine<A> {
         if !self.wait_on(step) {
             return step;
         }
-        let resume = self
+        let failed = self
             .history
             .records(step)
             .iter()
@@ -247,12 +276,30 @@ impl<A> ReplayMachine<A> {
                     retry_at_ms,
                     ..
                 } => Some(ActivityResume {
-                    failed_attempts: *attempt,
-                    retry_at_ms: *retry_at_ms,
+                    last_attempt: *attempt,
+                    retry_at_ms: Some(*retry_at_ms),
                 }),
                 _ => None,
             })
-            .max_by_key(|resume| resume.failed_attempts);
+            .max_by_key(|resume| resume.last_attempt);
+        // An attempt started after the last failure (or with none) was cut short: it counts.
+        let started = match self.history.last_attempt_start(step) {
+            Some(EventBody::ActivityAttemptStarted {
+                name: started_name,
+                input_fingerprint: started_fingerprint,
+                attempt,
+                ..
+            }) if started_name == name && *started_fingerprint == input_fingerprint => *attempt,
+            _ => 0,
+        };
+        let resume = match failed {
+            Some(failed) if failed.last_attempt >= started => Some(failed),
+            _ if started > 0 => Some(ActivityResume {
+                last_attempt: started,
+                retry_at_ms: None,
+            }),
+            _ => None,
+        };
         self.commands.push(Command::Activity {
             step,
             name,
