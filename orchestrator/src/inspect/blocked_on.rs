@@ -217,6 +217,7 @@ fn state_word(state: RunState) -> &'static str {
         RunState::Parked => "is parked",
         RunState::Cancelled => "was cancelled",
         RunState::CompensationFailed => "failed and a compensation failed",
+        RunState::Terminated => "was terminated",
     }
 }
 

@@ -15,7 +15,7 @@ use crate::codec::Codec;
 use crate::error::Error;
 use crate::journal::{EventBody, decode_event};
 use crate::store::{
-    ArchivedRun, LeaseHolder, RunRecord, RunState, SignalRecord, Store, StoredEvent,
+    ArchivedRun, LeaseHolder, RunQuery, RunRecord, RunState, SignalRecord, Store, StoredEvent,
 };
 
 /// The most children listed (and looked up) in a description.
@@ -173,8 +173,34 @@ pub(crate) async fn describe(
         Some(leases) => leases.lease_holder(workflow_id).await?,
         None => None,
     };
+    let children = store
+        .list_runs(&RunQuery::new().parent_id(workflow_id).limit(MAX_CHILDREN))
+        .await?
+        .runs;
     let mut description = assemble(sources, run, &rows, &pending, &archived, lease);
-    for child in description.children.iter_mut() {
+    // The child rows (by parent) complete the journal's view: their state, and children started
+    // by earlier runs of a workflow id that continued as new.
+    for row in children {
+        let listed = &mut description.children;
+        if let Some(child) = listed
+            .iter_mut()
+            .find(|child| child.workflow_id == row.workflow_id)
+        {
+            child.state = Some(row.state);
+        } else if listed.len() < MAX_CHILDREN {
+            listed.push(ChildSummary {
+                workflow_id: row.workflow_id,
+                workflow_name: row.workflow_name,
+                step: None,
+                state: Some(row.state),
+            });
+        }
+    }
+    for child in description
+        .children
+        .iter_mut()
+        .filter(|c| c.state.is_none())
+    {
         child.state = store.run(&child.workflow_id).await?.map(|row| row.state);
     }
     Ok(description)
@@ -208,7 +234,17 @@ fn assemble(
         .filter(|event| matches!(event.what, RunEventKind::Operator { .. }))
         .cloned()
         .collect();
-    let paused = pause_in_effect(&operator_actions);
+    // The run row's pause (kept by the store) is the truth; the audit events say the same for
+    // stores that do not keep it.
+    let paused = match &run.paused {
+        Some(pause) => Some(PauseInfo {
+            by: pause.by.clone(),
+            reason: pause.reason.clone(),
+            at_ms: pause.at_ms,
+        }),
+        None if run.state.is_finished() => None,
+        None => pause_in_effect(&operator_actions),
+    };
     let children = timeline
         .steps
         .iter()
@@ -361,6 +397,13 @@ fn outcome_of(run: &RunRecord, codec: &Codec) -> (Option<String>, Option<ErrorVi
             | RunStatus::Cancelled(error)
             | RunStatus::CompensationFailed(error),
         ) => Ok(ErrorView::of(&error)),
+        Ok(RunStatus::Terminated(termination)) => Ok(ErrorView {
+            message: format!(
+                "terminated by {}: {}",
+                termination.actor, termination.reason
+            ),
+            detail: Rendered::value(&termination),
+        }),
         Ok(_) => return (None, None),
         Err(error) => Err(error),
     };
