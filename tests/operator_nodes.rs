@@ -7,51 +7,35 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator::codec::Codec;
 use orchestrator::journal::{EventBody, OperatorAction};
 use orchestrator::prelude::*;
-use orchestrator::store::{PostgresOptions, PostgresStore, RunState};
+use orchestrator::store::RunState;
+use orchestrator_tests::pg_schema::PgSchema;
 use orchestrator_tests::{bump, count, eventually, finish, gate_wait, open_gate, stop};
 use tokio_postgres::NoTls;
 
-const URL_VAR: &str = "ORCHESTRATOR_TEST_POSTGRES_URL";
+/// A fresh schema on the test server (see `orchestrator_tests::pg_schema`).
+struct TestSchema(PgSchema);
 
-/// A fresh schema, dropped when the value is dropped.
-struct TestSchema {
-    url: String,
-    name: String,
+impl std::ops::Deref for TestSchema {
+    type Target = PgSchema;
+    fn deref(&self) -> &PgSchema {
+        &self.0
+    }
 }
 
 impl TestSchema {
     fn fresh() -> Option<Self> {
-        match std::env::var(URL_VAR) {
-            Ok(url) if !url.trim().is_empty() => Some(TestSchema {
-                url,
-                name: format!("orch_op_{:016x}", fastrand::u64(..)),
-            }),
-            _ => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: {URL_VAR} is not set (multi-node operator tests did not run)"
-                );
-                None
-            }
-        }
+        PgSchema::fresh("orch_op", "multi-node operator tests").map(TestSchema)
     }
 
     /// An engine (a node) on this schema with a 1 s lease.
     async fn node(&self, node: &str) -> Engine {
-        let store = PostgresStore::connect_with(
-            PostgresOptions::new(self.url.clone())
-                .schema(self.name.clone())
-                .pool_size(8),
-        )
-        .await
-        .expect("connect to PostgreSQL");
+        let store = self.store(8).await;
         Engine::builder()
             .store(Arc::new(store))
             .node_id(node)
@@ -82,27 +66,6 @@ impl TestSchema {
             .await
             .unwrap()
             .get(0)
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client.batch_execute(&sql).await
-            })
-        })
-        .join();
     }
 }
 

@@ -21,6 +21,7 @@ pub mod child_worker;
 pub mod faults;
 pub mod format2_journal;
 pub mod lease_probe;
+pub mod pg_schema;
 pub mod store_hooks;
 
 pub use child_worker::ChildWorker;
