@@ -1,0 +1,174 @@
+//! Read-only endpoints: liveness, readiness, the run list and one run.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::body::{QueryPairs, RunId};
+use super::errors::ApiError;
+use super::server::AdminState;
+use crate::codec::Codec;
+use crate::engine::RunStatus;
+use crate::store::{RunPage, RunQuery, RunRecord, RunState};
+
+/// The most runs one page lists.
+pub(crate) const MAX_PAGE: usize = 1_000;
+
+/// `GET /api/v1/health`: the server answers (no token needed).
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({ "status": "live" }))
+}
+
+/// `GET /api/v1/ready`: `200` once every run unfinished at start has been resumed, `503` before
+/// (and while shutting down).
+pub(crate) async fn ready(State(state): State<Arc<AdminState>>) -> Result<Response, ApiError> {
+    let engine = state.engine()?;
+    if engine.is_recovered() && !engine.is_shutting_down() {
+        Ok(Json(json!({ "status": "ready" })).into_response())
+    } else {
+        Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "recovering" })),
+        )
+            .into_response())
+    }
+}
+
+/// `GET /api/v1/runs?status=..&type=..&id_prefix=..&after=..&limit=..`: one page of runs.
+pub(crate) async fn list(
+    State(state): State<Arc<AdminState>>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    let query = run_query(&pairs, &[])?;
+    let engine = state.engine()?;
+    let page = engine.list_runs(&query).await?;
+    Ok(Json(page_json(&page, engine.codec())))
+}
+
+/// `GET /api/v1/runs/{id}`: one run.
+pub(crate) async fn describe(
+    State(state): State<Arc<AdminState>>,
+    RunId(id): RunId,
+) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine()?;
+    let record = engine.run_record(&id).await?;
+    Ok(Json(summary(&record, engine.codec())))
+}
+
+/// The JSON of a page of runs: `{"runs": [..], "next": cursor or null}`.
+pub(crate) fn page_json(page: &RunPage, codec: Codec) -> Value {
+    json!({
+        "runs": page.runs.iter().map(|run| summary(run, codec)).collect::<Vec<_>>(),
+        "next": page.next,
+    })
+}
+
+/// A run's row as JSON (its payloads left out: they are rendered by the run's own view).
+pub(crate) fn summary(run: &RunRecord, codec: Codec) -> Value {
+    let error = match run.state {
+        RunState::Running | RunState::Completed => None,
+        _ => Some(match RunStatus::from_record(run, codec) {
+            Ok(RunStatus::Failed(error))
+            | Ok(RunStatus::Cancelled(error))
+            | Ok(RunStatus::CompensationFailed(error)) => error.to_string(),
+            Ok(RunStatus::Parked(reason)) => reason.to_string(),
+            Ok(_) => String::new(),
+            Err(error) => format!("(undecodable: {error})"),
+        }),
+    };
+    json!({
+        "id": run.workflow_id,
+        "workflow_type": run.workflow_name,
+        "status": state_name(run.state),
+        "run_no": run.run_no,
+        "parent_id": run.parent_id,
+        "error": error,
+        "cancel_reason": run.cancel_reason,
+        "created_at_ms": run.created_at_ms,
+        "updated_at_ms": run.updated_at_ms,
+        "deadline_ms": run.deadline_ms,
+    })
+}
+
+/// The name of a state in the API (`running`, `compensation_failed`, ...).
+pub(crate) fn state_name(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Completed => "completed",
+        RunState::Failed => "failed",
+        RunState::Parked => "parked",
+        RunState::Cancelled => "cancelled",
+        RunState::CompensationFailed => "compensation_failed",
+    }
+}
+
+fn parse_state(name: &str) -> Option<RunState> {
+    Some(match name {
+        "running" => RunState::Running,
+        "completed" => RunState::Completed,
+        "failed" => RunState::Failed,
+        "parked" => RunState::Parked,
+        "cancelled" => RunState::Cancelled,
+        "compensation_failed" => RunState::CompensationFailed,
+        _ => return None,
+    })
+}
+
+/// The filters of a run list, from query parameters (or a bulk request's fields, as pairs):
+/// `status` (repeatable, or comma-separated), `type`, `id_prefix`, `after`, `limit` (1 to 1,000).
+/// Parameters not listed here nor in `extra` are refused, so a misspelt filter is not silently
+/// ignored.
+pub(crate) fn run_query(pairs: &[(String, String)], extra: &[&str]) -> Result<RunQuery, ApiError> {
+    let mut query = RunQuery::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "status" => {
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let state = parse_state(name).ok_or_else(|| {
+                        ApiError::bad_request(
+                            "bad_query",
+                            format!(
+                                "unknown status `{}`; use running, completed, failed, parked, cancelled or compensation_failed",
+                                crate::limits::shortened(name)
+                            ),
+                        )
+                    })?;
+                    query = query.state(state);
+                }
+            }
+            "type" => query = query.workflow_name(value),
+            "id_prefix" => {
+                crate::limits::check_workflow_id(value)?;
+                query = query.id_prefix(value);
+            }
+            "after" => {
+                crate::limits::check_workflow_id(value)?;
+                query = query.after(value);
+            }
+            "limit" => {
+                let limit: usize = value.parse().map_err(|_| {
+                    ApiError::bad_request(
+                        "bad_query",
+                        format!("`limit` must be a number from 1 to {MAX_PAGE}"),
+                    )
+                })?;
+                query = query.limit(limit.clamp(1, MAX_PAGE));
+            }
+            other if extra.contains(&other) => {}
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_query",
+                    format!(
+                        "unknown parameter `{}`; the filters are status, type, id_prefix, after and limit",
+                        crate::limits::shortened(other)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
