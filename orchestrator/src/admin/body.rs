@@ -55,16 +55,23 @@ impl<T: DeserializeOwned> FromRequest<Arc<AdminState>> for JsonBody<T> {
         } else {
             &bytes
         };
-        serde_json::from_slice(text).map(JsonBody).map_err(|error| {
-            if error.is_syntax() || error.is_eof() {
-                ApiError::bad_request("malformed_json", format!("the body is not JSON: {error}"))
-            } else {
+        let value: serde_json::Value = serde_json::from_slice(text).map_err(|error| {
+            ApiError::bad_request("malformed_json", format!("the body is not JSON: {error}"))
+        })?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "the body must be a JSON object",
+            ));
+        }
+        serde_json::from_value(value)
+            .map(JsonBody)
+            .map_err(|error| {
                 ApiError::bad_request(
                     "invalid_body",
                     format!("the body does not fit this endpoint: {error}"),
                 )
-            }
-        })
+            })
     }
 }
 

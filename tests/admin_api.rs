@@ -1,0 +1,1003 @@
+//! The embedded admin HTTP API end to end: a real engine on an SQLite file serving loopback, a real
+//! HTTP client, with tokens and without; every hostile case answered with a JSON 4xx that changes
+//! nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use orchestrator::admin::AdminConfig;
+use orchestrator::prelude::*;
+use orchestrator::{Engine, EngineBuilder};
+use orchestrator_tests::{PATIENCE, TestDb, eventually, finish, stop, wait_status};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ALICE: &str = "alice-secret-0123456789abcdef";
+const BOB: &str = "bob-secret-0123456789abcdefghij";
+
+/// Waits for the signal `go` and returns its payload.
+#[workflow]
+async fn waiter(ctx: WorkflowContext, _: ()) -> Result<u32, WorkflowError> {
+    ctx.signal::<u32>("go").await
+}
+
+/// Completes at once.
+#[workflow]
+async fn quick(_ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    Ok(n)
+}
+
+/// Fails at once.
+#[workflow]
+async fn doomed(_ctx: WorkflowContext, _: ()) -> Result<(), WorkflowError> {
+    Err(WorkflowError::failed("doomed from the start"))
+}
+
+fn registered(builder: EngineBuilder) -> EngineBuilder {
+    builder.register(waiter).register(quick).register(doomed)
+}
+
+fn loopback_any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// An engine on an SQLite file serving the admin API on a free loopback port.
+struct Server {
+    _db: TestDb,
+    engine: Engine,
+    addr: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(config: orchestrator::admin::AdminConfigBuilder) -> Server {
+        let db = TestDb::new();
+        let engine = registered(db.builder())
+            .admin(config.bind(loopback_any_port()).build())
+            .start()
+            .await
+            .unwrap();
+        let addr = engine.admin_addr().expect("the admin API listens");
+        Server {
+            _db: db,
+            engine,
+            addr,
+            http: client(),
+        }
+    }
+
+    async fn open() -> Server {
+        Server::start(AdminConfig::builder().sse_poll_interval(Duration::from_millis(20))).await
+    }
+
+    async fn with_tokens() -> Server {
+        Server::start(
+            AdminConfig::builder()
+                .token("alice", ALICE)
+                .token("bob", BOB)
+                .sse_poll_interval(Duration::from_millis(20)),
+        )
+        .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    /// A POST with a JSON body.
+    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    }
+
+    /// Starts a run waiting for its `go` signal.
+    async fn waiting_run(&self, id: &str) {
+        self.engine.start(waiter, id, ()).await.unwrap();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
+}
+
+/// The status and JSON body of a response; every answer of the API is JSON.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("the admin API answers");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("status {status}: body `{text}` is not JSON: {error}"));
+    assert!(
+        content_type.starts_with("application/json"),
+        "status {status}: content type `{content_type}` for {text}"
+    );
+    (status, body)
+}
+
+/// Asserts a JSON error with `status` and `code`.
+async fn refused(request: reqwest::RequestBuilder, status: u16, code: &str) -> Value {
+    let (got, body) = answer(request).await;
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// Sends raw bytes over a new connection and returns the status code and the body text.
+async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response)).await;
+    let _ = read.expect("the server answers and closes");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Percent-encodes every byte but ASCII letters and digits.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The ids of a run list answer.
+fn ids(body: &Value) -> Vec<String> {
+    body["runs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a run list: {body}"))
+        .iter()
+        .map(|run| run["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Asserts that the run is still running, with no cancellation requested.
+async fn untouched(server: &Server, id: &str) {
+    let run = server
+        .engine
+        .list_runs(&orchestrator::store::RunQuery::new().id_prefix(id).limit(1))
+        .await
+        .unwrap()
+        .runs
+        .into_iter()
+        .next()
+        .expect("the run exists");
+    assert_eq!(run.workflow_id, id);
+    assert_eq!(run.state, orchestrator::store::RunState::Running);
+    assert_eq!(run.cancel_reason, None, "the run was changed");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading runs
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_list_and_one_run_without_tokens() {
+    let server = Server::open().await;
+    let (status, body) = answer(server.get("/api/v1/health")).await;
+    assert_eq!((status, body), (200, json!({ "status": "live" })));
+    server.engine.recovered().await;
+    let (status, body) = answer(server.get("/api/v1/ready")).await;
+    assert_eq!((status, body), (200, json!({ "status": "ready" })));
+
+    for n in 1..=3 {
+        let run = server
+            .engine
+            .start(quick, format!("order-{n}"), n)
+            .await
+            .unwrap();
+        finish(&run).await.unwrap();
+    }
+    let failed = server.engine.start(doomed, "order-4", ()).await.unwrap();
+    assert!(finish(&failed).await.is_err());
+    server.waiting_run("order/5 with \"quotes\"").await;
+    server.waiting_run("zeta").await;
+
+    // Everything, ordered by id.
+    let (status, all) = answer(server.get("/api/v1/runs")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ids(&all),
+        [
+            "order-1",
+            "order-2",
+            "order-3",
+            "order-4",
+            "order/5 with \"quotes\"",
+            "zeta"
+        ]
+    );
+    assert_eq!(all["next"], Value::Null);
+    let first = &all["runs"][0];
+    assert_eq!(first["workflow_type"], "quick");
+    assert_eq!(first["status"], "completed");
+    assert_eq!(first["error"], Value::Null);
+    assert!(first["created_at_ms"].as_i64().unwrap() > 0);
+
+    // Filters: status (repeated or comma-separated), type, id prefix.
+    let (_, body) = answer(server.get("/api/v1/runs?status=failed")).await;
+    assert_eq!(ids(&body), ["order-4"]);
+    assert!(
+        body["runs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("doomed from the start"),
+        "{body}"
+    );
+    let (_, body) = answer(server.get("/api/v1/runs?status=failed&status=running")).await;
+    assert_eq!(ids(&body), ["order-4", "order/5 with \"quotes\"", "zeta"]);
+    let (_, body) = answer(server.get("/api/v1/runs?status=failed,running&type=waiter")).await;
+    assert_eq!(ids(&body), ["order/5 with \"quotes\"", "zeta"]);
+    let (_, body) = answer(server.get("/api/v1/runs?id_prefix=order-")).await;
+    assert_eq!(ids(&body), ["order-1", "order-2", "order-3", "order-4"]);
+
+    // Paging with a cursor.
+    let (_, page) = answer(server.get("/api/v1/runs?limit=4")).await;
+    assert_eq!(ids(&page).len(), 4);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, rest) =
+        answer(server.get(&format!("/api/v1/runs?limit=4&after={}", encode(&next)))).await;
+    assert_eq!(ids(&rest), ["order/5 with \"quotes\"", "zeta"]);
+    // A limit over the cap is capped, not refused.
+    let (status, _) = answer(server.get("/api/v1/runs?limit=1000000")).await;
+    assert_eq!(status, 200);
+
+    // Bad filters are refused, not ignored.
+    refused(server.get("/api/v1/runs?status=exploded"), 400, "bad_query").await;
+    refused(server.get("/api/v1/runs?limit=many"), 400, "bad_query").await;
+    refused(server.get("/api/v1/runs?stauts=failed"), 400, "bad_query").await;
+
+    // One run, by id (percent-encoded: `/` and quotes are part of it).
+    let (status, run) = answer(server.get("/api/v1/runs/order-4")).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["id"], "order-4");
+    assert_eq!(run["status"], "failed");
+    let (status, run) = answer(server.get("/api/v1/runs/order%2F5%20with%20%22quotes%22")).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["id"], "order/5 with \"quotes\"");
+    assert_eq!(run["status"], "running");
+    refused(server.get("/api/v1/runs/no-such-run"), 404, "not_found").await;
+
+    stop(server.engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Actions
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_records_the_token_identity_and_refuses_what_does_not_apply() {
+    let server = Server::with_tokens().await;
+    server.waiting_run("seat-1").await;
+    server.waiting_run("seat-2").await;
+
+    let (status, body) = answer(
+        server
+            .post(
+                "/api/v1/runs/seat-1/cancel",
+                json!({ "reason": "customer left" }),
+            )
+            .bearer_auth(ALICE),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["actor"], "alice");
+    let cancelled = wait_status(&server.engine, "seat-1", |s| {
+        matches!(s, RunStatus::Cancelled(_))
+    })
+    .await;
+    assert!(
+        matches!(&cancelled, RunStatus::Cancelled(WorkflowError::Cancelled { reason }) if reason == "customer left"),
+        "{cancelled:?}"
+    );
+
+    // Without a reason, the reason names the actor.
+    let (status, body) = answer(
+        server
+            .post("/api/v1/runs/seat-2/cancel", json!({}))
+            .bearer_auth(BOB),
+    )
+    .await;
+    assert_eq!((status, &body["actor"]), (200, &json!("bob")), "{body}");
+    let cancelled = wait_status(&server.engine, "seat-2", |s| {
+        matches!(s, RunStatus::Cancelled(_))
+    })
+    .await;
+    assert!(format!("{cancelled:?}").contains("bob"), "{cancelled:?}");
+
+    // A finished run, an unknown run.
+    refused(
+        server
+            .post("/api/v1/runs/seat-1/cancel", json!({}))
+            .bearer_auth(ALICE),
+        409,
+        "run_finished",
+    )
+    .await;
+    refused(
+        server
+            .post("/api/v1/runs/seat-3/cancel", json!({}))
+            .bearer_auth(ALICE),
+        404,
+        "not_found",
+    )
+    .await;
+    stop(server.engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Authentication, read-only mode
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_every_endpoint_but_health_needs_a_valid_bearer_token() {
+    let server = Server::with_tokens().await;
+    server.waiting_run("guarded").await;
+
+    // Health needs none.
+    let (status, _) = answer(server.get("/api/v1/health")).await;
+    assert_eq!(status, 200);
+
+    let views = [
+        "/api/v1/ready",
+        "/api/v1/runs",
+        "/api/v1/runs/guarded",
+        "/api/v1/nowhere",
+    ];
+    for path in views {
+        let response = server.get(path).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{path}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"orchestrator\""
+        );
+        let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+        for bad in [
+            format!("Bearer {ALICE}x"),
+            format!("Bearer {}", &ALICE[..ALICE.len() - 1]),
+            "Bearer ".to_string(),
+            format!("Basic {ALICE}"),
+            ALICE.to_string(),
+            format!("Bearer {}", ALICE.to_uppercase()),
+        ] {
+            refused(
+                server.get(path).header("authorization", bad.as_str()),
+                401,
+                "unauthorized",
+            )
+            .await;
+        }
+    }
+    // Actions too, and nothing changes.
+    refused(
+        server.post("/api/v1/runs/guarded/cancel", json!({})),
+        401,
+        "unauthorized",
+    )
+    .await;
+    refused(
+        server
+            .post("/api/v1/runs/guarded/cancel", json!({}))
+            .bearer_auth("not-a-token-of-this-server"),
+        401,
+        "unauthorized",
+    )
+    .await;
+    untouched(&server, "guarded").await;
+
+    // The right token works, whatever the scheme's case.
+    let (status, _) = answer(server.get("/api/v1/runs").bearer_auth(BOB)).await;
+    assert_eq!(status, 200);
+    let (status, _) = answer(
+        server
+            .get("/api/v1/runs/guarded")
+            .header("authorization", format!("bearer {ALICE}")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // With a token, any Host is accepted (the token is the defence).
+    let (status, _) = answer(
+        server
+            .get("/api/v1/runs")
+            .bearer_auth(ALICE)
+            .header("host", "admin.example"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_mode_refuses_every_action_and_serves_views() {
+    let server = Server::start(AdminConfig::builder().read_only(true)).await;
+    server.waiting_run("ro-1").await;
+    for (path, body) in [
+        ("/api/v1/runs/ro-1/cancel", json!({ "reason": "no" })),
+        (
+            "/api/v1/runs/ro-1/signal",
+            json!({ "name": "go", "payload": 1 }),
+        ),
+        ("/api/v1/runs/ro-1/pause", json!({ "reason": "no" })),
+        ("/api/v1/runs/ro-1/resume", json!({})),
+        ("/api/v1/runs/ro-1/retry", json!({})),
+        ("/api/v1/runs/ro-1/terminate", json!({ "reason": "no" })),
+        (
+            "/api/v1/runs/ro-1/fork",
+            json!({ "from_step": 1, "new_id": "ro-2" }),
+        ),
+        ("/api/v1/bulk/cancel", json!({ "status": ["running"] })),
+    ] {
+        refused(server.post(path, body), 403, "read_only").await;
+    }
+    untouched(&server, "ro-1").await;
+    let (status, body) = answer(server.get("/api/v1/runs/ro-1")).await;
+    assert_eq!((status, &body["status"]), (200, &json!("running")));
+    stop(server.engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hostile input
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_get_json_errors_and_change_nothing() {
+    let server = Server::start(AdminConfig::builder().body_limit(1024)).await;
+    server.waiting_run("target").await;
+    let cancel = "/api/v1/runs/target/cancel";
+
+    // Too large: declared, and streamed in chunks without a length.
+    let huge = json!({ "reason": "x".repeat(2048) });
+    refused(server.post(cancel, huge.clone()), 413, "body_too_large").await;
+    let chunked = format!(
+        "POST {cancel} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{}",
+        (0..8)
+            .map(|_| format!("200\r\n{}\r\n", "x".repeat(0x200)))
+            .collect::<String>()
+            + "0\r\n\r\n"
+    );
+    let (status, body) = raw(server.addr, chunked.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("body_too_large"), "{body}");
+
+    // Not JSON, not an object of this endpoint, not declared as JSON.
+    for text in ["{\"reason\": ", "not json", "\u{0}", "{'reason': 'x'}"] {
+        refused(
+            server
+                .http
+                .post(server.url(cancel))
+                .header("content-type", "application/json")
+                .body(text),
+            400,
+            "malformed_json",
+        )
+        .await;
+    }
+    for body in [
+        json!({ "reason": 42 }),
+        json!({ "reason": "ok", "sql": "DROP TABLE runs" }),
+        json!(["reason"]),
+        json!("reason"),
+    ] {
+        refused(server.post(cancel, body), 400, "invalid_body").await;
+    }
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+    ] {
+        let mut request = server.http.post(server.url(cancel)).body("{}");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        refused(request, 415, "unsupported_media_type").await;
+    }
+    untouched(&server, "target").await;
+
+    // The same content type with a charset is fine.
+    let (status, _) = answer(
+        server
+            .http
+            .post(server.url(cancel))
+            .header("content-type", "application/json; charset=utf-8")
+            .body("{\"reason\": \"fine\"}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_and_paths_get_json_errors_and_change_nothing() {
+    let server = Server::open().await;
+    server.waiting_run("target").await;
+    server.waiting_run("target/child").await;
+    let long = "a".repeat(2048);
+
+    for id in [
+        "target%00",
+        "%00",
+        "target%27%20OR%20%271%27%3D%271",
+        "%22target%22",
+        "..%2F..%2Fetc%2Fpasswd",
+        "target%2F..",
+        "target%2F..%2Fchild",
+    ] {
+        refused(server.get(&format!("/api/v1/runs/{id}")), 404, "not_found").await;
+        refused(
+            server.post(&format!("/api/v1/runs/{id}/cancel"), json!({})),
+            404,
+            "not_found",
+        )
+        .await;
+    }
+    // Over the 1 KiB id limit; not UTF-8 once decoded.
+    refused(
+        server.get(&format!("/api/v1/runs/{long}")),
+        400,
+        "invalid_identifier",
+    )
+    .await;
+    refused(
+        server.post(&format!("/api/v1/runs/{long}/cancel"), json!({})),
+        400,
+        "invalid_identifier",
+    )
+    .await;
+    refused(server.get("/api/v1/runs/%FF%FE"), 400, "bad_id").await;
+    refused(
+        server.post("/api/v1/runs/%FF/cancel", json!({})),
+        400,
+        "bad_id",
+    )
+    .await;
+    refused(
+        server.get(&format!("/api/v1/runs?id_prefix={long}")),
+        400,
+        "invalid_identifier",
+    )
+    .await;
+
+    // Paths a client would normalize, sent raw.
+    for path in [
+        "/api/v1/runs/../../../etc/passwd",
+        "/api/v1/runs/target/../child/cancel",
+        "/api/v1/../v1/runs/target/cancel",
+    ] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let (status, body) = raw(server.addr, request.as_bytes()).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("\"code\""), "{path}: {body}");
+    }
+    untouched(&server, "target").await;
+    untouched(&server, "target/child").await;
+    stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_verbs_and_methods_get_json_errors() {
+    let server = Server::open().await;
+    server.waiting_run("target").await;
+    for path in [
+        "/api/v1/runs/target/explode",
+        "/api/v1/runs/target/cancel/now",
+        "/api/v1/bulk/explode",
+        "/api/v2/runs",
+        "/",
+        "/api/v1/sql",
+    ] {
+        refused(server.post(path, json!({})), 404, "no_such_endpoint").await;
+    }
+    refused(
+        server.get("/api/v1/query?sql=select"),
+        404,
+        "no_such_endpoint",
+    )
+    .await;
+    refused(
+        server.get("/api/v1/runs/target/cancel"),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    refused(
+        server.post("/api/v1/runs", json!({})),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    refused(
+        server
+            .http
+            .delete(server.url("/api/v1/runs/target"))
+            .header("content-type", "application/json"),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    untouched(&server, "target").await;
+    stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_requests_and_foreign_hosts_are_refused() {
+    let server = Server::open().await;
+    server.waiting_run("target").await;
+    let cancel = "/api/v1/runs/target/cancel";
+    let own_origin = format!("http://{}", server.addr);
+
+    // Cross-site actions, as a browser marks them.
+    for (header, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("origin", "http://127.0.0.1.evil.example"),
+        ("origin", "http://127.0.0.1:1"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        refused(
+            server.post(cancel, json!({})).header(header, value),
+            403,
+            "cross_site",
+        )
+        .await;
+    }
+    // DNS rebinding: without tokens, only loopback Host names are served (views and actions).
+    for host in [
+        "evil.example",
+        "evil.example:7070",
+        "localhost.evil.example",
+        "10.0.0.1",
+    ] {
+        refused(
+            server.get("/api/v1/runs").header("host", host),
+            403,
+            "forbidden_host",
+        )
+        .await;
+        refused(
+            server.post(cancel, json!({})).header("host", host),
+            403,
+            "forbidden_host",
+        )
+        .await;
+    }
+    untouched(&server, "target").await;
+
+    // Loopback names, and the same origin, are served.
+    for host in [
+        "localhost",
+        &format!("localhost:{}", server.addr.port()),
+        "[::1]:7070",
+    ] {
+        let (status, _) = answer(server.get("/api/v1/runs").header("host", host)).await;
+        assert_eq!(status, 200, "{host}");
+    }
+    let (status, body) = answer(
+        server
+            .post(cancel, json!({ "reason": "same origin" }))
+            .header("origin", own_origin.as_str())
+            .header("sec-fetch-site", "same-origin"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["actor"], "local");
+    stop(server.engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Configuration and lifecycle
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_or_impossible_configurations_refuse_to_start_and_touch_nothing() {
+    let db = TestDb::new();
+    let open_to_all = registered(db.builder())
+        .admin(
+            AdminConfig::builder()
+                .bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+                .build(),
+        )
+        .start()
+        .await;
+    match open_to_all {
+        Err(orchestrator::Error::Config { message }) => {
+            assert!(message.contains("token"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(!db.path().exists(), "the journal was created");
+
+    let weak = registered(db.builder())
+        .admin(
+            AdminConfig::builder()
+                .bind(loopback_any_port())
+                .token("carol", "short")
+                .build(),
+        )
+        .start()
+        .await;
+    assert!(
+        matches!(weak, Err(orchestrator::Error::Config { .. })),
+        "{weak:?}"
+    );
+    let shared = registered(db.builder())
+        .admin(
+            AdminConfig::builder()
+                .bind(loopback_any_port())
+                .token("carol", ALICE)
+                .token("dave", ALICE)
+                .build(),
+        )
+        .start()
+        .await;
+    assert!(
+        matches!(shared, Err(orchestrator::Error::Config { .. })),
+        "{shared:?}"
+    );
+
+    // A non-loopback address with a token starts.
+    let engine = registered(db.builder())
+        .admin(
+            AdminConfig::builder()
+                .bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+                .token("alice", ALICE)
+                .build(),
+        )
+        .start()
+        .await
+        .unwrap();
+    let addr = engine.admin_addr().unwrap();
+    assert!(addr.ip().is_unspecified());
+    // Its port is taken: a second engine (another journal) cannot bind it, and opens nothing.
+    let other = TestDb::new();
+    let taken = registered(other.builder())
+        .admin(
+            AdminConfig::builder()
+                .bind(SocketAddr::from(([127, 0, 0, 1], addr.port())))
+                .token("alice", ALICE)
+                .build(),
+        )
+        .start()
+        .await;
+    match taken {
+        Err(orchestrator::Error::Config { message }) => {
+            assert!(message.contains("cannot listen"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(!other.path().exists());
+    stop(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_the_server_and_ends_live_streams() {
+    let server = Server::open().await;
+    server.waiting_run("streamed").await;
+    let mut stream = SseReader::open(&server, "/api/v1/runs/streamed/stream").await;
+    let (event, _) = stream.next().await.expect("a first event");
+    assert_eq!(event, "run");
+    let addr = server.addr;
+    let started = Instant::now();
+    stop(server.engine).await;
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(stream.next().await, None, "the stream ended");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the port is closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_addr_is_none_without_the_admin_api_or_after_shutdown() {
+    let db = TestDb::new();
+    let engine = registered(db.builder()).start().await.unwrap();
+    assert_eq!(engine.admin_addr(), None);
+    stop(engine).await;
+    let server = Server::open().await;
+    let engine = server.engine.clone();
+    assert!(engine.admin_addr().is_some());
+    engine.shutdown().await;
+    assert_eq!(engine.admin_addr(), None);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Live updates (Server-Sent Events)
+
+/// Reads Server-Sent Events from a response.
+struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(server: &Server, path: &str) -> SseReader {
+        SseReader::open_with(server.get(path)).await
+    }
+
+    async fn open_with(request: reqwest::RequestBuilder) -> SseReader {
+        let response = request
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's name and JSON data (comments skipped), or `None` when the stream ended.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((name, serde_json::from_str(&data).unwrap()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, self.response.chunk())
+                .await
+                .expect("an event within the patience")
+                .ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Skips events until one satisfies `accept`.
+    async fn until(&mut self, accept: impl Fn(&str, &Value) -> bool) -> Value {
+        loop {
+            let (name, data) = self.next().await.expect("the stream goes on");
+            if accept(&name, &data) {
+                return data;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stream_sends_its_state_then_each_change() {
+    let server = Server::with_tokens().await;
+    server.waiting_run("live-1").await;
+    refused(
+        server.get("/api/v1/runs/live-1/stream"),
+        401,
+        "unauthorized",
+    )
+    .await;
+    refused(
+        server.get("/api/v1/runs/nobody/stream").bearer_auth(ALICE),
+        404,
+        "not_found",
+    )
+    .await;
+
+    let mut stream =
+        SseReader::open_with(server.get("/api/v1/runs/live-1/stream").bearer_auth(ALICE)).await;
+    let (event, first) = stream.next().await.unwrap();
+    assert_eq!(event, "run");
+    assert_eq!(first["id"], "live-1");
+    assert_eq!(first["status"], "running");
+    assert_eq!(first["pending_signals"], 0);
+
+    // A signal is journaled (inbox, then consumed) and the run completes: each change is sent.
+    server.engine.signal("live-1", "go", 7u32).await.unwrap();
+    let done = stream
+        .until(|name, data| name == "run" && data["status"] == "completed")
+        .await;
+    assert!(done["journal_events"].as_u64().unwrap() > first["journal_events"].as_u64().unwrap());
+    stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_list_stream_sends_the_filtered_page_when_it_changes() {
+    let server = Server::open().await;
+    server.waiting_run("list-1").await;
+    let mut stream =
+        SseReader::open(&server, "/api/v1/stream/runs?status=running&type=waiter").await;
+    let (event, first) = stream.next().await.unwrap();
+    assert_eq!(event, "runs");
+    assert_eq!(ids(&first), ["list-1"]);
+
+    server.waiting_run("list-2").await;
+    let page = stream.until(|_, data| ids(data).len() == 2).await;
+    assert_eq!(ids(&page), ["list-1", "list-2"]);
+    // A run of another type does not match; a finished one leaves the page.
+    server.engine.start(quick, "list-0", 1).await.unwrap();
+    server.engine.signal("list-1", "go", 1u32).await.unwrap();
+    let page = stream.until(|_, data| ids(data) == ["list-2"]).await;
+    assert_eq!(page["runs"][0]["status"], "running");
+    refused(
+        server.get("/api/v1/stream/runs?status=nope"),
+        400,
+        "bad_query",
+    )
+    .await;
+    stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_bounded_and_a_closed_one_frees_its_slot() {
+    let server = Server::start(
+        AdminConfig::builder()
+            .max_streams(2)
+            .sse_poll_interval(Duration::from_millis(20)),
+    )
+    .await;
+    server.waiting_run("bounded").await;
+    let mut first = SseReader::open(&server, "/api/v1/runs/bounded/stream").await;
+    let mut second = SseReader::open(&server, "/api/v1/stream/runs").await;
+    first.next().await.unwrap();
+    second.next().await.unwrap();
+    refused(
+        server.get("/api/v1/runs/bounded/stream"),
+        503,
+        "too_many_streams",
+    )
+    .await;
+    // Views still work meanwhile.
+    let (status, _) = answer(server.get("/api/v1/runs")).await;
+    assert_eq!(status, 200);
+
+    drop(first);
+    eventually("a closed stream frees its slot", || async {
+        let response = server
+            .get("/api/v1/runs/bounded/stream")
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16() == 200
+    })
+    .await;
+    stop(server.engine).await;
+}
