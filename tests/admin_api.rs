@@ -190,18 +190,7 @@ fn ids(body: &Value) -> Vec<String> {
 
 /// Asserts that the run is still running, with no cancellation requested.
 async fn untouched(server: &Server, id: &str) {
-    let run = server
-        .engine
-        .list_runs(&orchestrator::store::RunQuery::new().id_prefix(id).limit(1))
-        .await
-        .unwrap()
-        .runs
-        .into_iter()
-        .next()
-        .expect("the run exists");
-    assert_eq!(run.workflow_id, id);
-    assert_eq!(run.state, orchestrator::store::RunState::Running);
-    assert_eq!(run.cancel_reason, None, "the run was changed");
+    untouched_on(&server.engine, id).await;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1000,4 +989,147 @@ async fn live_streams_are_bounded_and_a_closed_one_frees_its_slot() {
     })
     .await;
     stop(server.engine).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// PostgreSQL: several nodes
+
+const URL_VAR: &str = "ORCHESTRATOR_TEST_POSTGRES_URL";
+
+/// A fresh PostgreSQL schema, dropped afterwards; `None` (said loudly) without a test server.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl PgSchema {
+    fn fresh() -> Option<PgSchema> {
+        match std::env::var(URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => Some(PgSchema {
+                url,
+                name: format!("orch_admin_{:016x}", fastrand::u64(..)),
+            }),
+            _ => {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: ORCHESTRATOR_TEST_POSTGRES_URL is not set (admin API PostgreSQL test did not run)"
+                );
+                None
+            }
+        }
+    }
+
+    /// An engine (a node) on this schema.
+    async fn node(&self, node: &str, admin: Option<AdminConfig>) -> Engine {
+        let store = orchestrator::store::PostgresStore::connect_with(
+            orchestrator::store::PostgresOptions::new(self.url.clone())
+                .schema(self.name.clone())
+                .pool_size(4),
+        )
+        .await
+        .expect("connect to the test PostgreSQL server");
+        let mut builder = registered(Engine::builder())
+            .store(std::sync::Arc::new(store))
+            .node_id(node)
+            .lease_duration(Duration::from_secs(2))
+            .shutdown_grace(Duration::from_secs(2));
+        if let Some(admin) = admin {
+            builder = builder.admin(admin);
+        }
+        builder.start().await.unwrap()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (client, connection) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client.batch_execute(&sql).await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema `{}`: {dropped:?}", self.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_one_node_serves_and_acts_on_runs_another_node_holds() {
+    let Some(schema) = PgSchema::fresh() else {
+        return;
+    };
+    let a = schema
+        .node(
+            "node-a",
+            Some(
+                AdminConfig::builder()
+                    .bind(loopback_any_port())
+                    .token("alice", ALICE)
+                    .sse_poll_interval(Duration::from_millis(20))
+                    .build(),
+            ),
+        )
+        .await;
+    let b = schema.node("node-b", None).await;
+    let addr = a.admin_addr().unwrap();
+    let http = client();
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    // Node b creates (and so holds) the runs.
+    b.start(waiter, "pg-held-1", ()).await.unwrap();
+    b.start(waiter, "pg-held-2", ()).await.unwrap();
+
+    let (status, body) = answer(http.get(url("/api/v1/runs?type=waiter")).bearer_auth(ALICE)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["pg-held-1", "pg-held-2"]);
+
+    // Node a's stream follows a run node b drives; node a's cancel reaches node b.
+    let mut stream = SseReader::open_with(
+        http.get(url("/api/v1/runs/pg-held-1/stream"))
+            .bearer_auth(ALICE),
+    )
+    .await;
+    let (_, first) = stream.next().await.unwrap();
+    assert_eq!(first["status"], "running");
+    let (status, body) = answer(
+        http.post(url("/api/v1/runs/pg-held-1/cancel"))
+            .bearer_auth(ALICE)
+            .header("content-type", "application/json")
+            .body(json!({ "reason": "from node a" }).to_string()),
+    )
+    .await;
+    assert_eq!((status, &body["actor"]), (200, &json!("alice")), "{body}");
+    let cancelled = stream.until(|_, data| data["status"] == "cancelled").await;
+    assert!(
+        cancelled["error"].as_str().unwrap().contains("from node a"),
+        "{cancelled}"
+    );
+    untouched_on(&b, "pg-held-2").await;
+    stop(a).await;
+    stop(b).await;
+}
+
+/// Asserts that the run is still running, with no cancellation requested, through `engine`.
+async fn untouched_on(engine: &Engine, id: &str) {
+    let run = engine
+        .list_runs(&orchestrator::store::RunQuery::new().id_prefix(id).limit(1))
+        .await
+        .unwrap()
+        .runs
+        .remove(0);
+    assert_eq!(run.state, orchestrator::store::RunState::Running);
+    assert_eq!(run.cancel_reason, None);
 }
