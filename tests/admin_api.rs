@@ -204,6 +204,14 @@ async fn health_readiness_list_and_one_run_without_tokens() {
     server.engine.recovered().await;
     let (status, body) = answer(server.get("/api/v1/ready")).await;
     assert_eq!((status, body), (200, json!({ "status": "ready" })));
+    let (status, body) = answer(server.get("/api/v1/workflows")).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "workflows": ["doomed", "quick", "waiter"] }))
+    );
+    let response = server.get("/api/v1/runs").send().await.unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
 
     for n in 1..=3 {
         let run = server

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -37,13 +37,21 @@ pub(crate) async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match admit(&state, &request) {
+    let mut response = match admit(&state, &request) {
         Ok(actor) => {
             request.extensions_mut().insert(actor);
             next.run(request).await
         }
         Err(error) => error.into_response(),
-    }
+    };
+    // Answers are about live runs (never cached) and are JSON or event streams (never sniffed).
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn admit(state: &AdminState, request: &Request) -> Result<Actor, ApiError> {

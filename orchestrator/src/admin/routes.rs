@@ -15,6 +15,7 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/api/v1/health", get(runs::health))
         .route("/api/v1/ready", get(runs::ready))
+        .route("/api/v1/workflows", get(runs::workflows))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/stream/runs", get(sse::list_stream))
         .route("/api/v1/runs/{id}", get(runs::describe))

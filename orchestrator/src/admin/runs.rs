@@ -38,6 +38,14 @@ pub(crate) async fn ready(State(state): State<Arc<AdminState>>) -> Result<Respon
     }
 }
 
+/// `GET /api/v1/workflows`: the workflow types this engine has registered.
+pub(crate) async fn workflows(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine()?;
+    Ok(Json(json!({ "workflows": engine.workflow_names() })))
+}
+
 /// `GET /api/v1/runs?status=..&type=..&id_prefix=..&after=..&limit=..`: one page of runs.
 pub(crate) async fn list(
     State(state): State<Arc<AdminState>>,

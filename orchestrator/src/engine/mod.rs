@@ -238,6 +238,13 @@ impl Engine {
         self.inner.settings.codec
     }
 
+    /// The names of the registered workflow types, sorted.
+    pub(crate) fn workflow_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.inner.workflows.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
     pub(crate) fn workflow(&self, name: &str) -> Option<ErasedWorkflow> {
         self.inner.workflows.get(name).copied()
     }
