@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::driver::DriverMsg;
-use super::{Engine, EngineInner, lock};
+use super::{Engine, EngineInner};
 
 /// The most runs claimed per tick.
 const CLAIM_BATCH: usize = 64;
@@ -78,10 +78,7 @@ impl Engine {
 
         // 1. Keep what we hold; stop driving what was taken over. Only runs held before the renewal
         // count: a run started or claimed while it was in flight is not in its answer.
-        let before: Vec<(Arc<str>, i64)> = lock(&self.inner.epochs)
-            .iter()
-            .map(|(id, lease)| (id.clone(), lease.epoch()))
-            .collect();
+        let before = self.inner.runs.held_epochs();
         // The local deadlines count from when the renewal was sent (the database's lease runs from
         // a later instant), so they end first.
         let sent = tokio::time::Instant::now();
@@ -102,8 +99,8 @@ impl Engine {
                     if let Some(lease) = self.lease_of(&id) {
                         lease.revoke();
                     }
-                    if !lock(&self.inner.resuming).contains(&id) {
-                        self.send_to_driver(&id, DriverMsg::LeaseLost);
+                    if !self.inner.runs.is_loading(&id) {
+                        self.inner.runs.send(&id, DriverMsg::LeaseLost);
                     }
                 }
                 // Runs this node holds that nothing here drives (its driver stopped on a journal
@@ -111,9 +108,7 @@ impl Engine {
                 if !self.is_shutting_down() {
                     for claim in held_claims {
                         let id: Arc<str> = Arc::from(claim.workflow_id.as_str());
-                        let driven = lock(&self.inner.drivers).contains_key(&id)
-                            || lock(&self.inner.resuming).contains(&id);
-                        if !driven {
+                        if !self.inner.runs.is_busy(&id) {
                             self.hold(&id, claim.epoch, sent);
                             self.adopt(id).await;
                         }
@@ -142,9 +137,8 @@ impl Engine {
                 for claim in claims {
                     let id: Arc<str> = Arc::from(claim.workflow_id.as_str());
                     self.hold(&id, claim.epoch, sent);
-                    if lock(&self.inner.drivers).contains_key(&id) {
-                        // Re-claimed while still driven here: the driver writes under the new epoch.
-                        self.send_to_driver(&id, DriverMsg::NewEpoch(claim.epoch));
+                    // Re-claimed while still driven here: the driver writes under the new epoch.
+                    if self.inner.runs.send(&id, DriverMsg::NewEpoch(claim.epoch)) {
                         continue;
                     }
                     self.adopt(id).await;
@@ -158,7 +152,7 @@ impl Engine {
             Ok(signals) => {
                 for (id, signal) in signals {
                     *last_signal = (*last_signal).max(signal.id);
-                    self.send_to_driver(&id, DriverMsg::Signal(signal));
+                    self.inner.runs.send(&id, DriverMsg::Signal(signal));
                 }
             }
             Err(error) => tracing::warn!(%error, "could not read signals"),
@@ -166,7 +160,7 @@ impl Engine {
         match leases.owned_cancellations(&node).await {
             Ok(cancellations) => {
                 for (id, reason) in cancellations {
-                    self.send_to_driver(&id, DriverMsg::Cancel { reason });
+                    self.inner.runs.send(&id, DriverMsg::Cancel { reason });
                 }
             }
             Err(error) => tracing::warn!(%error, "could not read cancellations"),
@@ -176,12 +170,10 @@ impl Engine {
     /// Of the runs held under `before`'s epochs, those missing from the store's renewal answer `held`
     /// and still held here under the same epoch.
     fn lost_since(&self, before: Vec<(Arc<str>, i64)>, held: &HashSet<&str>) -> Vec<Arc<str>> {
-        let epochs = lock(&self.inner.epochs);
         before
             .into_iter()
             .filter(|(id, epoch)| {
-                !held.contains(id.as_ref())
-                    && epochs.get(id).is_some_and(|lease| lease.epoch() == *epoch)
+                !held.contains(id.as_ref()) && self.inner.runs.holds_epoch(id, *epoch)
             })
             .map(|(id, _)| id)
             .collect()
@@ -189,9 +181,9 @@ impl Engine {
 
     /// Loads a run this node just claimed and drives it.
     async fn adopt(&self, id: Arc<str>) {
-        if !lock(&self.inner.resuming).insert(id.clone()) {
+        let Some(ticket) = self.inner.runs.begin_load(&id) else {
             return;
-        }
+        };
         let resumed = match self.inner.store.run(&id).await {
             Ok(Some(run)) if run.state == crate::store::RunState::Running => self.resume(run).await,
             Ok(Some(run)) if run.state == crate::store::RunState::Parked => {
@@ -200,26 +192,16 @@ impl Engine {
                 Ok(())
             }
             Ok(_) => {
-                if let Some(lease) = lock(&self.inner.epochs).remove(&id) {
-                    lease.revoke();
-                }
+                self.inner.runs.drop_lease(&id, None);
                 Ok(())
             }
             Err(error) => Err(error.into()),
         };
-        lock(&self.inner.resuming).remove(&id);
+        self.inner.runs.end_load(&id, ticket);
         if let Err(error) = resumed {
             tracing::error!(workflow_id = %id, %error, "could not drive a claimed run");
         } else {
             tracing::debug!(workflow_id = %id, "claimed run");
-        }
-    }
-
-    /// Sends `message` to the run's driver in this process, if there is one.
-    fn send_to_driver(&self, id: &str, message: DriverMsg) {
-        let drivers = lock(&self.inner.drivers);
-        if let Some(driver) = drivers.get(id) {
-            let _ = driver.send(message);
         }
     }
 }

@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, Weak};
 
+use super::launch::Creation;
 use super::{DriverExitView, Engine, EngineInner, Phase};
 use crate::error::WorkflowError;
-use crate::journal::History;
-use crate::store::{CreateOutcome, NewRun, RunState, StoreError};
+use crate::store::{NewRun, RunState, StoreError};
 
 /// A weak handle from a driver back to its engine (drivers must not keep the engine alive).
 #[derive(Clone)]
@@ -55,38 +55,16 @@ impl EngineLink {
         };
         // A store error is not the step's outcome: the parent's driver stops and is revived, and
         // starting the child again finds it if the failed call created it after all.
-        let sent = tokio::time::Instant::now();
-        match engine.inner.store.create_run(run).await? {
-            CreateOutcome::Created => {
-                if let Some(lease) = engine.initial_lease() {
-                    engine.hold(child_id, lease.epoch, sent);
-                }
-                let Some(record) = engine.inner.store.run(child_id).await? else {
-                    return Ok(Err(start_error("created but not found".to_string())));
-                };
-                match engine
-                    .spawn_driver(Arc::from(child_id), workflow, &record, History::default())
-                    .await
-                {
-                    Ok(()) => Ok(Ok(())),
-                    Err(crate::Error::Store(error)) => Err(error),
-                    Err(error) => Ok(Err(start_error(error.to_string()))),
-                }
-            }
-            CreateOutcome::Existing(existing) if existing.workflow_name != workflow_name => {
+        match engine.create_and_drive(run, workflow).await {
+            Ok(Creation::Existing(existing)) if existing.workflow_name != workflow_name => {
                 Ok(Err(start_error(format!(
                     "the id is used by a `{}` run",
                     existing.workflow_name
                 ))))
             }
-            CreateOutcome::Existing(_) => {
-                // Perhaps created by an earlier attempt whose driver never started: make sure it
-                // runs (a no-op if it is driven, finished or parked).
-                if !engine.lease_mode() {
-                    engine.wake(child_id);
-                }
-                Ok(Ok(()))
-            }
+            Ok(Creation::Created | Creation::Existing(_)) => Ok(Ok(())),
+            Err(crate::Error::Store(error)) => Err(error),
+            Err(error) => Ok(Err(start_error(error.to_string()))),
         }
     }
 

@@ -6,11 +6,14 @@ mod builder;
 mod cluster;
 mod driver;
 mod handle;
+mod launch;
 mod lease;
 mod link;
 mod recovery;
 mod registry;
+mod run_table;
 mod start;
+mod supervisor;
 mod wakeups;
 
 pub use builder::EngineBuilder;
@@ -19,7 +22,7 @@ pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
 pub use start::StartRun;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,16 +30,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::codec::Codec;
-use crate::context::RunShared;
 use crate::definition::{Payload, Workflow};
-use crate::error::{Error, ParkReason};
-use crate::journal::{History, decode_history};
-use crate::replay::ReplayMachine;
+use crate::error::Error;
 use crate::store::{
     ArchivedRun, CancelOutcome, Commit, EngineClaim, RunRecord, RunState, SignalOutcome,
     SqliteStore, StatusChange, Store,
 };
-use driver::{Driver, DriverExit, DriverMsg, DriverParts};
+use driver::DriverMsg;
 
 /// How runs whose driver stopped on a store failure are revived: 20 ms doubling up to 5 s, without
 /// limit (a run is never given up on; the journal is the truth once the store works again).
@@ -124,16 +124,10 @@ pub(crate) struct EngineInner {
     recovered: Arc<watch::Sender<bool>>,
     settings: EngineSettings,
     workflows: HashMap<&'static str, ErasedWorkflow>,
-    drivers: Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<DriverMsg>>>,
-    phases: Mutex<HashMap<Arc<str>, watch::Sender<Phase>>>,
+    /// Every run this process keeps state for: loads, drivers, waiters, panics, leases.
+    runs: run_table::RunTable,
     state_published: Notify,
     wakeups: Arc<wakeups::Wakeups>,
-    /// Runs being loaded from the store to be driven (so two wake-ups never load one run twice).
-    resuming: Mutex<HashSet<Arc<str>>>,
-    /// How many attempts in a row panicked, per run whose workflow code panicked.
-    panics: Mutex<HashMap<Arc<str>, u32>>,
-    /// With leases: this node's lease on each run it drives (epoch, local deadline, revocation).
-    epochs: Mutex<HashMap<Arc<str>, Arc<lease::RunLease>>>,
     /// With leases: journal writes rejected because another node had taken the run over.
     stale_writes: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -184,13 +178,9 @@ impl Engine {
                 recovered: Arc::new(watch::channel(false).0),
                 settings,
                 workflows,
-                drivers: Mutex::new(HashMap::new()),
-                phases: Mutex::new(HashMap::new()),
+                runs: run_table::RunTable::default(),
                 state_published: Notify::new(),
                 wakeups: Arc::new(wakeups::Wakeups::default()),
-                resuming: Mutex::new(HashSet::new()),
-                panics: Mutex::new(HashMap::new()),
-                epochs: Mutex::new(HashMap::new()),
                 stale_writes: AtomicU64::new(0),
                 shutdown,
                 shutting_down: AtomicBool::new(false),
@@ -275,29 +265,20 @@ impl Engine {
         if !self.lease_mode() {
             return None;
         }
-        let lease = lock(&self.inner.epochs).get(id).cloned()?;
-        Some(lease.fence())
+        Some(self.inner.runs.lease(id)?.fence())
     }
 
     /// This node's lease on `id`, with leases.
     pub(crate) fn lease_of(&self, id: &str) -> Option<Arc<lease::RunLease>> {
-        lock(&self.inner.epochs).get(id).cloned()
+        self.inner.runs.lease(id)
     }
 
     /// Records that this node holds `id` under `epoch`, confirmed by a request sent at `sent`.
     pub(crate) fn hold(&self, id: &str, epoch: i64, sent: tokio::time::Instant) {
-        let duration = self.inner.settings.lease;
-        let mut leases = lock(&self.inner.epochs);
-        match leases.get(id) {
-            Some(held) if !held.is_revoked() => held.renewed(epoch, sent, duration),
-            _ => {
-                let node: Arc<str> = self.inner.settings.node.clone();
-                leases.insert(
-                    Arc::from(id),
-                    lease::RunLease::new(node, epoch, sent, duration),
-                );
-            }
-        }
+        let settings = &self.inner.settings;
+        self.inner
+            .runs
+            .hold(id, &settings.node, epoch, sent, settings.lease);
     }
 
     /// The lease a run created by this node starts with (with leases).
@@ -385,387 +366,22 @@ impl Engine {
         let _ = done.wait_for(|done| *done).await;
     }
 
-    /// Resumes a run; if a journal row of it is damaged, parks it instead (the damage affects only
-    /// that run).
-    async fn resume_or_park(&self, run: RunRecord) -> Result<(), Error> {
-        let id = run.workflow_id.clone();
-        match self.resume(run).await {
-            Err(Error::Store(error @ crate::store::StoreError::MalformedRow { .. })) => {
-                let reason = ParkReason::CorruptJournal {
-                    message: error.to_string(),
-                };
-                self.park_stored(&id, &reason).await
-            }
-            other => other,
-        }
-    }
-
-    /// Loads a run's journal and drives it.
-    async fn resume(&self, run: RunRecord) -> Result<(), Error> {
-        let id: Arc<str> = Arc::from(run.workflow_id.as_str());
-        let Some(workflow) = self.workflow(&run.workflow_name) else {
-            tracing::error!(workflow_id = %id, workflow = %run.workflow_name, "journal names an unregistered workflow type");
-            if run.state == RunState::Running {
-                let reason = ParkReason::UnknownWorkflowType {
-                    name: run.workflow_name.clone(),
-                };
-                self.park_stored(&id, &reason).await?;
-            }
-            return Ok(());
-        };
-        if run.state == RunState::Parked {
-            let mut resume = Commit::events(&run.workflow_id, Vec::new());
-            resume.status = Some(StatusChange::Resume);
-            resume.fence = self.fence_for(&id);
-            self.inner.store.commit(resume).await?;
-        }
-        let rows = self.inner.store.history(&id).await?;
-        let history = match decode_history(&self.codec(), &rows) {
-            Ok(history) => history,
-            Err(reason) => {
-                self.park_stored(&id, &reason).await?;
-                return Ok(());
-            }
-        };
-        self.spawn_driver(id, workflow, &run, history).await
-    }
-
-    async fn park_stored(&self, id: &str, reason: &ParkReason) -> Result<(), Error> {
-        let mut park = Commit::events(id, Vec::new());
-        park.status = Some(StatusChange::Park {
-            reason: self.codec().encode(reason)?,
-        });
-        park.fence = self.fence_for(id);
-        self.inner.store.commit(park).await?;
-        Ok(())
-    }
-
-    /// Creates the driver of a run and spawns it. (Boxed: drivers spawn drivers, for children and
-    /// continue-as-new, so the future type would otherwise be recursive.)
-    pub(crate) fn spawn_driver<'a>(
-        &'a self,
-        id: Arc<str>,
-        workflow: ErasedWorkflow,
-        run: &'a RunRecord,
-        history: History,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
-        Box::pin(self.spawn_driver_inner(id, workflow, run, history, None))
-    }
-
-    /// Like [`Engine::spawn_driver`], for a run just created by this engine through a channel it
-    /// registered before creating it (see [`Engine::preregister`]).
-    pub(crate) fn spawn_new_driver<'a>(
-        &'a self,
-        id: Arc<str>,
-        workflow: ErasedWorkflow,
-        run: &'a RunRecord,
-        channel: Channel,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
-        Box::pin(self.spawn_driver_inner(id, workflow, run, History::default(), Some(channel)))
-    }
-
-    /// Registers a driver channel for a run about to be created, so every signal or cancellation
-    /// accepted once its row exists reaches it (the new driver then needs no inbox read). `None` if a
-    /// driver (or another start's channel) is registered already.
-    pub(crate) fn preregister(&self, id: &str) -> Option<Channel> {
-        let mut drivers = lock(&self.inner.drivers);
-        if drivers.contains_key(id) {
-            return None;
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        drivers.insert(Arc::from(id), tx.clone());
-        Some((tx, rx))
-    }
-
-    /// Takes back a channel registered by [`Engine::preregister`] for a run that was not created
-    /// (it existed already, or the write failed), and wakes that run: a wake-up or message that
-    /// met the channel meanwhile was meant for it.
-    pub(crate) fn withdraw(&self, id: &str, channel: &Channel) {
-        let removed = {
-            let mut drivers = lock(&self.inner.drivers);
-            let ours = drivers
-                .get(id)
-                .is_some_and(|registered| registered.same_channel(&channel.0));
-            if ours {
-                drivers.remove(id);
-            }
-            ours
-        };
-        if removed {
-            // A waiter that saw the channel and took the run for driven here re-reads the store.
-            self.release(id);
-        }
-        if !self.lease_mode() {
-            self.wake(id);
-        }
-    }
-
-    async fn spawn_driver_inner(
-        &self,
-        id: Arc<str>,
-        workflow: ErasedWorkflow,
-        run: &RunRecord,
-        history: History,
-        channel: Option<Channel>,
-    ) -> Result<(), Error> {
-        let settings = &self.inner.settings;
-        let shared = Arc::new(RunShared::new(
-            id.clone(),
-            settings.codec,
-            ReplayMachine::new(history),
-        ));
-        let future = match workflow.start(shared.clone(), &run.input) {
-            Ok(future) => future,
-            Err(error) => {
-                let reason = ParkReason::UndecodablePayload {
-                    step: 0,
-                    type_name: format!("input of `{}`", workflow.name),
-                    message: error.to_string(),
-                };
-                if let Some(channel) = &channel {
-                    let mut drivers = lock(&self.inner.drivers);
-                    if drivers
-                        .get(&id)
-                        .is_some_and(|registered| registered.same_channel(&channel.0))
-                    {
-                        drivers.remove(&id);
-                    }
-                }
-                return self.park_stored(&id, &reason).await;
-            }
-        };
-        let fresh = channel.is_some();
-        let (tx, rx) = match channel {
-            // Registered before the run was created: it is ours.
-            Some(channel) => channel,
-            None => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let mut drivers = lock(&self.inner.drivers);
-                if drivers.contains_key(&id) {
-                    // Already driven (a start and a wake-up raced): one driver per run.
-                    return Ok(());
-                }
-                drivers.insert(id.clone(), tx.clone());
-                (tx, rx)
-            }
-        };
-        self.publish(&id, Phase::Active);
-        self.inner.active.fetch_add(1, Ordering::AcqRel);
-        let deadline = run.deadline_ms.map(|deadline| {
-            let timeout = run
-                .execution_timeout_ms
-                .unwrap_or_else(|| deadline.saturating_sub(run.created_at_ms));
-            (deadline, u64::try_from(timeout).unwrap_or(0))
-        });
-        let driver = Driver::new(DriverParts {
-            shared,
-            future,
-            store: self.inner.store.clone(),
-            engine: EngineLink::new(&self.inner),
-            tx,
-            rx,
-            shutdown: self.inner.shutdown.subscribe(),
-            shutdown_grace: settings.shutdown_grace,
-            cancel_reason: run.cancel_reason.clone(),
-            deadline,
-            history_warning: settings.history_warning,
-            keep_runs: settings.keep_runs,
-            evict_after: settings.evict_after,
-            run_no: run.run_no,
-            lease: self.lease_of(&id),
-            fresh,
-        });
-        let engine = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let exit = driver.run().await;
-            let Some(inner) = engine.upgrade() else {
-                return;
-            };
-            let engine = Engine { inner };
-            engine.driver_ended(id, exit).await;
-            if engine.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-                engine.inner.idle.notify_waiters();
-            }
-        });
-        Ok(())
-    }
-
-    /// What happens to a run once its driver has ended.
-    async fn driver_ended(&self, id: Arc<str>, exit: DriverExit) {
-        if !matches!(exit, DriverExit::Evicted { .. }) {
-            // (An evicted driver left the map itself, and a new one may be registered already.)
-            lock(&self.inner.drivers).remove(&id);
-        }
-        match exit {
-            DriverExit::LeaseLost {
-                rejected_write,
-                epoch,
-            } => {
-                // Another node owns the run now; it drives it (waiters poll the store). If this
-                // node claimed it back meanwhile (a newer epoch is held), the cluster loop adopts it.
-                {
-                    let mut epochs = lock(&self.inner.epochs);
-                    if epochs.get(&id).is_some_and(|held| held.epoch() == epoch)
-                        && let Some(lost) = epochs.remove(&id)
-                    {
-                        lost.revoke();
-                    }
-                }
-                if rejected_write {
-                    self.inner.stale_writes.fetch_add(1, Ordering::AcqRel);
-                }
-            }
-            DriverExit::Evicted { wake_at_ms } => {
-                // The driver already left the drivers map; the run waits in the store. Nothing of it
-                // stays in memory: waiters see their channel close, re-read the store (still running)
-                // and wait on a fresh channel until the run is woken.
-                tracing::debug!(workflow_id = %id, ?wake_at_ms, "run evicted from memory");
-                if let Some(at) = wake_at_ms {
-                    self.inner.wakeups.schedule(id.clone(), at);
-                }
-                if !lock(&self.inner.drivers).contains_key(&id) {
-                    lock(&self.inner.phases).remove(&id);
-                }
-            }
-            DriverExit::ContinuedAsNew => {
-                lock(&self.inner.panics).remove(&id);
-                // Drives the fresh run that replaced this one, from the store.
-                self.wake(&id);
-            }
-            DriverExit::Shutdown => {
-                self.release_lease(&id).await;
-                self.publish(&id, Phase::Ended(DriverExitView::Stopped(None)));
-            }
-            DriverExit::StoreFailed { message, retryable } => {
-                if !retryable {
-                    // Waiters learn of it (a typed error); the engine keeps trying meanwhile.
-                    self.publish(&id, Phase::Ended(DriverExitView::Stopped(Some(message))));
-                }
-                self.revive(id, STORE_REVIVAL.initial_backoff);
-            }
-            DriverExit::Panicked { message } => {
-                self.after_panic(id, message).await;
-            }
-            DriverExit::Finished { output } => {
-                self.settle(&id, output.map(Arc::new));
-            }
-            DriverExit::Parked => {
-                self.settle(&id, None);
-            }
-        }
-    }
-
-    /// Tells the waiters of a run that its outcome is in the store (a completed run's output comes
-    /// along), and forgets the run.
-    fn settle(&self, id: &Arc<str>, output: Option<Arc<Vec<u8>>>) {
-        lock(&self.inner.panics).remove(id);
-        self.publish(id, Phase::Ended(DriverExitView::Settled(output)));
-        // Waiters holding a receiver re-read the store.
-        lock(&self.inner.phases).remove(id);
-        if let Some(lease) = lock(&self.inner.epochs).remove(id) {
-            lease.revoke();
-        }
-    }
-
-    /// After the workflow code of `id` panicked: replays the run again after the panic policy's
-    /// backoff, or parks it once the policy's attempts are spent.
-    async fn after_panic(&self, id: Arc<str>, message: String) {
-        let policy = &self.inner.settings.panic_retry;
-        let attempts = {
-            let mut panics = lock(&self.inner.panics);
-            let attempts = panics.entry(id.clone()).or_insert(0);
-            *attempts = attempts.saturating_add(1);
-            *attempts
-        };
-        if policy.allows_retry_after(attempts) {
-            let wait = policy.backoff(attempts, fastrand::f64());
-            tracing::warn!(workflow_id = %id, attempts, ?wait, %message, "workflow code panicked; replaying the run again after a backoff");
-            self.revive(id, wait);
-            return;
-        }
-        let reason = ParkReason::Panicked { message, attempts };
-        tracing::error!(workflow_id = %id, %reason, "run parked");
-        match self.park_stored(&id, &reason).await {
-            Ok(()) => self.settle(&id, None),
-            Err(error) => {
-                // Not parked: try again (the attempt count stays, so it parks at the next panic).
-                tracing::error!(workflow_id = %id, %error, "could not park a panicking run; reviving it");
-                self.revive(id, STORE_REVIVAL.initial_backoff);
-            }
-        }
-    }
-
-    /// Gives the lease on `id` back so another node can take the run over at once (graceful stop).
-    async fn release_lease(&self, id: &str) {
-        let Some((node, epoch)) = self.fence_for(id) else {
-            return;
-        };
-        if let Some(lease) = lock(&self.inner.epochs).remove(id) {
-            lease.revoke();
-        }
-        if let Some(leases) = self.inner.store.leases() {
-            let claim = crate::store::Claim {
-                workflow_id: id.to_string(),
-                epoch,
-            };
-            if let Err(error) = leases.release_run(&node, &claim).await {
-                tracing::warn!(workflow_id = %id, %error, "could not release a lease; it expires instead");
-            }
-        }
-    }
-
-    /// Drives `id` again from its journal after `delay`: its driver stopped on a store failure or a
-    /// panic. Nothing happens if the engine shuts down first.
-    fn revive(&self, id: Arc<str>, delay: Duration) {
-        let engine = Arc::downgrade(&self.inner);
-        let mut shutdown = self.inner.shutdown.subscribe();
-        tokio::spawn(async move {
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            if let Some(inner) = engine.upgrade() {
-                Engine { inner }.wake(&id);
-            }
-        });
-    }
-
-    fn publish(&self, id: &Arc<str>, phase: Phase) {
-        let mut phases = lock(&self.inner.phases);
-        match phases.get(id) {
-            Some(sender) => {
-                sender.send_replace(phase);
-            }
-            None => {
-                phases.insert(id.clone(), watch::channel(phase).0);
-            }
-        }
-    }
-
+    /// A receiver of the phase of `id`, for a waiter of its outcome.
     pub(crate) fn subscribe(&self, id: &str) -> watch::Receiver<Phase> {
-        let mut phases = lock(&self.inner.phases);
-        if let Some(sender) = phases.get(id) {
-            return sender.subscribe();
-        }
-        let (sender, receiver) = watch::channel(Phase::Active);
-        phases.insert(Arc::from(id), sender);
-        receiver
+        self.inner.runs.subscribe(id)
     }
 
     /// Forgets the waiters' channel of a run that no driver runs here (called once a waiter is done).
     pub(crate) fn release(&self, id: &str) {
-        let driven = lock(&self.inner.drivers).contains_key(id);
-        if !driven {
-            lock(&self.inner.phases).remove(id);
-        }
+        self.inner.runs.release_waiters(id);
     }
 
     /// Whether a driver of this engine drives the run now.
     pub(crate) fn is_driven(&self, workflow_id: &str) -> bool {
-        lock(&self.inner.drivers).contains_key(workflow_id)
+        self.inner.runs.is_resident(workflow_id)
     }
 
+    /// Whether [`Engine::shutdown`] has begun.
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::Acquire)
     }
@@ -857,92 +473,14 @@ impl Engine {
     }
 
     /// Sends `message` to the run's driver; if the run is not in memory, wakes it (it reads its inbox
-    /// and cancellation from the store). Sent under the drivers lock, so a driver deciding to leave
-    /// memory either sees the message or is already gone (see `release_driver`).
+    /// and cancellation from the store). A driver deciding to leave memory either sees the message or
+    /// is already gone (see [`run_table::RunTable::send`]).
     fn notify_driver(&self, workflow_id: &str, message: DriverMsg) {
-        let sent = {
-            let drivers = lock(&self.inner.drivers);
-            match drivers.get(workflow_id) {
-                Some(driver) => driver.send(message).is_ok(),
-                None => false,
-            }
-        };
+        let sent = self.inner.runs.send(workflow_id, message);
         // With leases the owning node (maybe another process) picks it up from the store.
         if !sent && !self.lease_mode() {
             self.wake(workflow_id);
         }
-    }
-
-    /// Drives a run that is not in memory (evicted) again, from its journal. No-op if it is in memory,
-    /// being loaded, finished or parked.
-    pub(crate) fn wake(&self, workflow_id: &str) {
-        if self.is_shutting_down() || lock(&self.inner.drivers).contains_key(workflow_id) {
-            return;
-        }
-        let engine = self.clone();
-        let id: Arc<str> = Arc::from(workflow_id);
-        tokio::spawn(async move { engine.load(id, false).await });
-    }
-
-    /// Loads a run that is not in memory from its journal and drives it (a parked one only if
-    /// `parked_too`, as at start), retrying while the store fails. No-op if it is in memory, being
-    /// loaded by another call, or finished: one load per run at a time, and one driver per run.
-    pub(crate) async fn load(&self, id: Arc<str>, parked_too: bool) {
-        if lock(&self.inner.drivers).contains_key(&id) {
-            return;
-        }
-        if !lock(&self.inner.resuming).insert(id.clone()) {
-            return;
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match self.inner.store.run(&id).await {
-                Ok(_) if lock(&self.inner.drivers).contains_key(&id) => Ok(()),
-                Ok(Some(run))
-                    if run.state == RunState::Running
-                        || (parked_too && run.state == RunState::Parked) =>
-                {
-                    self.resume_or_park(run).await
-                }
-                Ok(Some(_)) => {
-                    // Finished or parked meanwhile (perhaps by a write reported as failed that
-                    // took effect): waiters read the outcome from the store.
-                    self.settle(&id, None);
-                    Ok(())
-                }
-                Ok(None) => Ok(()),
-                Err(error) => Err(error.into()),
-            };
-            match result {
-                Ok(()) => break,
-                Err(error) if self.is_shutting_down() => {
-                    tracing::warn!(workflow_id = %id, %error, "could not load a run before shutdown; it resumes at the next start");
-                    break;
-                }
-                Err(error) => {
-                    let wait = STORE_REVIVAL.backoff(attempt, fastrand::f64());
-                    tracing::warn!(workflow_id = %id, %error, attempt, ?wait, "could not load a run; trying again");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-        lock(&self.inner.resuming).remove(&id);
-    }
-
-    /// Removes an idle driver from the drivers map unless a message is waiting for it. `true` if it
-    /// may leave memory.
-    pub(crate) fn release_driver(
-        &self,
-        workflow_id: &str,
-        rx: &mut mpsc::UnboundedReceiver<DriverMsg>,
-    ) -> bool {
-        let mut drivers = lock(&self.inner.drivers);
-        if !rx.is_empty() {
-            return false;
-        }
-        drivers.remove(workflow_id);
-        true
     }
 
     /// Whether more runs are in memory than the configured maximum.

@@ -2,7 +2,7 @@
 //! returned.
 //!
 //! Recovery lists the unfinished (running or parked) runs once and loads each through the same path as
-//! a wake-up ([`Engine::load`]), a few at a time. That path skips a run already in memory and
+//! a wake-up ([`Engine::load_and_drive`]), a few at a time. That path skips a run already in memory and
 //! serializes with every other load of the same run, so a run started, signalled or woken by its
 //! timer while recovery is still going on is driven once: whichever comes first loads it, the other
 //! finds it driven. A run that finished meanwhile is left alone (its record is read again before it is
@@ -36,7 +36,7 @@ pub(super) async fn run(engine: Weak<EngineInner>, done: Arc<watch::Sender<bool>
                 };
                 let engine = Engine { inner };
                 if !engine.is_shutting_down() {
-                    engine.load(id, true).await;
+                    engine.load_and_drive(id, true).await;
                 }
             }
         })

@@ -2,16 +2,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::launch::Creation;
 use super::{Engine, RunHandle};
 use crate::clock::now_ms;
 use crate::definition::Workflow;
 use crate::error::Error;
-use crate::journal::History;
-use crate::store::{CreateOutcome, NewRun, RunRecord, RunState};
+use crate::store::NewRun;
 
 /// A request to start a run, returned by [`Engine::start`]; `.await` it to start the run. It is a
 /// [`Future`], so many starts can be awaited together (`join_all`, `try_join_all`):
@@ -125,82 +124,27 @@ impl<W: Workflow> StartRequest<W> {
         let deadline_ms = self.execution_timeout.map(|timeout| {
             now_ms().saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
         });
-        let created_at_ms = now_ms();
         let execution_timeout_ms = self
             .execution_timeout
             .map(|timeout| i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
-        // Register the run's channel first: whatever is sent to it once its row exists reaches it.
-        let channel = engine.preregister(&self.workflow_id);
-        let sent = tokio::time::Instant::now();
-        let created = engine
-            .inner
-            .store
-            .create_run(NewRun {
-                workflow_id: self.workflow_id.clone(),
-                workflow_name: W::NAME.to_string(),
-                input: input.clone(),
-                parent_id: None,
-                deadline_ms,
-                execution_timeout_ms,
-                owner: engine.initial_lease(),
-            })
-            .await;
-        let outcome = match created {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                if let Some(channel) = &channel {
-                    engine.withdraw(&self.workflow_id, channel);
-                }
-                return Err(error.into());
-            }
+        let run = NewRun {
+            workflow_id: self.workflow_id.clone(),
+            workflow_name: W::NAME.to_string(),
+            input,
+            parent_id: None,
+            deadline_ms,
+            execution_timeout_ms,
+            owner: engine.initial_lease(),
         };
-        if let (CreateOutcome::Existing(_), Some(channel)) = (&outcome, &channel) {
-            engine.withdraw(&self.workflow_id, channel);
-        }
-        match outcome {
-            CreateOutcome::Created => {
-                if let Some(lease) = engine.initial_lease() {
-                    engine.hold(&self.workflow_id, lease.epoch, sent);
-                }
-                // What was just written: no need to read it back.
-                let record = RunRecord {
-                    workflow_id: self.workflow_id.clone(),
-                    workflow_name: W::NAME.to_string(),
-                    state: RunState::Running,
-                    input,
-                    output: None,
-                    error: None,
-                    created_at_ms,
-                    updated_at_ms: created_at_ms,
-                    run_no: 0,
-                    parent_id: None,
-                    cancel_reason: None,
-                    deadline_ms,
-                    execution_timeout_ms,
-                };
-                let id: Arc<str> = Arc::from(self.workflow_id.as_str());
-                match channel {
-                    Some(channel) => {
-                        engine
-                            .spawn_new_driver(id, erased, &record, channel)
-                            .await?
-                    }
-                    // Another start of this id registered first; it drives the run (or wakes it).
-                    None => {
-                        engine
-                            .spawn_driver(id, erased, &record, History::default())
-                            .await?
-                    }
-                }
-            }
-            CreateOutcome::Existing(existing) if existing.workflow_name != W::NAME => {
+        match engine.create_and_drive(run, erased).await? {
+            Creation::Existing(existing) if existing.workflow_name != W::NAME => {
                 return Err(Error::WorkflowIdConflict {
                     workflow_id: self.workflow_id,
                     existing: existing.workflow_name,
                     requested: W::NAME.to_string(),
                 });
             }
-            CreateOutcome::Existing(_) => {}
+            Creation::Created | Creation::Existing(_) => {}
         }
         Ok(RunHandle::new(engine, self.workflow_id))
     }
