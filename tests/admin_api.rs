@@ -294,6 +294,37 @@ async fn health_readiness_list_and_one_run_without_tokens() {
     stop(server.engine).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_recovery_of_unfinished_runs() {
+    let db = TestDb::new();
+    let first = registered(db.builder()).start().await.unwrap();
+    first.start(waiter, "unfinished", ()).await.unwrap();
+    stop(first).await;
+
+    // The next engine's recovery is held up reading that run's journal.
+    let store = std::sync::Arc::new(orchestrator_tests::SlowStore::open(db.path()).await);
+    store.delay_history_of("unfinished", Duration::from_millis(1500));
+    let engine = registered(Engine::builder())
+        .store(store)
+        .admin(AdminConfig::builder().bind(loopback_any_port()).build())
+        .start()
+        .await
+        .unwrap();
+    let addr = engine.admin_addr().unwrap();
+    let http = client();
+    let (status, body) = answer(http.get(format!("http://{addr}/api/v1/ready"))).await;
+    assert_eq!((status, body), (503, json!({ "status": "recovering" })));
+    // Live meanwhile, and serving views.
+    let (status, _) = answer(http.get(format!("http://{addr}/api/v1/health"))).await;
+    assert_eq!(status, 200);
+    let (status, _) = answer(http.get(format!("http://{addr}/api/v1/runs/unfinished"))).await;
+    assert_eq!(status, 200);
+    engine.recovered().await;
+    let (status, body) = answer(http.get(format!("http://{addr}/api/v1/ready"))).await;
+    assert_eq!((status, body), (200, json!({ "status": "ready" })));
+    stop(engine).await;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Actions
 
