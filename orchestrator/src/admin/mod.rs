@@ -5,7 +5,7 @@
 //! Off unless configured with [`EngineBuilder::admin`](crate::EngineBuilder::admin). It binds the
 //! loopback address `127.0.0.1:7070` by default; binding any other address requires at least one
 //! bearer token ([`AdminConfigBuilder::token`]), or [`EngineBuilder::start`](crate::EngineBuilder::start)
-//! fails with [`Error::Config`](crate::Error::Config). Every endpoint is described, with curl
+//! fails with [`Error::Config`]. Every endpoint is described, with curl
 //! examples, in `docs/operations.md` ("Admin HTTP API").
 //!
 //! ```
