@@ -22,6 +22,9 @@ fn public_types_are_send_and_sync() {
     is_send::<Engine>();
     is_sync::<Engine>();
     is_send::<RunHandle<String>>();
+    is_send::<RunHandle>();
+    is_sync::<RunHandle>();
+    is_send::<orchestrator::Fork>();
     is_sync::<RunHandle<String>>();
     is_send::<WorkflowContext>();
     is_sync::<WorkflowContext>();
@@ -59,6 +62,25 @@ fn engine_futures_are_send() {
         let result = run.result();
         is_send_future(&result);
         assert_eq!(result.await.unwrap(), 7);
+        let retry = engine.retry("send-check", "alice");
+        is_send_future(&retry);
+        assert!(retry.await.is_err(), "a completed run is not retried");
+        let fork = engine.fork(
+            "send-check",
+            orchestrator::Fork::new(1, "send-fork").input(9_u32),
+        );
+        is_send_future(&fork);
+        assert_eq!(
+            fork.await
+                .unwrap()
+                .typed(uses_everything)
+                .await
+                .unwrap()
+                .result()
+                .await
+                .unwrap(),
+            9
+        );
         let shutdown = engine.shutdown();
         is_send_future(&shutdown);
         shutdown.await;

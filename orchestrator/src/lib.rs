@@ -84,7 +84,7 @@ pub use definition::{
     Activity, ActivityOptions, ActivityOptionsBuilder, BoxFuture, Payload, Registrable,
     Registration, Workflow,
 };
-pub use engine::{Engine, EngineBuilder, RunHandle, RunStatus, StartRun};
+pub use engine::{AnyOutput, Engine, EngineBuilder, Fork, RunHandle, RunStatus, StartRun};
 pub use error::{
     ActivityError, ActivityFailure, ActivityResultExt, Error, NonDeterminismError, ParkReason,
     WorkflowError,

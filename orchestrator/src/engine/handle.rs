@@ -18,7 +18,8 @@ pub enum RunStatus {
     Completed,
     /// Failed with this error.
     Failed(WorkflowError),
-    /// Parked for this reason; it needs an operator (the engine retries it at its next start).
+    /// Parked for this reason; it needs an operator ([`Engine::retry`]; the engine also retries it at
+    /// its next start).
     Parked(ParkReason),
     /// Cancelled; this is the error the workflow ended with (its compensations ran).
     Cancelled(WorkflowError),
@@ -54,17 +55,34 @@ fn decode_outcome<T: Payload>(run: &RunRecord, codec: Codec) -> Result<T, Error>
     Ok(codec.decode(bytes)?)
 }
 
+/// The output type of a [`RunHandle`] whose workflow type is not known statically (the run made by
+/// [`Engine::fork`]): [`RunHandle::typed`] turns it into a typed handle. Has no values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyOutput {}
+
 /// A handle to one run, typed by its workflow's output.
 ///
-/// Returned by [`Engine::start`] and [`Engine::handle`]; cheap to clone.
+/// Returned by [`Engine::start`] and [`Engine::handle`]; cheap to clone. [`Engine::fork`] returns an
+/// untyped one (`RunHandle<AnyOutput>`, the default), see [`RunHandle::typed`].
 #[derive(Debug, Clone)]
-pub struct RunHandle<T> {
+pub struct RunHandle<T = AnyOutput> {
     engine: Engine,
     workflow_id: String,
     _output: PhantomData<fn() -> T>,
 }
 
-impl<T: Payload> RunHandle<T> {
+impl RunHandle<AnyOutput> {
+    /// This handle typed by `workflow`'s output, once the run is checked to be of that type
+    /// ([`Error::WrongWorkflowType`] otherwise).
+    pub async fn typed<W: crate::definition::Workflow>(
+        self,
+        workflow: W,
+    ) -> Result<RunHandle<W::Output>, Error> {
+        self.engine.handle(workflow, self.workflow_id).await
+    }
+}
+
+impl<T> RunHandle<T> {
     pub(super) fn new(engine: Engine, workflow_id: String) -> Self {
         RunHandle {
             engine,
@@ -112,7 +130,9 @@ impl<T: Payload> RunHandle<T> {
     pub async fn cancel(&self, reason: &str) -> Result<(), Error> {
         self.engine.cancel(&self.workflow_id, reason).await
     }
+}
 
+impl<T: Payload> RunHandle<T> {
     /// Waits for the run to finish and returns its output; [`Error::WorkflowFailed`] if it failed,
     /// [`Error::RunParked`] if it was parked, [`Error::ShuttingDown`] if the engine stopped first.
     pub async fn result(&self) -> Result<T, Error> {

@@ -11,15 +11,18 @@ mod lease;
 mod link;
 mod recovery;
 mod registry;
+mod repair;
 mod run_table;
 mod start;
 mod supervisor;
 mod wakeups;
 
+pub(crate) use activity_task::panic_message;
 pub use builder::EngineBuilder;
-pub use handle::{RunHandle, RunStatus};
+pub use handle::{AnyOutput, RunHandle, RunStatus};
 pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
+pub use repair::Fork;
 pub use start::StartRun;
 
 use std::collections::HashMap;

@@ -176,6 +176,16 @@ pub enum OperatorAction {
         /// The first step that was not copied.
         from_step: u32,
     },
+    /// What a retry superseded (recorded with [`OperatorAction::Retried`], in the same commit): the
+    /// outcome the run had and how many journal events of the retried step were dropped.
+    RetrySuperseded {
+        /// The state the run was in (`Failed`, `Parked`, `CompensationFailed`).
+        state: String,
+        /// The error (or park reason) it had, as text.
+        error: String,
+        /// How many events of the retried step were removed from the journal.
+        dropped_events: u32,
+    },
 }
 
 /// Why a run was interrupted.

@@ -36,6 +36,11 @@ pub(crate) fn encode_event(codec: &Codec, event: &Event) -> Result<NewEvent, Cod
 
 /// Decodes stored events into a history, or says why the journal cannot be trusted.
 pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<History, ParkReason> {
+    History::new(decode_events(codec, rows)?)
+}
+
+/// Decodes stored events, in order (one event per row), or says why the journal cannot be trusted.
+pub(crate) fn decode_events(codec: &Codec, rows: &[StoredEvent]) -> Result<Vec<Event>, ParkReason> {
     let framing = Codec::new(codec.limit().saturating_add(4096));
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
@@ -61,5 +66,5 @@ pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<Hist
             body,
         });
     }
-    History::new(events)
+    Ok(events)
 }

@@ -100,6 +100,11 @@ pub(crate) struct ReplayMachine<A> {
     /// Wakers of delivered steps, woken by the caller once it has released the machine (a waker is
     /// user code: it may call back into the context).
     woken: Vec<Waker>,
+    /// For a dry run (see `replay::check`): the first step the code must not be given; asking for it
+    /// stops the machine instead.
+    stop_at: Option<u32>,
+    /// Whether the code asked for `stop_at` (or a later step).
+    stop_reached: bool,
 }
 
 /// How a side effect starts: see [`ReplayMachine::begin_side_effect`].
@@ -135,7 +140,20 @@ impl<A> ReplayMachine<A> {
             failure: None,
             producing: None,
             woken: Vec::new(),
+            stop_at: None,
+            stop_reached: false,
         }
+    }
+
+    /// Makes this machine a dry run that stops (nothing issued, nothing recorded) as soon as the code
+    /// asks for step `step` or a later one; see [`ReplayMachine::stop_reached`].
+    pub(crate) fn stop_at(&mut self, step: u32) {
+        self.stop_at = Some(step);
+    }
+
+    /// Whether the code asked for the step given to [`ReplayMachine::stop_at`] (or a later one).
+    pub(crate) fn stop_reached(&self) -> bool {
+        self.stop_reached
     }
 
     /// From now on, interruptions do not resolve steps (a rollback runs to its end).
@@ -185,6 +203,14 @@ impl<A> ReplayMachine<A> {
     fn assign(&mut self, request: &StepRequest) -> u32 {
         let step = self.next_step;
         self.next_step += 1;
+        if self.failure.is_none() && self.stop_at.is_some_and(|stop| step >= stop) {
+            // A dry run reached the steps it must not execute: stop here, before anything is issued.
+            self.stop_reached = true;
+            self.fail(ParkReason::CorruptJournal {
+                message: format!("dry run stopped at step {step}"),
+            });
+            return step;
+        }
         self.refuse_inside_side_effect(step, || request.to_string());
         let recorded = self
             .history

@@ -4,6 +4,7 @@
 //! `#[test]`s on hand-built histories. The engine's driver feeds it (recorded completions in journal
 //! order, then live completions) and drains from it the commands to execute and the records to journal.
 
+pub(crate) mod check;
 mod machine;
 mod step;
 

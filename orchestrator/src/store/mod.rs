@@ -8,6 +8,7 @@ mod error;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod record;
+mod repair;
 pub mod sqlite;
 #[cfg(feature = "store-testkit")]
 pub mod testkit;
@@ -19,6 +20,7 @@ pub use record::{
     ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, NewEvent, NewRun, RunPage,
     RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
 };
+pub use repair::{ForkRun, Rewind, RewindOutcome};
 pub use sqlite::{Durability, IntegrityCheck, SqliteExecution, SqliteOptions, SqliteStore};
 
 /// A durable journal backend.
@@ -76,6 +78,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs matching `query`, ordered by workflow id, one page at a time.
     async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
+
+    /// Rewinds a finished or parked run so it is driven again (`Engine::retry`), in one transaction:
+    /// see [`Rewind`]. The default refuses: a store without it does not support operator retries.
+    async fn rewind(&self, rewind: Rewind) -> Result<RewindOutcome, StoreError> {
+        let _ = rewind;
+        Err(StoreError::Backend {
+            operation: "rewinding a run",
+            message: "this store does not support operator retries".to_string(),
+        })
+    }
+
+    /// Creates a run from another run's journal prefix (`Engine::fork`), in one transaction: see
+    /// [`ForkRun`]. [`CreateOutcome::Existing`] (nothing written) if the new id is taken; a
+    /// [`StoreError::Conflict`] if the source run does not exist. The default refuses: a store
+    /// without it does not support forks.
+    async fn fork_run(&self, fork: ForkRun) -> Result<CreateOutcome, StoreError> {
+        let _ = fork;
+        Err(StoreError::Backend {
+            operation: "forking a run",
+            message: "this store does not support forks".to_string(),
+        })
+    }
 
     /// Reserves the store for the engine about to drive it, until the returned claim is dropped; a
     /// second engine of this process claiming the same journal meanwhile gets

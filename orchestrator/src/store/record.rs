@@ -10,7 +10,8 @@ pub enum RunState {
     Completed,
     /// Finished with an error.
     Failed,
-    /// Stopped and waiting for an operator (the engine retries it at its next start).
+    /// Stopped and waiting for an operator: `Engine::retry` drives it again at once (the engine
+    /// also retries it at its next start).
     Parked,
     /// Cancelled; its compensations ran.
     Cancelled,

@@ -11,6 +11,7 @@
 
 mod errors;
 mod queries;
+mod repair;
 mod schema;
 
 use std::fmt;
@@ -23,8 +24,9 @@ use deadpool_postgres::{
 use tokio_postgres::NoTls;
 
 use super::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, RunPage,
-    RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, ForkRun, LeaseStore, NewRun, Rewind,
+    RewindOutcome, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError,
+    StoredEvent, Wakeup,
 };
 use errors::classify_pool;
 use queries::Sql;
@@ -338,6 +340,16 @@ impl Store for PostgresStore {
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut client = self.client("committing journal events").await?;
         queries::commit(&mut client, &self.sql, &commit).await
+    }
+
+    async fn rewind(&self, rewind: Rewind) -> Result<RewindOutcome, StoreError> {
+        let mut client = self.client("rewinding a run").await?;
+        repair::rewind(&mut client, &self.sql, &rewind).await
+    }
+
+    async fn fork_run(&self, fork: ForkRun) -> Result<CreateOutcome, StoreError> {
+        let mut client = self.client("forking a run").await?;
+        repair::fork_run(&mut client, &self.sql, &fork).await
     }
 
     async fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {

@@ -204,7 +204,7 @@ async fn query<C: GenericClient>(
     client.query(&statement, params).await.during(op)
 }
 
-async fn query_opt<C: GenericClient>(
+pub(super) async fn query_opt<C: GenericClient>(
     client: &C,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -214,7 +214,7 @@ async fn query_opt<C: GenericClient>(
     client.query_opt(&statement, params).await.during(op)
 }
 
-async fn execute<C: GenericClient>(
+pub(super) async fn execute<C: GenericClient>(
     client: &C,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -225,7 +225,7 @@ async fn execute<C: GenericClient>(
 }
 
 /// Column `idx` of `row`, or `MalformedRow`.
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a Row,
     idx: usize,
     op: &'static str,
@@ -236,7 +236,7 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     })
 }
 
-fn run_from_row(row: &Row, op: &'static str) -> Result<RunRecord, StoreError> {
+pub(super) fn run_from_row(row: &Row, op: &'static str) -> Result<RunRecord, StoreError> {
     let workflow_id: String = get(row, 0, op)?;
     let code: i32 = get(row, 2, op)?;
     let state = RunState::from_code(i64::from(code)).ok_or_else(|| StoreError::MalformedRow {

@@ -17,6 +17,7 @@ mod inline;
 mod ownership;
 mod queries;
 mod reader;
+mod repair;
 mod reply;
 mod schema;
 mod writer;
@@ -34,8 +35,9 @@ use ownership::OwnerLock;
 use writer::{TypedWrite, WriterJob};
 
 use super::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, EngineClaim, NewRun, RunPage, RunQuery,
-    RunRecord, SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, EngineClaim, ForkRun, NewRun, Rewind,
+    RewindOutcome, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError,
+    StoredEvent, Wakeup,
 };
 
 /// What a commit promises once it returns.
@@ -590,6 +592,16 @@ impl Store for SqliteStore {
             queries::commit(conn, &commit)
         })
         .await
+    }
+
+    async fn rewind(&self, rewind: Rewind) -> Result<RewindOutcome, StoreError> {
+        self.write("rewinding a run", move |conn| repair::rewind(conn, &rewind))
+            .await
+    }
+
+    async fn fork_run(&self, fork: ForkRun) -> Result<CreateOutcome, StoreError> {
+        self.write("forking a run", move |conn| repair::fork_run(conn, &fork))
+            .await
     }
 
     async fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
