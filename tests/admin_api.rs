@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use orchestrator::admin::AdminConfig;
 use orchestrator::prelude::*;
 use orchestrator::{Engine, EngineBuilder};
-use orchestrator_tests::{PATIENCE, TestDb, eventually, finish, stop, wait_status};
+use orchestrator_tests::{PATIENCE, TestDb, bump, count, eventually, finish, stop, wait_status};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -35,8 +35,39 @@ async fn doomed(_ctx: WorkflowContext, _: ()) -> Result<(), WorkflowError> {
     Err(WorkflowError::failed("doomed from the start"))
 }
 
+/// Counts its executions under `key`; fails for good until `{key}/fixed` is bumped.
+#[activity(retry(max_attempts = 1))]
+async fn flaky(key: String) -> Result<String, ActivityError> {
+    bump(&key);
+    if count(&format!("{key}/fixed")) == 0 {
+        return Err(ActivityError::non_retryable("the service is down"));
+    }
+    Ok(format!("{key} ok"))
+}
+
+/// Counts its executions under `key`.
+#[activity]
+async fn counted(key: String) -> Result<String, ActivityError> {
+    Ok(format!("{key}#{}", bump(&key)))
+}
+
+/// Step 1 counted (its input depends on the key only), step 2 flaky (on the tag too).
+#[workflow]
+async fn two_steps(ctx: WorkflowContext, input: (String, u32)) -> Result<String, WorkflowError> {
+    let (key, tag) = input;
+    let first = ctx.call(counted, format!("{key}/1")).await?;
+    let second = ctx.call(flaky, format!("{key}/2-{tag}")).await?;
+    Ok(format!("{first}|{second}"))
+}
+
 fn registered(builder: EngineBuilder) -> EngineBuilder {
-    builder.register(waiter).register(quick).register(doomed)
+    builder
+        .register(waiter)
+        .register(quick)
+        .register(doomed)
+        .register(two_steps)
+        .register(flaky)
+        .register(counted)
 }
 
 fn loopback_any_port() -> SocketAddr {
@@ -386,6 +417,188 @@ async fn cancel_records_the_token_identity_and_refuses_what_does_not_apply() {
     )
     .await;
     stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_fork_over_http_record_the_actor_and_refuse_what_does_not_apply() {
+    let server = Server::with_tokens().await;
+    let key = format!("admin-repair-{}", fastrand::u64(..));
+    let run = server
+        .engine
+        .start(two_steps, "repair-1", (key.clone(), 0))
+        .await
+        .unwrap();
+    assert!(finish(&run).await.is_err(), "step 2 fails");
+    assert_eq!(
+        (count(&format!("{key}/1")), count(&format!("{key}/2-0"))),
+        (1, 1)
+    );
+
+    // Refusals first: a running run cannot be retried, a bad fork creates nothing.
+    server.waiting_run("repair-running").await;
+    refused(
+        server
+            .post("/api/v1/runs/repair-running/retry", json!({}))
+            .bearer_auth(ALICE),
+        409,
+        "not_applicable",
+    )
+    .await;
+    refused(
+        server
+            .post("/api/v1/runs/repair-1/retry", json!({ "step": 2 }))
+            .bearer_auth(ALICE),
+        400,
+        "invalid_body",
+    )
+    .await;
+    for (body, status, code) in [
+        (
+            json!({ "from_step": 0, "new_id": "repair-2" }),
+            409,
+            "not_applicable",
+        ),
+        (
+            json!({ "from_step": 2, "new_id": "repair-running" }),
+            409,
+            "not_applicable",
+        ),
+        (json!({ "from_step": 2 }), 400, "invalid_body"),
+        (
+            json!({ "from_step": -1, "new_id": "repair-2" }),
+            400,
+            "invalid_body",
+        ),
+        (
+            json!({ "from_step": 2, "new_id": "x".repeat(2048) }),
+            400,
+            "invalid_identifier",
+        ),
+        (
+            json!({ "from_step": 2, "new_id": "repair-2", "input": 42 }),
+            400,
+            "bad_payload",
+        ),
+    ] {
+        refused(
+            server
+                .post("/api/v1/runs/repair-1/fork", body)
+                .bearer_auth(ALICE),
+            status,
+            code,
+        )
+        .await;
+    }
+    refused(
+        server
+            .post(
+                "/api/v1/runs/nobody/fork",
+                json!({ "from_step": 1, "new_id": "repair-2" }),
+            )
+            .bearer_auth(ALICE),
+        404,
+        "not_found",
+    )
+    .await;
+    assert!(matches!(
+        server.engine.status("repair-2").await,
+        Err(orchestrator::Error::NotFound { .. })
+    ));
+
+    // A new input that changes step 1 does not replay the prefix: refused, naming the step.
+    let body = refused(
+        server
+            .post(
+                "/api/v1/runs/repair-1/fork",
+                json!({ "from_step": 2, "new_id": "repair-2", "input": [format!("{key}-other"), 1] }),
+            )
+            .bearer_auth(BOB),
+        409,
+        "not_applicable",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("step 1"),
+        "{body}"
+    );
+
+    // Fork from step 2 with a new input (JSON of the workflow's input type): step 1 is replayed, not
+    // run; step 2 runs live with the new tag and fails (the service is still down).
+    let (status, body) = answer(
+        server
+            .post(
+                "/api/v1/runs/repair-1/fork",
+                json!({ "from_step": 2, "new_id": "repair-2", "input": [key, 1] }),
+            )
+            .bearer_auth(BOB),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (&body["id"], &body["forked_from"], &body["actor"]),
+        (&json!("repair-2"), &json!("repair-1"), &json!("bob"))
+    );
+    wait_status(&server.engine, "repair-2", |s| {
+        matches!(s, RunStatus::Failed(_))
+    })
+    .await;
+    assert_eq!(count(&format!("{key}/1")), 1, "step 1 was not run again");
+    assert_eq!(
+        count(&format!("{key}/2-1")),
+        1,
+        "step 2 ran live with the new input"
+    );
+
+    // Retry after the fix: only the failed step runs again.
+    bump(&format!("{key}/2-0/fixed"));
+    let (status, body) = answer(
+        server
+            .post("/api/v1/runs/repair-1/retry", json!({}))
+            .bearer_auth(ALICE),
+    )
+    .await;
+    assert_eq!((status, &body["actor"]), (200, &json!("alice")), "{body}");
+    wait_status(&server.engine, "repair-1", |s| {
+        matches!(s, RunStatus::Completed)
+    })
+    .await;
+    assert_eq!(
+        (count(&format!("{key}/1")), count(&format!("{key}/2-0"))),
+        (1, 2)
+    );
+
+    // The actors are in the runs' journals.
+    let retried = operator_actors(&server, "repair-1").await;
+    assert!(retried.contains(&"alice".to_string()), "{retried:?}");
+    assert!(
+        retried.contains(&"bob".to_string()),
+        "{retried:?} (ForkedTo)"
+    );
+    let forked = operator_actors(&server, "repair-2").await;
+    assert_eq!(forked, ["bob"]);
+    stop(server.engine).await;
+}
+
+/// The actors of the operator events in a run's journal, in order.
+async fn operator_actors(server: &Server, id: &str) -> Vec<String> {
+    let codec = orchestrator::codec::Codec::default();
+    server
+        .engine
+        .store()
+        .history(id)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|event| {
+            match codec.decode::<orchestrator::journal::EventBody>(&event.payload) {
+                Ok(orchestrator::journal::EventBody::Operator { actor, .. }) => Some(actor),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/runs/{id}", get(runs::describe))
         .route("/api/v1/runs/{id}/stream", get(sse::run_stream))
         .route("/api/v1/runs/{id}/cancel", post(actions::cancel))
+        .route("/api/v1/runs/{id}/retry", post(actions::retry))
+        .route("/api/v1/runs/{id}/fork", post(actions::fork))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
