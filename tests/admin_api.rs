@@ -238,7 +238,10 @@ async fn health_readiness_list_and_one_run_without_tokens() {
     let (status, body) = answer(server.get("/api/v1/workflows")).await;
     assert_eq!(
         (status, body),
-        (200, json!({ "workflows": ["doomed", "quick", "waiter"] }))
+        (
+            200,
+            json!({ "workflows": ["doomed", "quick", "two_steps", "waiter"] })
+        )
     );
     let response = server.get("/api/v1/runs").send().await.unwrap();
     assert_eq!(response.headers()["cache-control"], "no-store");
