@@ -1388,3 +1388,64 @@ async fn untouched_on(engine: &Engine, id: &str) {
     assert_eq!(run.state, orchestrator::store::RunState::Running);
     assert_eq!(run.cancel_reason, None);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Measurement (run with `--ignored --nocapture`)
+
+/// Seeds 20,000 finished-looking runs through the store and times list requests over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn list_latency_over_20k_runs() {
+    let db = TestDb::new();
+    let store = std::sync::Arc::new(
+        orchestrator::store::SqliteStore::open(db.path())
+            .await
+            .unwrap(),
+    );
+    let codec = orchestrator::codec::Codec::default();
+    let input = codec.encode(&7u32).unwrap();
+    let seeded = Instant::now();
+    for n in 0..20_000 {
+        let run = orchestrator::store::NewRun {
+            workflow_id: format!("seed-{n:05}"),
+            workflow_name: if n % 2 == 0 { "quick" } else { "doomed" }.to_string(),
+            input: input.clone(),
+            parent_id: None,
+            deadline_ms: None,
+            execution_timeout_ms: None,
+            owner: None,
+        };
+        orchestrator::store::Store::create_run(store.as_ref(), run)
+            .await
+            .unwrap();
+    }
+    println!("seeded 20,000 runs in {:?}", seeded.elapsed());
+    let engine = registered(Engine::builder())
+        .store(store)
+        .admin(AdminConfig::builder().bind(loopback_any_port()).build())
+        .start()
+        .await
+        .unwrap();
+    engine.recovered().await;
+    let addr = engine.admin_addr().unwrap();
+    let http = client();
+    for path in [
+        "/api/v1/runs?limit=100",
+        "/api/v1/runs?limit=1000",
+        "/api/v1/runs?type=doomed&limit=100",
+        "/api/v1/runs?id_prefix=seed-19&limit=100",
+        "/api/v1/runs?after=seed-15000&limit=100",
+        "/api/v1/runs/seed-12345",
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let started = Instant::now();
+            let (status, _) = answer(http.get(format!("http://{addr}{path}"))).await;
+            times.push(started.elapsed());
+            assert_eq!(status, 200);
+        }
+        times.sort();
+        println!("{path}: median {:?}, max {:?}", times[10], times[19]);
+    }
+    stop(engine).await;
+}
