@@ -100,7 +100,8 @@ async fn unknown_workflow_type_parks_the_run_until_it_is_registered_again() {
     stop(engine).await;
 
     // The journal is intact: registering the workflow again resumes it.
-    assert_eq!(db.events(id).len(), 1);
+    // The activity's start and its completion.
+    assert_eq!(db.events(id).len(), 2);
     let engine = db
         .builder()
         .register(parked_candidate)
@@ -260,7 +261,7 @@ async fn corrupted_journal_rows_park_their_runs_with_corrupt_journal() {
         let conn = db.conn();
         let payload: Vec<u8> = conn
             .query_row(
-                "SELECT payload FROM events WHERE workflow_id = ?1",
+                "SELECT payload FROM events WHERE workflow_id = ?1 AND kind = 1",
                 [ids[0]],
                 |row| row.get(0),
             )
@@ -268,23 +269,23 @@ async fn corrupted_journal_rows_park_their_runs_with_corrupt_journal() {
         let flipped: Vec<u8> = payload.iter().map(|byte| byte ^ 0xFF).collect();
         let changed = conn
             .execute(
-                "UPDATE events SET payload = ?1 WHERE workflow_id = ?2",
+                "UPDATE events SET payload = ?1 WHERE workflow_id = ?2 AND kind = 1",
                 rusqlite::params![flipped, ids[0]],
             )
             .unwrap();
         assert_eq!(changed, 1);
         conn.execute(
-            "UPDATE events SET payload = substr(payload, 1, 3) WHERE workflow_id = ?1",
+            "UPDATE events SET payload = substr(payload, 1, 3) WHERE workflow_id = ?1 AND kind = 1",
             [ids[1]],
         )
         .unwrap();
         conn.execute(
-            "UPDATE events SET kind = 4 WHERE workflow_id = ?1",
+            "UPDATE events SET kind = 4 WHERE workflow_id = ?1 AND kind = 1",
             [ids[2]],
         )
         .unwrap();
         conn.execute(
-            "UPDATE events SET step = 0 WHERE workflow_id = ?1",
+            "UPDATE events SET step = 0 WHERE workflow_id = ?1 AND kind = 1",
             [ids[3]],
         )
         .unwrap();
@@ -759,7 +760,8 @@ async fn hostile_ids_and_signal_names_work_and_survive_a_restart() {
     let events: i64 = conn
         .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(events, i64::try_from(strings.len() * 2).unwrap());
+    // Per run: the activity's start (kind 15), its completion, the signal's receipt.
+    assert_eq!(events, i64::try_from(strings.len() * 3).unwrap());
     stop(engine).await;
 }
 
@@ -1461,7 +1463,8 @@ async fn read_only_opening_refuses_bad_files_with_the_same_typed_errors() {
     finish(&handle).await.unwrap();
     let reader = SqliteStore::open_read_only(db.path()).await.unwrap();
     assert_eq!(reader.run(id).await.unwrap().unwrap().workflow_id, id);
-    assert_eq!(reader.history(id).await.unwrap().len(), 1);
+    // The activity's start and its completion.
+    assert_eq!(reader.history(id).await.unwrap().len(), 2);
     assert!(
         reader
             .run("ro'; DROP TABLE runs; --")

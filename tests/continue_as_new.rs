@@ -140,8 +140,8 @@ async fn a_ten_thousand_iteration_loop_keeps_every_run_journal_bounded() {
     let key = "can-10k";
     let id = "can-10k-1";
     let keep = 10;
-    // Per run: one activity completion and PER_RUN side effects.
-    let per_run_events = i64::try_from(PER_RUN).unwrap() + 1;
+    // Per run: one activity's start and completion, and PER_RUN side effects.
+    let per_run_events = i64::try_from(PER_RUN).unwrap() + 2;
     let engine = db
         .builder()
         .keep_continued_runs(keep)
@@ -380,15 +380,18 @@ async fn the_history_warning_is_emitted_once_when_a_run_reaches_the_limit() {
         .start(chatty, "can-warn-big", ("can-warn".to_string(), 30))
         .await
         .unwrap();
+    // Each `tick` journals its attempt's start and its completion: 18 events for the small run.
     let small = engine
-        .start(chatty, "can-warn-small", ("can-warn".to_string(), 19))
+        .start(chatty, "can-warn-small", ("can-warn".to_string(), 9))
         .await
         .unwrap();
     assert_eq!(finish(&big).await.unwrap(), 30);
-    assert_eq!(finish(&small).await.unwrap(), 19);
+    assert_eq!(finish(&small).await.unwrap(), 9);
     let warnings = history_warnings("can-warn-big");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert_eq!(warnings[0].get("events").map(String::as_str), Some("20"));
+    // The first commit holds tick 1's start; each later one a completion and the next start: the
+    // count crosses 20 at 21.
+    assert_eq!(warnings[0].get("events").map(String::as_str), Some("21"));
     assert_eq!(warnings[0].get("limit").map(String::as_str), Some("20"));
     assert_eq!(history_warnings("can-warn-small"), Vec::<Fields>::new());
     stop(engine).await;

@@ -286,7 +286,7 @@ fn survives_30_sigkills() {
 
     let mut statement = conn
         .prepare(
-            "SELECT step, kind, completion, payload FROM events WHERE workflow_id = ?1 ORDER BY seq",
+            "SELECT step, kind, completion, payload FROM events WHERE workflow_id = ?1 AND kind <> 15 ORDER BY seq",
         )
         .expect("prepare");
     let events = statement
@@ -322,6 +322,26 @@ fn survives_30_sigkills() {
             Some(&value),
             expected.get(*step as usize - 1),
             "step {step}'s output"
+        );
+    }
+    // Every attempt that ran (a `start` line in the run log) had its start journaled first (kind 15,
+    // `ActivityAttemptStarted`); a journaled start whose attempt never logged is a kill in between.
+    let all_lines = parse_log(&std::fs::read(&log).unwrap_or_default(), None);
+    for step in 1..=STEPS {
+        let logged = all_lines
+            .iter()
+            .filter(|line| **line == LogLine::Start(step))
+            .count() as i64;
+        let journaled: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM events WHERE workflow_id = ?1 AND step = ?2 AND kind = 15",
+                rusqlite::params![WORKFLOW_ID, step],
+                |row| row.get(0),
+            )
+            .expect("count attempt starts");
+        assert!(
+            journaled >= logged && logged >= 1,
+            "step {step}: {logged} attempt(s) ran but {journaled} start(s) were journaled"
         );
     }
     let signals: i64 = conn

@@ -207,14 +207,20 @@ async fn retry_of_a_failed_run_reruns_only_the_failed_step() {
 
     // The journal holds step 2's new outcome only (its failed attempts were superseded), and the
     // audit trail says who retried which step and what was dropped.
+    // (Since event format 3 each attempt's start is journaled too: the new attempt 1's start, then its
+    // completion.)
     let step_2: Vec<_> = db
         .events("job")
         .into_iter()
         .filter(|row| row.step == 2)
         .collect();
-    assert_eq!(step_2.len(), 1, "{step_2:?}");
+    assert_eq!(step_2.len(), 2, "{step_2:?}");
     assert!(matches!(
         &step_2[0].body,
+        EventBody::ActivityAttemptStarted { attempt: 1, .. }
+    ));
+    assert!(matches!(
+        &step_2[1].body,
         EventBody::ActivityCompleted {
             attempts: 1,
             result: Ok(_),
@@ -236,8 +242,8 @@ async fn retry_of_a_failed_run_reruns_only_the_failed_step() {
             assert_eq!(state, "Failed");
             assert!(error.contains("the service is down"), "{error}");
             assert_eq!(
-                *dropped_events, 2,
-                "the failed attempt and the failing completion"
+                *dropped_events, 4,
+                "two attempt starts, the failed attempt and the failing completion"
             );
         }
         other => panic!("unexpected {other:?}"),

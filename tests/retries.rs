@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use orchestrator::journal::EventBody;
 use orchestrator::prelude::*;
 use orchestrator_tests::{
-    KIND_ACTIVITY_COMPLETED, KIND_ATTEMPT_FAILED, TestDb, bump, count, eventually, finish, now_ms,
-    record, recorded, stop,
+    KIND_ACTIVITY_COMPLETED, KIND_ATTEMPT_FAILED, KIND_ATTEMPT_STARTED, TestDb, bump, count,
+    eventually, finish, now_ms, record, recorded, stop,
 };
 
 /// The failed-attempt events of a run as (step, attempt, error).
@@ -81,13 +81,16 @@ async fn failing_twice_then_succeeding_uses_attempts_1_2_3_and_journals_each_fai
         "{:?}",
         completed[0].body
     );
-    // The failures come before the completion in the journal.
+    // Each attempt's start, then its failure; the completion last.
     let kinds: Vec<u16> = db.events(id).iter().map(|row| row.kind).collect();
     assert_eq!(
         kinds,
         vec![
+            KIND_ATTEMPT_STARTED,
             KIND_ATTEMPT_FAILED,
+            KIND_ATTEMPT_STARTED,
             KIND_ATTEMPT_FAILED,
+            KIND_ATTEMPT_STARTED,
             KIND_ACTIVITY_COMPLETED
         ]
     );

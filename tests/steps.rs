@@ -593,9 +593,10 @@ async fn attempt_abandoned_after_the_grace_period_runs_again_with_the_same_key()
         .unwrap();
     let handle = engine.handle(outlives_grace_workflow, id).await.unwrap();
     assert_eq!(finish(&handle).await.unwrap(), "steps-grace-1/1");
+    // The abandoned attempt was cut short: it counts, so the re-run is attempt 2 (event format 3).
     assert_eq!(
         recorded(key),
-        vec!["1|steps-grace-1/1", "1|steps-grace-1/1"],
+        vec!["1|steps-grace-1/1", "2|steps-grace-1/1"],
         "the re-run must carry the same idempotency key"
     );
     assert_eq!(

@@ -43,8 +43,8 @@ use orchestrator::journal::{EventBody, FORMAT_VERSION};
 use orchestrator::prelude::*;
 use orchestrator::{NonDeterminismError, ParkReason};
 use orchestrator_tests::{
-    KIND_ACTIVITY_COMPLETED, KIND_SIGNAL_RECEIVED, TestDb, bump, count, eventually, finish, stop,
-    wait_status,
+    KIND_ACTIVITY_COMPLETED, KIND_ATTEMPT_STARTED, KIND_SIGNAL_RECEIVED, TestDb, bump, count,
+    eventually, finish, stop, wait_status,
 };
 
 /// The committed fixture.
@@ -315,6 +315,7 @@ async fn old_journal_replays_the_old_branch_and_new_runs_take_the_new_one() {
             .collect::<Vec<_>>(),
         vec![
             (1, KIND_PATCH_MARKER),
+            (2, KIND_ATTEMPT_STARTED),
             (2, KIND_ACTIVITY_COMPLETED),
             (3, KIND_SIGNAL_RECEIVED)
         ]
@@ -325,8 +326,8 @@ async fn old_journal_replays_the_old_branch_and_new_runs_take_the_new_one() {
             change_id: "new-check".to_string()
         }
     );
-    let EventBody::ActivityCompleted { name, .. } = &events[1].body else {
-        panic!("step 2: {:?}", events[1].body);
+    let EventBody::ActivityCompleted { name, .. } = &events[2].body else {
+        panic!("step 2: {:?}", events[2].body);
     };
     assert_eq!(name, "new_check");
     stop(engine).await;

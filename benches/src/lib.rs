@@ -269,10 +269,15 @@ pub async fn build_replay_journal(path: &Path, steps: u32, mode: Mode) -> Result
     )
     .await?;
     drop(engine);
-    let events = count_events(path, REPLAY_ID, None)?;
-    if events != u64::from(steps) {
-        return Err(format!("the replay journal has {events} events, expected {steps}").into());
+    // Since event format 3 each step also journals its attempt's start (an annotation): `steps`
+    // completions, and every event counts toward the replay rate.
+    let completions = count_events(path, REPLAY_ID, Some(KIND_ACTIVITY_COMPLETED))?;
+    if completions != u64::from(steps) {
+        return Err(
+            format!("the replay journal has {completions} completions, expected {steps}").into(),
+        );
     }
+    let events = count_events(path, REPLAY_ID, None)?;
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;

@@ -372,14 +372,17 @@ async fn activity_body(ctx: &ActivityContext, name: &str) {
 }
 
 /// One step of work: `mix(acc, salt)`.
-#[activity]
+// Attempts cut short by a kill count toward the budget: a large one (see `flaky`).
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn mix_step(ctx: ActivityContext, acc: u64, salt: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "mix_step").await;
     Ok(mix(acc, salt))
 }
 
 /// Fails its first attempt (retryable), then returns `mix(acc, 77)`.
-#[activity(retry(max_attempts = 3, backoff = "5ms..5ms", jitter = 0.0))]
+// Attempts cut short by a kill count toward the budget (event format 3): a step may be killed
+// several times in a campaign, hence the budget.
+#[activity(retry(max_attempts = 1000, backoff = "5ms..5ms", jitter = 0.0))]
 async fn flaky(ctx: ActivityContext, acc: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "flaky").await;
     if ctx.attempt() == 1 {
@@ -389,21 +392,21 @@ async fn flaky(ctx: ActivityContext, acc: u64) -> Result<u64, ActivityError> {
 }
 
 /// A saga booking.
-#[activity]
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn reserve(ctx: ActivityContext, seed: u64, i: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "reserve").await;
     Ok(mix(seed, i))
 }
 
 /// The saga's compensation of booking `i`.
-#[activity]
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn release(ctx: ActivityContext, seed: u64, i: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "release").await;
     Ok(mix(seed, 100 + i))
 }
 
 /// The saga step that fails for good.
-#[activity]
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn reserve_fails(ctx: ActivityContext, seed: u64) -> Result<u64, ActivityError> {
     activity_body(&ctx, "reserve_fails").await;
     Err(ActivityError::non_retryable(format!(

@@ -39,8 +39,9 @@ fn log_line(line: &str) {
 }
 
 /// One step: logs its start, sleeps 5–40 ms to widen the window for a kill, logs its end, and returns
-/// `acc * 31 + i` (wrapping) — a pure function of its input, apart from the log.
-#[activity]
+/// `acc * 31 + i` (wrapping) — a pure function of its input, apart from the log. Attempts cut short
+/// by a kill count toward the retry budget, and one step may be killed many times: hence the budget.
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn step_activity(i: u32, acc: u64) -> Result<u64, ActivityError> {
     let pid = std::process::id();
     log_line(&format!("start {i} {pid}"));

@@ -72,7 +72,8 @@ fn log_event(what: &str, ctx: &ActivityContext, label: &str) {
 // rollback
 
 /// A forward saga step: fast, so that most kills land in the rollback.
-#[activity]
+// Attempts cut short by a kill count toward the retry budget (event format 3): a large one.
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn book(ctx: ActivityContext, i: u32) -> Result<u32, ActivityError> {
     log_event("start", &ctx, &format!("book-{i}"));
     log_event("end", &ctx, &format!("book-{i}"));
@@ -80,7 +81,8 @@ async fn book(ctx: ActivityContext, i: u32) -> Result<u32, ActivityError> {
 }
 
 /// The step that fails for good and triggers the rollback.
-#[activity]
+// Attempts cut short by a kill count toward the retry budget (event format 3): a large one.
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn reserve_fail(ctx: ActivityContext, i: u32) -> Result<u32, ActivityError> {
     log_event("start", &ctx, &format!("fail-{i}"));
     log_event("end", &ctx, &format!("fail-{i}"));
@@ -88,7 +90,8 @@ async fn reserve_fail(ctx: ActivityContext, i: u32) -> Result<u32, ActivityError
 }
 
 /// A compensation: slow (15–35 ms) to widen the window for a kill; its end line is `comp-<i>`.
-#[activity]
+// Attempts cut short by a kill count toward the retry budget (event format 3): a large one.
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn unbook(ctx: ActivityContext, i: u32) -> Result<u32, ActivityError> {
     log_event("start", &ctx, &format!("comp-{i}"));
     tokio::time::sleep(Duration::from_millis(fastrand::u64(15..=35))).await;
@@ -111,7 +114,8 @@ async fn saga(ctx: WorkflowContext, bookings: u32) -> Result<u32, WorkflowError>
 // children
 
 /// One activity of a child: 2–6 ms, returns `10 i + k`.
-#[activity]
+// Attempts cut short by a kill count toward the retry budget (event format 3): a large one.
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn child_step(ctx: ActivityContext, i: u32, k: u32) -> Result<u64, ActivityError> {
     let label = format!("child-{i}-{k}");
     log_event("start", &ctx, &label);
@@ -182,7 +186,8 @@ fn value_b(round: u32, acc: u64) -> u64 {
 }
 
 /// Branch 0 of a round: 2–6 ms, then waits for its rival.
-#[activity]
+// Attempts cut short by a kill count toward the retry budget (event format 3): a large one.
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn branch_a(ctx: ActivityContext, round: u32, acc: u64) -> Result<u64, ActivityError> {
     let label = format!("a-{round}");
     log_event("start", &ctx, &label);
@@ -193,7 +198,8 @@ async fn branch_a(ctx: ActivityContext, round: u32, acc: u64) -> Result<u64, Act
 }
 
 /// Branch 1 of a round: 2–6 ms, then waits for its rival.
-#[activity]
+// Attempts cut short by a kill count toward the retry budget (event format 3): a large one.
+#[activity(retry(max_attempts = 1000, backoff = "1ms..1ms"))]
 async fn branch_b(ctx: ActivityContext, round: u32, acc: u64) -> Result<u64, ActivityError> {
     let label = format!("b-{round}");
     log_event("start", &ctx, &label);

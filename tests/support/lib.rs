@@ -19,6 +19,7 @@
 
 pub mod child_worker;
 pub mod faults;
+pub mod format2_journal;
 pub mod lease_probe;
 pub mod store_hooks;
 
@@ -72,6 +73,8 @@ pub const KIND_STATE_PUBLISHED: u16 = 12;
 pub const KIND_PATCH_MARKER: u16 = 13;
 /// The `kind` column of a `SelectWinner` event.
 pub const KIND_SELECT_WINNER: u16 = 14;
+/// The `kind` column of an `ActivityAttemptStarted` event (format 3).
+pub const KIND_ATTEMPT_STARTED: u16 = 15;
 
 /// A journal file (`journal.db`) inside its own temporary directory, deleted when dropped.
 #[derive(Debug)]

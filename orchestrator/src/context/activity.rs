@@ -114,7 +114,9 @@ impl ActivityContext {
         self.step
     }
 
-    /// The attempt number, starting at 1.
+    /// The attempt number, starting at 1. Every attempt's start is journaled before it runs, so an
+    /// attempt cut short by a crash (or by a shutdown that outlived its grace period) counts: the next
+    /// one is numbered after it, and it counts toward the retry policy's `max_attempts`.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

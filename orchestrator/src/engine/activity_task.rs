@@ -14,6 +14,7 @@ use crate::context::{ActivityContext, ActivityInvocation, CancellationFlag};
 use crate::error::ActivityError;
 use crate::journal::{Event, EventBody, encode_event};
 use crate::replay::ActivityResume;
+use crate::retry::RetryPolicy;
 use crate::store::{Commit, Store, StoreError};
 
 /// Everything an activity task needs.
@@ -34,6 +35,33 @@ pub(crate) struct ActivityTask {
     /// With leases: this node's lease on the run. No attempt starts unless it is usable; its writes
     /// carry its (node, epoch); a write rejected as stale revokes it.
     pub(crate) lease: Option<Arc<RunLease>>,
+    /// The attempt whose start the driver journaled with the commit that scheduled the step (see
+    /// [`immediate_attempt`]); every other attempt journals its own start before it runs.
+    pub(crate) journaled_start: Option<u32>,
+}
+
+/// The attempt an activity step starts at once, without a backoff wait, if any: the first attempt of
+/// a new step; after a crash, the one after the last journaled attempt (started or failed) if its
+/// retry is due or the last one was cut short, and the policy allows another. Its start rides in the
+/// driver's commit of the poll that scheduled the step.
+pub(crate) fn immediate_attempt(
+    resume: Option<ActivityResume>,
+    policy: &RetryPolicy,
+    now_ms: i64,
+) -> Option<u32> {
+    match resume {
+        None => Some(1),
+        Some(ActivityResume {
+            last_attempt,
+            retry_at_ms: Some(at),
+        }) => (at <= now_ms).then(|| last_attempt.saturating_add(1)),
+        Some(ActivityResume {
+            last_attempt,
+            retry_at_ms: None,
+        }) => policy
+            .allows_retry_after(last_attempt)
+            .then(|| last_attempt.saturating_add(1)),
+    }
 }
 
 /// Extracts a panic's message.
@@ -53,9 +81,22 @@ impl ActivityTask {
     pub(crate) async fn run(mut self) {
         let mut attempt = 0;
         if let Some(resume) = self.resume {
-            attempt = resume.failed_attempts;
-            if !self.wait(until(resume.retry_at_ms)).await {
-                return self.stopped();
+            attempt = resume.last_attempt;
+            match resume.retry_at_ms {
+                Some(retry_at_ms) => {
+                    if !self.wait(until(retry_at_ms)).await {
+                        return self.stopped();
+                    }
+                }
+                None => {
+                    // The last attempt was cut short (the process stopped while it ran): it counts.
+                    if !self.invocation.options.retry.allows_retry_after(attempt) {
+                        let error = ActivityError::retryable(format!(
+                            "attempt {attempt} was cut short (the process stopped while it ran) and no attempts remain"
+                        ));
+                        return self.done(attempt, Err(error));
+                    }
+                }
             }
         }
         loop {
@@ -64,6 +105,11 @@ impl ActivityTask {
                 return self.stopped();
             }
             if !self.lease_usable().await {
+                return self.stopped();
+            }
+            // An attempt never runs before its start is durable: the first one's rode in the
+            // driver's commit; a retry's is written here (the retry path only).
+            if self.journaled_start != Some(attempt) && !self.journal_start(attempt).await {
                 return self.stopped();
             }
             let ctx = ActivityContext::new(
@@ -119,6 +165,52 @@ impl ActivityTask {
         // An error message must fit in the journal: keep its head.
         let max = (self.codec.limit() / 2).max(256);
         result.map_err(|error| error.clamped(max))
+    }
+
+    /// Journals the start of `attempt` (a retry, or the first attempt after a backoff wait) before it
+    /// runs; `false` if it could not be written: the attempt must not run then. A lost lease or a
+    /// failed store is reported to the driver, which stops (and the engine revives the run from its
+    /// journal).
+    async fn journal_start(&self, attempt: u32) -> bool {
+        let event = Event {
+            step: self.step,
+            body: EventBody::ActivityAttemptStarted {
+                name: self.name.to_string(),
+                input_fingerprint: self.input_fingerprint,
+                attempt,
+                started_at_ms: now_ms(),
+            },
+        };
+        let event = match encode_event(&self.codec, &event) {
+            Ok(event) => event,
+            Err(error) => {
+                let _ = self
+                    .driver
+                    .send(DriverMsg::TaskWriteFailed(StoreError::Backend {
+                        operation: "encoding an attempt start",
+                        message: error.to_string(),
+                    }));
+                return false;
+            }
+        };
+        let mut commit = Commit::events(&self.workflow_id, vec![event]);
+        commit.run_no = Some(self.run_no);
+        commit.fence = self.lease.as_ref().map(|lease| lease.fence());
+        match self.store.commit(commit).await {
+            Ok(()) => true,
+            Err(StoreError::StaleLease { epoch, .. }) => {
+                if let Some(lease) = &self.lease {
+                    lease.revoke_epoch(epoch);
+                }
+                let _ = self.driver.send(DriverMsg::WriteRejected);
+                false
+            }
+            Err(error) => {
+                tracing::warn!(workflow_id = %self.workflow_id, step = self.step, attempt, %error, "could not journal an attempt's start; the attempt does not run");
+                let _ = self.driver.send(DriverMsg::TaskWriteFailed(error));
+                false
+            }
+        }
     }
 
     /// Journals a failed attempt; `false` if the write was rejected because the lease is lost.

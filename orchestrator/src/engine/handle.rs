@@ -6,6 +6,7 @@ use super::{DriverExitView, Engine, Phase};
 use crate::codec::Codec;
 use crate::definition::Payload;
 use crate::error::{Error, ParkReason, WorkflowError};
+use crate::journal::{decode_park_reason, decode_workflow_error};
 use crate::store::{RunRecord, RunState};
 
 /// Where a run stands.
@@ -32,17 +33,25 @@ impl RunStatus {
         Ok(match run.state {
             RunState::Running => RunStatus::Running,
             RunState::Completed => RunStatus::Completed,
-            RunState::Failed => RunStatus::Failed(decode_outcome(run, codec)?),
-            RunState::Parked => RunStatus::Parked(decode_outcome(run, codec)?),
-            RunState::Cancelled => RunStatus::Cancelled(decode_outcome(run, codec)?),
-            RunState::CompensationFailed => {
-                RunStatus::CompensationFailed(decode_outcome(run, codec)?)
-            }
+            RunState::Failed => RunStatus::Failed(run_error(run, codec)?),
+            RunState::Parked => RunStatus::Parked(park_reason(run, codec)?),
+            RunState::Cancelled => RunStatus::Cancelled(run_error(run, codec)?),
+            RunState::CompensationFailed => RunStatus::CompensationFailed(run_error(run, codec)?),
         })
     }
 }
 
-fn decode_outcome<T: Payload>(run: &RunRecord, codec: Codec) -> Result<T, Error> {
+/// The error a failed, cancelled or compensation-failed run ended with, from its `error` column.
+fn run_error(run: &RunRecord, codec: Codec) -> Result<WorkflowError, Error> {
+    Ok(decode_workflow_error(&codec, error_column(run)?)?)
+}
+
+/// Why a parked run was parked, from its `error` column.
+fn park_reason(run: &RunRecord, codec: Codec) -> Result<ParkReason, Error> {
+    Ok(decode_park_reason(&codec, error_column(run)?)?)
+}
+
+fn error_column(run: &RunRecord) -> Result<&[u8], Error> {
     let bytes = run.error.as_deref().ok_or_else(|| {
         Error::Store(crate::store::StoreError::MalformedRow {
             operation: "reading a run's outcome",
@@ -52,7 +61,7 @@ fn decode_outcome<T: Payload>(run: &RunRecord, codec: Codec) -> Result<T, Error>
             ),
         })
     })?;
-    Ok(codec.decode(bytes)?)
+    Ok(bytes)
 }
 
 /// The output type of a [`RunHandle`] whose workflow type is not known statically (the run made by
@@ -177,13 +186,13 @@ impl<T: Payload> RunHandle<T> {
                 RunState::Failed | RunState::Cancelled | RunState::CompensationFailed => {
                     return Err(Error::WorkflowFailed {
                         workflow_id: self.workflow_id.clone(),
-                        error: decode_outcome(&run, codec)?,
+                        error: run_error(&run, codec)?,
                     });
                 }
                 RunState::Parked => {
                     return Err(Error::RunParked {
                         workflow_id: self.workflow_id.clone(),
-                        reason: decode_outcome(&run, codec)?,
+                        reason: park_reason(&run, codec)?,
                     });
                 }
                 _ => {}

@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 use super::launch::Creation;
 use super::{DriverExitView, Engine, EngineInner, Phase};
 use crate::error::WorkflowError;
+use crate::journal::decode_workflow_error;
 use crate::store::{NewRun, RunState, StoreError};
 
 /// A weak handle from a driver back to its engine (drivers must not keep the engine alive).
@@ -104,7 +105,7 @@ impl EngineLink {
                 _ => Some(Err(run
                     .error
                     .as_deref()
-                    .and_then(|bytes| codec.decode::<WorkflowError>(bytes).ok())
+                    .and_then(|bytes| decode_workflow_error(&codec, bytes).ok())
                     .unwrap_or_else(|| {
                         WorkflowError::failed("the run ended without its error")
                     }))),

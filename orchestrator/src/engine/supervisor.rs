@@ -69,7 +69,7 @@ impl Engine {
     pub(super) async fn park_stored(&self, id: &str, reason: &ParkReason) -> Result<(), Error> {
         let mut park = Commit::events(id, Vec::new());
         park.status = Some(StatusChange::Park {
-            reason: self.codec().encode(reason)?,
+            reason: crate::journal::encode_park_reason(&self.codec(), reason)?,
         });
         park.fence = self.fence_for(id);
         self.inner.store.commit(park).await?;

@@ -8,11 +8,10 @@
 use std::time::Duration;
 
 use super::EventBody;
-use crate::codec::Codec;
 use crate::error::{ActivityError, WorkflowError};
 
 fn decode(bytes: &[u8]) -> EventBody {
-    Codec::default().decode(bytes).unwrap()
+    super::decode_event_body(bytes).unwrap()
 }
 
 #[test]
@@ -30,7 +29,7 @@ fn an_old_activity_completion_with_an_error_decodes() {
         result: Err(ActivityError::non_retryable("declined")),
     };
     assert_eq!(decode(&bytes), expected);
-    assert_eq!(Codec::default().encode(&expected).unwrap(), bytes);
+    assert_eq!(super::encode_event_body(&expected).unwrap(), bytes);
 }
 
 #[test]

@@ -118,7 +118,8 @@ pub enum EventBody {
         winner: u32,
     },
     /// An attempt of an activity started (journaled with the commit that scheduled it, so an attempt
-    /// cut short by a crash leaves a trace). Not read by replay.
+    /// cut short by a crash leaves a trace). Not matched by replay; only counted, so that a step's
+    /// next attempt is numbered after every attempt that started (see `docs/journal.md`).
     ActivityAttemptStarted {
         /// The activity's name.
         name: String,
@@ -231,7 +232,8 @@ impl EventBody {
     }
 
     /// Whether this event is an annotation for people (attempt starts, operator actions): kept in the
-    /// journal and shown in the timeline, never read by replay.
+    /// journal and shown in the timeline, never matched by replay (attempt starts are only counted,
+    /// for the retry budget).
     pub fn is_annotation(&self) -> bool {
         matches!(
             self,

@@ -15,8 +15,11 @@ pub struct History {
     completion_by_step: HashMap<u32, usize>,
     /// Non-completion records, by step, in journal order.
     records: HashMap<u32, Vec<EventBody>>,
-    /// Annotations (attempt starts, operator actions), in journal order: not read by replay.
+    /// Annotations (attempt starts, operator actions), in journal order: not matched by replay (the
+    /// highest attempt start of a step is looked up, for the retry budget).
     annotations: Vec<Event>,
+    /// For each step, the index in `annotations` of its highest-numbered attempt start.
+    last_start: HashMap<u32, usize>,
     len: usize,
 }
 
@@ -29,6 +32,22 @@ impl History {
         };
         for event in events {
             if event.body.is_annotation() {
+                if let EventBody::ActivityAttemptStarted { attempt, .. } = &event.body {
+                    let index = history.annotations.len();
+                    let higher = match history.last_start.get(&event.step) {
+                        Some(previous) => match history.annotations.get(*previous) {
+                            Some(Event {
+                                body: EventBody::ActivityAttemptStarted { attempt: seen, .. },
+                                ..
+                            }) => attempt > seen,
+                            _ => true,
+                        },
+                        None => true,
+                    };
+                    if higher {
+                        history.last_start.insert(event.step, index);
+                    }
+                }
                 history.annotations.push(event);
             } else if event.body.is_completion() {
                 if history.completion_by_step.contains_key(&event.step) {
@@ -82,6 +101,14 @@ impl History {
     /// The annotations (attempt starts, operator actions), in journal order.
     pub fn annotations(&self) -> &[Event] {
         &self.annotations
+    }
+
+    /// The highest-numbered attempt start journaled for `step` (an `ActivityAttemptStarted` event).
+    pub fn last_attempt_start(&self, step: u32) -> Option<&EventBody> {
+        self.last_start
+            .get(&step)
+            .and_then(|index| self.annotations.get(*index))
+            .map(|event| &event.body)
     }
 
     /// The highest step number that appears in the journal.

@@ -11,10 +11,12 @@ use crate::journal::{Event, EventBody, History, Interrupt, SideEffectKind};
 /// Where an interrupted activity resumes: after which attempt, and when the next one is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ActivityResume {
-    /// The last attempt that failed.
-    pub(crate) failed_attempts: u32,
-    /// When the next attempt is due (ms since the Unix epoch).
-    pub(crate) retry_at_ms: i64,
+    /// The highest attempt number journaled for the step, started or failed: every one counts
+    /// toward the retry budget, those cut short by a crash too.
+    pub(crate) last_attempt: u32,
+    /// When the next attempt is due (ms since the Unix epoch) if the last attempt failed; `None` if
+    /// it was cut short (started, no outcome journaled): the next one may start at once.
+    pub(crate) retry_at_ms: Option<i64>,
 }
 
 /// Work the driver must start because the journal holds no outcome for it yet.
@@ -50,7 +52,8 @@ pub(crate) enum Command<A> {
 }
 
 impl<A> Command<A> {
-    fn step(&self) -> u32 {
+    /// The step the command is for.
+    pub(crate) fn step(&self) -> u32 {
         match self {
             Command::Activity { step, .. }
             | Command::Timer { step, .. }
@@ -263,7 +266,7 @@ impl<A> ReplayMachine<A> {
         if !self.wait_on(step) {
             return step;
         }
-        let resume = self
+        let failed = self
             .history
             .records(step)
             .iter()
@@ -273,12 +276,30 @@ impl<A> ReplayMachine<A> {
                     retry_at_ms,
                     ..
                 } => Some(ActivityResume {
-                    failed_attempts: *attempt,
-                    retry_at_ms: *retry_at_ms,
+                    last_attempt: *attempt,
+                    retry_at_ms: Some(*retry_at_ms),
                 }),
                 _ => None,
             })
-            .max_by_key(|resume| resume.failed_attempts);
+            .max_by_key(|resume| resume.last_attempt);
+        // An attempt started after the last failure (or with none) was cut short: it counts.
+        let started = match self.history.last_attempt_start(step) {
+            Some(EventBody::ActivityAttemptStarted {
+                name: started_name,
+                input_fingerprint: started_fingerprint,
+                attempt,
+                ..
+            }) if started_name == name && *started_fingerprint == input_fingerprint => *attempt,
+            _ => 0,
+        };
+        let resume = match failed {
+            Some(failed) if failed.last_attempt >= started => Some(failed),
+            _ if started > 0 => Some(ActivityResume {
+                last_attempt: started,
+                retry_at_ms: None,
+            }),
+            _ => None,
+        };
         self.commands.push(Command::Activity {
             step,
             name,

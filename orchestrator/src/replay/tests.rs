@@ -218,8 +218,8 @@ fn an_interrupted_activity_resumes_after_its_last_failed_attempt() {
                 ..
             },
         ] => {
-            assert_eq!(resume.failed_attempts, 2);
-            assert_eq!(resume.retry_at_ms, 300);
+            assert_eq!(resume.last_attempt, 2);
+            assert_eq!(resume.retry_at_ms, Some(300));
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -462,4 +462,62 @@ fn a_delivered_step_is_woken_only_when_the_caller_asks() {
         "the waker is handed back, not woken"
     );
     assert!(m.take_woken().is_empty());
+}
+
+#[test]
+fn an_attempt_started_without_an_outcome_counts_and_resumes_at_once() {
+    let started = |attempt| Event {
+        step: 1,
+        body: EventBody::ActivityAttemptStarted {
+            name: "flaky".to_string(),
+            input_fingerprint: 3,
+            attempt,
+            started_at_ms: 50,
+        },
+    };
+    let failed = Event {
+        step: 1,
+        body: EventBody::ActivityAttemptFailed {
+            name: "flaky".to_string(),
+            input_fingerprint: 3,
+            attempt: 1,
+            error: ActivityError::retryable("boom"),
+            retry_at_ms: 100,
+        },
+    };
+    // Attempt 1 failed, attempt 2 started and left no outcome (a crash): 2 attempts used, the next
+    // one is due at once.
+    let mut m = machine(vec![started(1), failed.clone(), started(2)]);
+    m.issue_activity("flaky", 3, ());
+    match m.take_commands().as_slice() {
+        [
+            Command::Activity {
+                resume: Some(resume),
+                ..
+            },
+        ] => {
+            assert_eq!(resume.last_attempt, 2);
+            assert_eq!(resume.retry_at_ms, None);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Attempt 1 started and failed: resume after its backoff, as before.
+    let mut m = machine(vec![started(1), failed]);
+    m.issue_activity("flaky", 3, ());
+    match m.take_commands().as_slice() {
+        [
+            Command::Activity {
+                resume: Some(resume),
+                ..
+            },
+        ] => assert_eq!((resume.last_attempt, resume.retry_at_ms), (1, Some(100))),
+        other => panic!("unexpected {other:?}"),
+    }
+    // A start of another activity at that step (the code changed) does not count.
+    let mut m = machine(vec![started(1)]);
+    m.issue_activity("other", 3, ());
+    match m.take_commands().as_slice() {
+        [Command::Activity { resume: None, .. }] => {}
+        other => panic!("unexpected {other:?}"),
+    }
 }

@@ -55,6 +55,17 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// The journal's events are written in an event format newer than this build reads (`meta`
+    /// `format_version`, see `docs/journal.md`): its runs would not replay. Nothing was written.
+    #[error(
+        "journal event format version {found} is newer than this build reads (up to {supported}); upgrade orchestrator"
+    )]
+    FormatTooNew {
+        /// The event format version recorded in the journal.
+        found: u32,
+        /// The newest format this build reads.
+        supported: u32,
+    },
     /// A read-only store found a journal whose schema is older than this build's, or no journal schema
     /// at all (an empty database): it cannot migrate it. Opening the file read-write once (starting an
     /// engine on it) migrates it.

@@ -22,13 +22,14 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::EngineLink;
-use super::activity_task::panic_message;
+use super::activity_task::{immediate_attempt, panic_message};
 use super::lease::RunLease;
 use super::registry::WorkflowFuture;
 use crate::codec::Codec;
-use crate::context::{CancellationFlag, RunShared};
+use crate::context::{ActivityInvocation, CancellationFlag, RunShared};
 use crate::error::{ActivityError, WorkflowError};
 use crate::journal::{Event, EventBody, Interrupt, encode_event};
+use crate::replay::Command;
 use crate::store::{Commit, NewEvent, SignalRecord, Store, StoreError};
 
 /// The values published by `records` (to upsert with them).
@@ -40,6 +41,42 @@ fn published_values(records: &[Event]) -> Vec<(String, Vec<u8>)> {
             _ => None,
         })
         .collect()
+}
+
+/// Appends to `records` an `ActivityAttemptStarted` event for each activity command whose attempt
+/// starts at once (see [`immediate_attempt`]); returns those attempts by step.
+fn attempt_starts(
+    commands: &[Command<ActivityInvocation>],
+    records: &mut Vec<Event>,
+) -> HashMap<u32, u32> {
+    let mut starts = HashMap::new();
+    let mut now = None;
+    for command in commands {
+        if let Command::Activity {
+            step,
+            name,
+            input_fingerprint,
+            resume,
+            payload,
+        } = command
+        {
+            let started_at_ms = *now.get_or_insert_with(crate::clock::now_ms);
+            if let Some(attempt) = immediate_attempt(*resume, &payload.options.retry, started_at_ms)
+            {
+                records.push(Event {
+                    step: *step,
+                    body: EventBody::ActivityAttemptStarted {
+                        name: (*name).to_string(),
+                        input_fingerprint: *input_fingerprint,
+                        attempt,
+                        started_at_ms,
+                    },
+                });
+                starts.insert(*step, attempt);
+            }
+        }
+    }
+    starts
 }
 
 /// Messages to a driver from its tasks and from the engine.
@@ -73,6 +110,9 @@ pub(crate) enum DriverMsg {
     LeaseLost,
     /// One of the run's activity tasks had a write rejected as stale: stop driving the run.
     WriteRejected,
+    /// One of the run's activity tasks could not journal an attempt's start (so the attempt did not
+    /// run): stop driving the run; the engine revives it from its journal.
+    TaskWriteFailed(StoreError),
     /// This node claimed the run again under a new lease epoch.
     NewEpoch(i64),
 }
@@ -343,7 +383,7 @@ impl Driver {
                 return self.park(reason).await;
             }
             // 2. Journal what the poll recorded, stop what it abandoned, start what it asked for.
-            let (records, abandoned, commands) = {
+            let (mut records, abandoned, commands) = {
                 let mut machine = self.shared.machine();
                 (
                     machine.take_records(),
@@ -351,6 +391,9 @@ impl Driver {
                     machine.take_commands(),
                 )
             };
+            // The first attempt of each activity started now is journaled in this same commit,
+            // before it runs (no write of its own).
+            let starts = attempt_starts(&commands, &mut records);
             self.journal(records).await?;
             for step in abandoned {
                 self.abandon(step);
@@ -359,7 +402,8 @@ impl Driver {
                 return Ok(DriverExit::Shutdown);
             }
             for command in commands {
-                self.start(command).await?;
+                let journaled = starts.get(&command.step()).copied();
+                self.start(command, journaled).await?;
             }
             // 3. Deliver one completion: the journal's next, else a waiting signal, else a live one.
             let replayed = self.shared.machine().replay_next();
@@ -651,6 +695,7 @@ impl Driver {
                 Err(self.stale())
             }
             DriverMsg::WriteRejected => Err(self.stale()),
+            DriverMsg::TaskWriteFailed(error) => Err(error),
             DriverMsg::NewEpoch(epoch) => {
                 // The shared lease already carries it (the cluster loop updated it first).
                 tracing::debug!(workflow_id = %self.workflow_id(), epoch, "run claimed again under a new epoch");

@@ -2,7 +2,7 @@
 
 use super::{Driver, DriverExit};
 use crate::error::{ParkReason, WorkflowError};
-use crate::journal::Interrupt;
+use crate::journal::{Interrupt, encode_park_reason, encode_workflow_error};
 use crate::store::{Commit, StatusChange, StoreError};
 
 impl Driver {
@@ -49,19 +49,20 @@ impl Driver {
             ),
             (Err(error), _) => {
                 let compensation_failed = matches!(error, WorkflowError::CompensationFailed { .. });
-                let encoded = match self.codec.encode(&error) {
+                let encoded = match encode_workflow_error(&self.codec, &error) {
                     Ok(bytes) => bytes,
                     Err(codec_error) => {
                         // The error itself is too large: keep its head.
                         let message: String = error.to_string().chars().take(1024).collect();
-                        self.codec
-                            .encode(&WorkflowError::Application {
-                                message: format!("{message}… ({codec_error})"),
-                            })
-                            .map_err(|error| StoreError::Backend {
+                        let head = WorkflowError::Application {
+                            message: format!("{message}… ({codec_error})"),
+                        };
+                        encode_workflow_error(&self.codec, &head).map_err(|error| {
+                            StoreError::Backend {
                                 operation: "encoding a workflow error",
                                 message: error.to_string(),
-                            })?
+                            }
+                        })?
                     }
                 };
                 let status = if compensation_failed {
@@ -94,10 +95,8 @@ impl Driver {
     /// Parks the run for `reason`.
     pub(super) async fn park(&mut self, reason: ParkReason) -> Result<DriverExit, StoreError> {
         tracing::error!(workflow_id = %self.workflow_id(), %reason, "run parked");
-        let reason = self
-            .codec
-            .encode(&reason)
-            .map_err(|error| StoreError::Backend {
+        let reason =
+            encode_park_reason(&self.codec, &reason).map_err(|error| StoreError::Backend {
                 operation: "encoding a park reason",
                 message: error.to_string(),
             })?;

@@ -31,10 +31,12 @@ fn start_activity(task: ActivityTask) -> Option<JoinHandle<()>> {
 }
 
 impl Driver {
-    /// Starts the work a command asks for.
+    /// Starts the work a command asks for. `journaled_start`: the attempt of an activity whose
+    /// start was journaled with the poll's records.
     pub(super) async fn start(
         &mut self,
         command: Command<ActivityInvocation>,
+        journaled_start: Option<u32>,
     ) -> Result<(), StoreError> {
         match command {
             Command::Activity {
@@ -59,6 +61,7 @@ impl Driver {
                     cancellation: cancellation.clone(),
                     run_no: self.run_no,
                     lease: self.lease.clone(),
+                    journaled_start,
                 };
                 let task = start_activity(task);
                 self.activities.insert(

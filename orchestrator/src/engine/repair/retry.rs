@@ -22,7 +22,7 @@ use std::collections::HashSet;
 
 use super::not_applicable;
 use crate::engine::Engine;
-use crate::error::{Error, ParkReason, WorkflowError};
+use crate::error::{Error, WorkflowError};
 use crate::journal::{Event, EventBody, OperatorAction, decode_events};
 use crate::store::{Rewind, RewindOutcome, RunRecord, RunState, StoredEvent};
 
@@ -95,7 +95,7 @@ impl Engine {
         }
         let plan = match run.state {
             RunState::Parked => {
-                let reason: ParkReason = self.decode_outcome(&run)?;
+                let reason = crate::journal::decode_park_reason(&self.codec(), error_column(&run))?;
                 Plan {
                     step: 0,
                     drop_seqs: Vec::new(),
@@ -173,7 +173,7 @@ impl Engine {
     /// A failed or compensation-failed run's rewind: the failed step's events are dropped.
     async fn plan_rewind(&self, run: &RunRecord) -> Result<Plan, Error> {
         let id = run.workflow_id.as_str();
-        let error: WorkflowError = self.decode_outcome(run)?;
+        let error = crate::journal::decode_workflow_error(&self.codec(), error_column(run))?;
         let failed = match (&error, run.state) {
             (WorkflowError::CompensationFailed { compensation, .. }, _) => step_of(compensation),
             (_, RunState::CompensationFailed) => None,
@@ -230,11 +230,11 @@ impl Engine {
             error: error.to_string(),
         })
     }
+}
 
-    fn decode_outcome<T: crate::definition::Payload>(&self, run: &RunRecord) -> Result<T, Error> {
-        let bytes = run.error.as_deref().unwrap_or_default();
-        Ok(self.codec().decode(bytes)?)
-    }
+/// A finished or parked run's `error` column (empty if missing: it then fails to decode).
+fn error_column(run: &RunRecord) -> &[u8] {
+    run.error.as_deref().unwrap_or_default()
 }
 
 /// The step a failure happened at, if it is one that can run again.

@@ -156,7 +156,7 @@ pub(super) async fn prepare(
     // Fast path: an up-to-date journal needs no lock and no transaction.
     if let Some(version) = read_version(client, schema, quoted).await? {
         check_not_newer(version)?;
-        if version == SCHEMA_VERSION {
+        if version == SCHEMA_VERSION && format_is_current(client, quoted).await? {
             return Ok(());
         }
     }
@@ -218,6 +218,11 @@ pub(super) async fn prepare(
             .await
             .during(OP)?;
     }
+    // A current schema can still carry an older event format (format 2 → 3 kept the schema): the
+    // upsert below raises it. Never lower it.
+    if version > 0 {
+        format_is_current(&tx, quoted).await?;
+    }
     let upsert = format!(
         "INSERT INTO {quoted}.orchestrator_meta (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -236,6 +241,34 @@ pub(super) async fn prepare(
     .during(OP)?;
     tx.commit().await.during(OP)?;
     Ok(())
+}
+
+/// Whether `orchestrator_meta` records this build's event format: `false` if an older one (or none),
+/// [`StoreError::FormatTooNew`] if a newer one. Call only when the meta table exists.
+async fn format_is_current<C>(client: &C, quoted: &str) -> Result<bool, StoreError>
+where
+    C: deadpool_postgres::GenericClient,
+{
+    const OP: &str = "reading the format version";
+    let row = client
+        .query_opt(
+            &format!("SELECT value FROM {quoted}.orchestrator_meta WHERE key = 'format_version'"),
+            &[],
+        )
+        .await
+        .during(OP)?;
+    let found = match row {
+        Some(row) => row.try_get::<_, String>(0).during(OP)?.parse::<u32>().ok(),
+        None => None,
+    };
+    match found {
+        Some(found) if found > crate::journal::FORMAT_VERSION => Err(StoreError::FormatTooNew {
+            found,
+            supported: crate::journal::FORMAT_VERSION,
+        }),
+        Some(found) => Ok(found == crate::journal::FORMAT_VERSION),
+        None => Ok(false),
+    }
 }
 
 fn check_not_newer(version: i64) -> Result<(), StoreError> {

@@ -1,6 +1,6 @@
 //! The SQLite journal schema, its version, and its migrations.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::errors::Context;
 use crate::store::StoreError;
@@ -175,10 +175,32 @@ pub(super) fn check(conn: &Connection, path: &str) -> Result<Found, StoreError> 
     })
 }
 
+/// Whether the journal's `meta` row records this build's event format: `false` if it records an older
+/// one (or none), [`StoreError::FormatTooNew`] if a newer one. Call only on a current schema.
+fn format_is_current(conn: &Connection) -> Result<bool, StoreError> {
+    let recorded: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'format_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .during("reading the format version")?;
+    let found = recorded.and_then(|value| value.parse::<u32>().ok());
+    match found {
+        Some(found) if found > crate::journal::FORMAT_VERSION => Err(StoreError::FormatTooNew {
+            found,
+            supported: crate::journal::FORMAT_VERSION,
+        }),
+        Some(found) => Ok(found == crate::journal::FORMAT_VERSION),
+        None => Ok(false),
+    }
+}
+
 /// Checks that `conn` is an orchestrator journal (or an empty database) no newer than this build, then
 /// brings its schema up to date.
 pub(super) fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
-    if check(conn, path)? == Found::Current {
+    if check(conn, path)? == Found::Current && format_is_current(conn)? {
         return Ok(());
     }
     let tx = conn
@@ -198,6 +220,9 @@ pub(super) fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreErro
     for migration in MIGRATIONS.iter().skip(start) {
         tx.execute_batch(migration).during("migrating the schema")?;
     }
+    // A current schema can still carry an older event format (format 2 → 3 kept schema 4): the
+    // stamp below raises it. Never lower it.
+    format_is_current(&tx)?;
     tx.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
     ))
