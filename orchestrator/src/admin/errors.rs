@@ -56,8 +56,15 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
+        ApiError::of(&error)
+    }
+}
+
+impl ApiError {
+    /// The answer to an engine error.
+    pub(crate) fn of(error: &Error) -> Self {
         let message = error.to_string();
-        let (status, code) = match &error {
+        let (status, code) = match error {
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Error::RunFinished { .. } => (StatusCode::CONFLICT, "run_finished"),
             Error::NotApplicable { .. } => (StatusCode::CONFLICT, "not_applicable"),
