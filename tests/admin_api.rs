@@ -604,6 +604,181 @@ async fn operator_actors(server: &Server, id: &str) -> Vec<String> {
         .collect()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_terminate_over_http_record_the_actor() {
+    let server = Server::with_tokens().await;
+    server.waiting_run("op-1").await;
+    server.waiting_run("op-2").await;
+
+    let (status, body) = answer(
+        server
+            .post(
+                "/api/v1/runs/op-1/pause",
+                json!({ "reason": "investigating" }),
+            )
+            .bearer_auth(ALICE),
+    )
+    .await;
+    assert_eq!((status, &body["actor"]), (200, &json!("alice")), "{body}");
+    let (_, run) = answer(server.get("/api/v1/runs?paused=true").bearer_auth(ALICE)).await;
+    assert_eq!(ids(&run), ["op-1"]);
+    assert_eq!(run["runs"][0]["paused"]["by"], "alice", "{run}");
+    assert_eq!(run["runs"][0]["paused"]["reason"], "investigating");
+    let (_, run) = answer(
+        server
+            .get("/api/v1/runs?paused=false&type=waiter")
+            .bearer_auth(ALICE),
+    )
+    .await;
+    assert_eq!(ids(&run), ["op-2"]);
+    refused(
+        server.get("/api/v1/runs?paused=maybe").bearer_auth(ALICE),
+        400,
+        "bad_query",
+    )
+    .await;
+
+    // Resume of a run that is not paused: refused, nothing changes.
+    refused(
+        server
+            .post("/api/v1/runs/op-2/resume", json!({}))
+            .bearer_auth(BOB),
+        409,
+        "not_applicable",
+    )
+    .await;
+    let (status, body) = answer(
+        server
+            .post("/api/v1/runs/op-1/resume", json!({}))
+            .bearer_auth(BOB),
+    )
+    .await;
+    assert_eq!((status, &body["actor"]), (200, &json!("bob")), "{body}");
+    let actors = operator_actors(&server, "op-1").await;
+    assert_eq!(actors, ["alice", "bob"]);
+
+    let (status, _) = answer(
+        server
+            .post(
+                "/api/v1/runs/op-2/terminate",
+                json!({ "reason": "duplicate" }),
+            )
+            .bearer_auth(ALICE),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_status(&server.engine, "op-2", |s| {
+        matches!(s, RunStatus::Terminated(_))
+    })
+    .await;
+    let (_, run) = answer(
+        server
+            .get("/api/v1/runs?status=terminated")
+            .bearer_auth(ALICE),
+    )
+    .await;
+    assert_eq!(ids(&run), ["op-2"]);
+    assert!(
+        run["runs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate"),
+        "{run}"
+    );
+    refused(
+        server
+            .post("/api/v1/runs/op-2/terminate", json!({ "reason": "again" }))
+            .bearer_auth(ALICE),
+        409,
+        "run_finished",
+    )
+    .await;
+    stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_with_a_dry_run_a_limit_and_hostile_bodies() {
+    let server = Server::open().await;
+    for n in 0..6 {
+        server.waiting_run(&format!("bulk-{n}")).await;
+    }
+    server.waiting_run("other-0").await;
+
+    // A dry run counts and lists, changes nothing.
+    let (status, report) = answer(server.post(
+        "/api/v1/bulk/pause",
+        json!({ "id_prefix": "bulk-", "status": ["running"], "dry_run": true, "reason": "maintenance" }),
+    ))
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["matched"].as_u64(), report["applied"].as_u64()),
+        (Some(6), Some(0))
+    );
+    assert_eq!(report["first_ids"][0], "bulk-0");
+    assert_eq!(report["dry_run"], true);
+    let (_, paused) = answer(server.get("/api/v1/runs?paused=true")).await;
+    assert_eq!(ids(&paused), Vec::<String>::new());
+
+    // With a limit: the first 4 by id.
+    let (_, report) = answer(server.post(
+        "/api/v1/bulk/pause",
+        json!({ "id_prefix": "bulk-", "limit": 4, "reason": "maintenance" }),
+    ))
+    .await;
+    assert_eq!(
+        (report["matched"].as_u64(), report["applied"].as_u64()),
+        (Some(4), Some(4)),
+        "{report}"
+    );
+    assert_eq!(report["actor"], "local");
+    let (_, paused) = answer(server.get("/api/v1/runs?paused=true")).await;
+    assert_eq!(ids(&paused), ["bulk-0", "bulk-1", "bulk-2", "bulk-3"]);
+
+    // Resume everything paused.
+    let (_, report) = answer(server.post("/api/v1/bulk/resume", json!({ "paused": true }))).await;
+    assert_eq!(report["applied"].as_u64(), Some(4), "{report}");
+    let (_, paused) = answer(server.get("/api/v1/runs?paused=true")).await;
+    assert_eq!(ids(&paused), Vec::<String>::new());
+
+    // Hostile bulk requests change nothing.
+    refused(
+        server.post("/api/v1/bulk/explode", json!({})),
+        404,
+        "no_such_endpoint",
+    )
+    .await;
+    refused(
+        server.post("/api/v1/bulk/retry", json!({})),
+        404,
+        "no_such_endpoint",
+    )
+    .await;
+    for body in [
+        json!({ "sql": "DELETE FROM runs" }),
+        json!({ "status": ["exploded"] }),
+        json!({ "status": [{ "a": 1 }] }),
+        json!({ "dry_run": "yes" }),
+        json!({ "limit": -1 }),
+        json!({ "limit": 0 }),
+        json!({ "reason": 42 }),
+        json!({ "id_prefix": "x".repeat(2048) }),
+    ] {
+        let (status, answer_body) =
+            answer(server.post("/api/v1/bulk/terminate", body.clone())).await;
+        assert_eq!(status, 400, "{body}: {answer_body}");
+    }
+    refused(
+        server.post("/api/v1/bulk/terminate", json!([1])),
+        400,
+        "invalid_body",
+    )
+    .await;
+    let (_, running) = answer(server.get("/api/v1/runs?status=running")).await;
+    assert_eq!(ids(&running).len(), 7);
+    stop(server.engine).await;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Authentication, read-only mode
 

@@ -505,6 +505,7 @@ async fn a_fenced_commit_with_a_stale_epoch_writes_nothing() {
         values: vec![("k".to_string(), b"v".to_vec())],
         run_no: Some(0),
         fence: Some(("node-a".to_string(), 1)),
+        error_text: None,
     };
     let error = store.commit(commit.clone()).await.unwrap_err();
     assert!(matches!(error, StoreError::StaleLease { .. }), "{error:?}");
@@ -1180,7 +1181,7 @@ async fn schema_is_versioned_and_a_newer_one_is_refused() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, "1");
+    assert_eq!(version, "2");
     raw.execute(
         &format!(
             "UPDATE \"{}\".orchestrator_meta SET value = '99' WHERE key = 'schema_version'",
@@ -1196,7 +1197,7 @@ async fn schema_is_versioned_and_a_newer_one_is_refused() {
             error,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{error:?}"

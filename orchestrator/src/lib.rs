@@ -84,7 +84,10 @@ pub use definition::{
     Activity, ActivityOptions, ActivityOptionsBuilder, BoxFuture, Payload, Registrable,
     Registration, Workflow,
 };
-pub use engine::{AnyOutput, Engine, EngineBuilder, Fork, RunHandle, RunStatus, StartRun};
+pub use engine::{
+    AnyOutput, BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport, Engine,
+    EngineBuilder, Fork, RunHandle, RunStatus, StartRun, Termination,
+};
 pub use error::{
     ActivityError, ActivityFailure, ActivityResultExt, Error, NonDeterminismError, ParkReason,
     WorkflowError,

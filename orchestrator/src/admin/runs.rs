@@ -84,6 +84,10 @@ pub(crate) fn summary(run: &RunRecord, codec: Codec) -> Value {
             | Ok(RunStatus::Cancelled(error))
             | Ok(RunStatus::CompensationFailed(error)) => error.to_string(),
             Ok(RunStatus::Parked(reason)) => reason.to_string(),
+            Ok(RunStatus::Terminated(termination)) => format!(
+                "terminated by {}: {}",
+                termination.actor, termination.reason
+            ),
             Ok(_) => String::new(),
             Err(error) => format!("(undecodable: {error})"),
         }),
@@ -96,6 +100,11 @@ pub(crate) fn summary(run: &RunRecord, codec: Codec) -> Value {
         "parent_id": run.parent_id,
         "error": error,
         "cancel_reason": run.cancel_reason,
+        "paused": run.paused.as_ref().map(|pause| json!({
+            "by": pause.by,
+            "reason": pause.reason,
+            "at_ms": pause.at_ms,
+        })),
         "created_at_ms": run.created_at_ms,
         "updated_at_ms": run.updated_at_ms,
         "deadline_ms": run.deadline_ms,
@@ -111,6 +120,7 @@ pub(crate) fn state_name(state: RunState) -> &'static str {
         RunState::Parked => "parked",
         RunState::Cancelled => "cancelled",
         RunState::CompensationFailed => "compensation_failed",
+        RunState::Terminated => "terminated",
     }
 }
 
@@ -122,6 +132,7 @@ fn parse_state(name: &str) -> Option<RunState> {
         "parked" => RunState::Parked,
         "cancelled" => RunState::Cancelled,
         "compensation_failed" => RunState::CompensationFailed,
+        "terminated" => RunState::Terminated,
         _ => return None,
     })
 }
@@ -140,7 +151,7 @@ pub(crate) fn run_query(pairs: &[(String, String)], extra: &[&str]) -> Result<Ru
                         ApiError::bad_request(
                             "bad_query",
                             format!(
-                                "unknown status `{}`; use running, completed, failed, parked, cancelled or compensation_failed",
+                                "unknown status `{}`; use running, completed, failed, parked, cancelled, compensation_failed or terminated",
                                 crate::limits::shortened(name)
                             ),
                         )
@@ -149,6 +160,50 @@ pub(crate) fn run_query(pairs: &[(String, String)], extra: &[&str]) -> Result<Ru
                 }
             }
             "type" => query = query.workflow_name(value),
+            "paused" => {
+                let paused = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "bad_query",
+                            "`paused` is `true` or `false`",
+                        ));
+                    }
+                };
+                query = query.paused(paused);
+            }
+            "parent_id" => {
+                crate::limits::check_workflow_id(value)?;
+                query = query.parent_id(value);
+            }
+            "error_contains" => {
+                if value.len() > crate::limits::MAX_NAME_BYTES {
+                    return Err(ApiError::bad_request(
+                        "bad_query",
+                        "`error_contains` is longer than 1 KiB",
+                    ));
+                }
+                query = query.error_contains(value);
+            }
+            "created_from_ms" | "created_until_ms" | "updated_from_ms" | "updated_until_ms" => {
+                let ms: i64 = value.parse().map_err(|_| {
+                    ApiError::bad_request(
+                        "bad_query",
+                        format!("`{key}` is a time in milliseconds since the Unix epoch"),
+                    )
+                })?;
+                let (created, updated) = (
+                    (query.created_from_ms, query.created_until_ms),
+                    (query.updated_from_ms, query.updated_until_ms),
+                );
+                query = match key.as_str() {
+                    "created_from_ms" => query.created_between(Some(ms), created.1),
+                    "created_until_ms" => query.created_between(created.0, Some(ms)),
+                    "updated_from_ms" => query.updated_between(Some(ms), updated.1),
+                    _ => query.updated_between(updated.0, Some(ms)),
+                };
+            }
             "id_prefix" => {
                 crate::limits::check_workflow_id(value)?;
                 query = query.id_prefix(value);
@@ -171,7 +226,7 @@ pub(crate) fn run_query(pairs: &[(String, String)], extra: &[&str]) -> Result<Ru
                 return Err(ApiError::bad_request(
                     "bad_query",
                     format!(
-                        "unknown parameter `{}`; the filters are status, type, id_prefix, after and limit",
+                        "unknown parameter `{}`; the filters are status, type, id_prefix, paused, parent_id, error_contains, created_from_ms, created_until_ms, updated_from_ms, updated_until_ms, after and limit",
                         crate::limits::shortened(other)
                     ),
                 ));

@@ -73,6 +73,7 @@ impl Engine {
                     cancel_reason: None,
                     deadline_ms: run.deadline_ms,
                     execution_timeout_ms: run.execution_timeout_ms,
+                    paused: None,
                 };
                 match channel {
                     Some(channel) => {
@@ -135,7 +136,7 @@ impl Engine {
     /// (it existed already, or the write failed), and wakes that run: a wake-up or message that
     /// met the channel meanwhile was meant for it.
     pub(crate) fn withdraw(&self, id: &str, channel: &Channel) {
-        let removed = self.inner.runs.withdraw(id, &channel.0);
+        let removed = self.inner.runs.withdraw(id, &channel.tx);
         if removed {
             // A waiter that saw the channel and took the run for driven here re-reads the store.
             self.release(id);
@@ -168,13 +169,13 @@ impl Engine {
                     message: error.to_string(),
                 };
                 if let Some(channel) = &channel {
-                    self.inner.runs.withdraw(&id, &channel.0);
+                    self.inner.runs.withdraw(&id, &channel.tx);
                 }
                 return self.park_stored(&id, &reason).await;
             }
         };
         let fresh = channel.is_some();
-        let (tx, rx) = match channel {
+        let Channel { tx, rx, halt } = match channel {
             // Registered before the run was created: it is ours.
             Some(channel) => channel,
             None => match self.inner.runs.register_driver(&id) {
@@ -198,6 +199,7 @@ impl Engine {
             engine: EngineLink::new(&self.inner),
             tx,
             rx,
+            halt,
             shutdown: self.inner.shutdown.subscribe(),
             shutdown_grace: settings.shutdown_grace,
             cancel_reason: run.cancel_reason.clone(),

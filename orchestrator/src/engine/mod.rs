@@ -3,12 +3,14 @@
 
 mod activity_task;
 mod builder;
+mod bulk;
 mod cluster;
 mod driver;
 mod handle;
 mod launch;
 mod lease;
 mod link;
+mod operator;
 mod recovery;
 mod registry;
 mod repair;
@@ -19,7 +21,8 @@ mod wakeups;
 
 pub(crate) use activity_task::panic_message;
 pub use builder::EngineBuilder;
-pub use handle::{AnyOutput, RunHandle, RunStatus};
+pub use bulk::{BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport};
+pub use handle::{AnyOutput, RunHandle, RunStatus, Termination};
 pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
 pub use repair::Fork;
@@ -69,11 +72,13 @@ pub(crate) enum DriverExitView {
     Stopped(Option<String>),
 }
 
-/// A driver's message channel.
-pub(crate) type Channel = (
-    mpsc::UnboundedSender<DriverMsg>,
-    mpsc::UnboundedReceiver<DriverMsg>,
-);
+/// What a driver is reached through: its message channel, and its halt flag (raised by an operator's
+/// pause, so the driver starts nothing more even before it reads the pause message).
+pub(crate) struct Channel {
+    pub(crate) tx: mpsc::UnboundedSender<DriverMsg>,
+    pub(crate) rx: mpsc::UnboundedReceiver<DriverMsg>,
+    pub(crate) halt: Arc<watch::Sender<bool>>,
+}
 
 /// Tunables fixed at build time.
 #[derive(Debug, Clone)]

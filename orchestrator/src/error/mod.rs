@@ -111,6 +111,17 @@ pub enum Error {
         /// The journal error.
         reason: String,
     },
+    /// An operator terminated the run (see [`Engine::terminate`](crate::Engine::terminate)): it
+    /// ended at once, without compensations.
+    #[error("workflow `{}` was terminated by {actor}: {reason}", crate::limits::IdDisplay(.workflow_id))]
+    RunTerminated {
+        /// The run's workflow id.
+        workflow_id: String,
+        /// Who terminated it.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
     /// The engine is shutting down and takes no new work.
     #[error("the engine is shutting down")]
     ShuttingDown,

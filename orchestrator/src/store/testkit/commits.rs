@@ -44,6 +44,7 @@ pub async fn commit_atomicity(store: Arc<dyn Store>) -> Result<CheckOutcome, Con
         ],
         run_no: None,
         fence: None,
+        error_text: None,
     };
 
     let what = "a commit whose second event completes step 1 again";
@@ -415,6 +416,7 @@ pub async fn run_no_guard(store: Arc<dyn Store>) -> Result<CheckOutcome, Conform
         values: vec![("k".to_string(), b"stale".to_vec())],
         run_no: Some(run_no),
         fence: None,
+        error_text: None,
     };
     let before = ck.snapshot(id, &keys).await?;
     let what = "a commit for run_no 1 while the run is run 0";

@@ -466,6 +466,7 @@ pub async fn lease_fencing(store: Arc<dyn Store>) -> Result<CheckOutcome, Confor
         values: vec![("k".to_string(), b"v".to_vec())],
         run_no: None,
         fence: None,
+        error_text: None,
     };
     let before = ck.snapshot(id, &keys).await?;
     for (what, node, epoch) in [

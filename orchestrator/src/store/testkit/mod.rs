@@ -71,6 +71,7 @@ mod concurrency;
 mod errors;
 mod leases;
 mod listing;
+mod operator;
 mod runs;
 mod signals;
 mod support;
@@ -96,6 +97,7 @@ pub use leases::{
     lease_renew_and_release, lease_takeover_epoch,
 };
 pub use listing::{list_runs_filters, list_runs_limit_clamped, list_runs_pagination};
+pub use operator::{lease_pauses_and_terminations, list_runs_operator_filters, operator_actions};
 pub use runs::{
     create_run_idempotent, run_record_round_trip, unfinished_runs_lists_running_and_parked,
 };
@@ -301,6 +303,10 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("list_runs_limit_clamped", |s| {
         Box::pin(list_runs_limit_clamped(s))
     }),
+    ("list_runs_operator_filters", |s| {
+        Box::pin(list_runs_operator_filters(s))
+    }),
+    ("operator_actions", |s| Box::pin(operator_actions(s))),
     ("concurrent_writers", |s| Box::pin(concurrent_writers(s))),
     ("concurrent_races", |s| Box::pin(concurrent_races(s))),
     ("error_classification", |s| {
@@ -320,6 +326,9 @@ const CHECKS: &[(&str, CheckFn)] = &[
         Box::pin(lease_owner_at_creation(s))
     }),
     ("lease_owned_inbox", |s| Box::pin(lease_owned_inbox(s))),
+    ("lease_pauses_and_terminations", |s| {
+        Box::pin(lease_pauses_and_terminations(s))
+    }),
 ];
 
 /// Runs every conformance check, each against a fresh store from `factory`.
@@ -390,8 +399,9 @@ async fn run_isolated(
 mod tests {
     use super::*;
     use crate::store::{
-        ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, RunPage,
-        RunQuery, RunRecord, SignalOutcome, SignalRecord, StoredEvent, Wakeup,
+        ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun,
+        OperatorOutcome, OperatorWrite, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord,
+        StoredEvent, Wakeup,
     };
 
     /// A store (with leases) whose every call fails: each check fails at its first call.
@@ -426,6 +436,9 @@ mod tests {
             Err(StoreError::Closed)
         }
         async fn request_cancel(&self, _: &str, _: &str) -> Result<CancelOutcome, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn operate(&self, _: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
             Err(StoreError::Closed)
         }
         async fn value(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -464,6 +477,9 @@ mod tests {
             Err(StoreError::Closed)
         }
         async fn owned_cancellations(&self, _: &str) -> Result<Vec<(String, String)>, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn owned_pauses(&self, _: &str) -> Result<Vec<String>, StoreError> {
             Err(StoreError::Closed)
         }
     }
