@@ -17,14 +17,15 @@ use std::time::{Duration, Instant};
 use orchestrator::store::sqlite::{SqliteExecution, SqliteOptions};
 use orchestrator::store::testkit::{self, CheckOutcome, ConformanceFailure, ConformanceReport};
 use orchestrator::store::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, OperatorChange,
-    OperatorOutcome, OperatorWrite, PostgresOptions, PostgresStore, RunPage, RunQuery, RunRecord,
-    RunState, SignalOutcome, SignalRecord, SqliteStore, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseHolder, LeaseStore, NewRun,
+    OperatorChange, OperatorOutcome, OperatorWrite, PostgresOptions, PostgresStore, RunPage,
+    RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, SqliteStore, Store, StoreError,
+    StoredEvent, Wakeup,
 };
 use tokio_postgres::NoTls;
 
 /// The checks that need [`Store::leases`].
-const LEASE_CHECKS: [&str; 7] = [
+const LEASE_CHECKS: [&str; 8] = [
     "lease_claims_disjoint",
     "lease_takeover_epoch",
     "lease_renew_and_release",
@@ -32,6 +33,7 @@ const LEASE_CHECKS: [&str; 7] = [
     "lease_owner_at_creation",
     "lease_owned_inbox",
     "lease_pauses_and_terminations",
+    "lease_holder_reported",
 ];
 
 /// Runs the suite, printing the report or every failure.
@@ -413,6 +415,20 @@ impl LeaseStore for LeasedStore {
             }
         }
         Ok(claims)
+    }
+
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let leases = self.leases.lock().await;
+        let (now, now_ms) = (Instant::now(), orchestrator_tests::now_ms());
+        Ok(leases.get(workflow_id).and_then(|row| {
+            let node = row.node.clone()?;
+            let expires_at_ms = if row.expires >= now {
+                now_ms + i64::try_from((row.expires - now).as_millis()).unwrap_or(i64::MAX / 2)
+            } else {
+                now_ms - i64::try_from((now - row.expires).as_millis()).unwrap_or(i64::MAX / 2)
+            };
+            Some(LeaseHolder::new(node, row.epoch, Some(expires_at_ms)))
+        }))
     }
 
     async fn release_run(&self, node: &str, claim: &Claim) -> Result<(), StoreError> {

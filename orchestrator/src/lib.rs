@@ -69,6 +69,7 @@ mod context;
 mod definition;
 mod engine;
 mod error;
+pub mod inspect;
 pub mod journal;
 pub mod limits;
 pub mod logging;

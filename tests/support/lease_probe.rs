@@ -249,6 +249,13 @@ impl LeaseStore for ProbedStore {
         self.leases_inner().release_run(node, claim).await
     }
 
+    async fn lease_holder(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<orchestrator::store::LeaseHolder>, StoreError> {
+        self.leases_inner().lease_holder(workflow_id).await
+    }
+
     async fn owned_signals(
         &self,
         node: &str,

@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::registry::ErasedWorkflow;
 use super::{Engine, EngineSettings};
 use crate::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
-use crate::definition::{Registrable, RegistrationKind};
+use crate::definition::{Payload, Registrable, RegistrationKind, Workflow};
 use crate::error::Error;
+use crate::inspect::Catalog;
 use crate::retry::RetryPolicy;
 use crate::store::sqlite::{Durability, SqliteOptions};
 use crate::store::{SqliteStore, Store};
@@ -43,6 +44,7 @@ pub struct EngineBuilder {
     store: Option<StoreChoice>,
     workflows: HashMap<&'static str, ErasedWorkflow>,
     activities: Vec<&'static str>,
+    catalog: Arc<Catalog>,
     duplicates: Vec<&'static str>,
     payload_limit: usize,
     busy_timeout: Duration,
@@ -95,6 +97,7 @@ impl EngineBuilder {
             panic_retry: default_panic_retry(),
             #[cfg(feature = "admin")]
             admin: None,
+            catalog: Arc::default(),
         }
     }
 
@@ -126,12 +129,57 @@ impl EngineBuilder {
             self.duplicates.push(registration.name);
             return self;
         }
+        (registration.teach)(&self.catalog);
         match registration.kind {
             RegistrationKind::Workflow(workflow) => {
                 self.workflows.insert(registration.name, workflow);
             }
             RegistrationKind::Activity => self.activities.push(registration.name),
         }
+        self
+    }
+
+    /// Declares the payload type of signal `name` of workflow `workflow`, so
+    /// [`Engine::describe`](crate::Engine::describe) shows its payloads as JSON and
+    /// [`Engine::signal_json`](crate::Engine::signal_json) accepts JSON for it before any run of the
+    /// workflow waited for it in this process (a `ctx.signal::<T>(name)` teaches it too).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn approval(ctx: WorkflowContext, _id: u64) -> Result<bool, WorkflowError> {
+    ///     ctx.signal::<bool>("approve").await
+    /// }
+    ///
+    /// let engine = Engine::builder()
+    ///     .in_memory()
+    ///     .register(approval)
+    ///     .signal_type::<_, bool>(approval, "approve")
+    ///     .start()
+    ///     .await?;
+    /// let run = engine.start(approval, "a-1", 1).await?;
+    /// engine.signal_json("a-1", "approve", serde_json::json!(true)).await?;
+    /// assert!(run.result().await?);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn signal_type<W: Workflow, T: Payload>(self, workflow: W, name: &str) -> Self {
+        let _ = workflow;
+        self.catalog.learn_signal::<T>(W::NAME, name);
+        self
+    }
+
+    /// Declares the type of the value workflow `workflow` publishes under `key` (see
+    /// [`WorkflowContext::set_state`](crate::WorkflowContext::set_state)), for
+    /// [`Engine::describe`](crate::Engine::describe); a `ctx.set_state` in this process teaches it
+    /// too.
+    pub fn state_type<W: Workflow, T: Payload>(self, workflow: W, key: &str) -> Self {
+        let _ = workflow;
+        self.catalog.learn_state::<T>(W::NAME, key);
         self
     }
 
@@ -399,6 +447,7 @@ impl EngineBuilder {
             ),
             lease: self.lease,
             panic_retry: self.panic_retry,
+            catalog: self.catalog,
         };
         // One engine per journal in this process (SQLite): a second one would drive the same runs.
         let claim = store.claim_engine()?;

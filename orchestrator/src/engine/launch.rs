@@ -155,11 +155,10 @@ impl Engine {
         channel: Option<Channel>,
     ) -> Result<(), Error> {
         let settings = &self.inner.settings;
-        let shared = Arc::new(RunShared::new(
-            id.clone(),
-            settings.codec,
-            ReplayMachine::new(history),
-        ));
+        let shared = Arc::new(
+            RunShared::new(id.clone(), settings.codec, ReplayMachine::new(history))
+                .with_catalog(settings.catalog.clone(), workflow.name),
+        );
         let future = match workflow.start(shared.clone(), &run.input) {
             Ok(future) => future,
             Err(error) => {

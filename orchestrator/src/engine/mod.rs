@@ -95,6 +95,8 @@ pub(crate) struct EngineSettings {
     pub(crate) lease: Duration,
     /// How a run whose workflow code panics is replayed again before it is parked.
     pub(crate) panic_retry: crate::retry::RetryPolicy,
+    /// The payload types known to this engine, for inspection (see `inspect/catalog.rs`).
+    pub(crate) catalog: Arc<crate::inspect::Catalog>,
 }
 
 /// The durable execution engine.
@@ -241,6 +243,10 @@ impl Engine {
         let mut names: Vec<&'static str> = self.inner.workflows.keys().copied().collect();
         names.sort_unstable();
         names
+    }
+
+    pub(crate) fn catalog(&self) -> &crate::inspect::Catalog {
+        &self.inner.settings.catalog
     }
 
     pub(crate) fn workflow(&self, name: &str) -> Option<ErasedWorkflow> {
@@ -461,6 +467,16 @@ impl Engine {
         crate::limits::check_workflow_id(workflow_id)?;
         crate::limits::check_signal_name(name)?;
         let payload = self.codec().encode(&payload)?;
+        self.signal_encoded(workflow_id, name, payload).await
+    }
+
+    /// [`Engine::signal`] with an already encoded payload (ids and name checked by the caller).
+    pub(crate) async fn signal_encoded(
+        &self,
+        workflow_id: &str,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), Error> {
         match self
             .inner
             .store

@@ -17,7 +17,7 @@ pub use error::{AccessProblem, StoreError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, NewEvent, NewRun,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, LeaseHolder, NewEvent, NewRun,
     OperatorChange, OperatorOutcome, OperatorWrite, PauseInfo, RunPage, RunQuery, RunRecord,
     RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
 };
@@ -207,4 +207,11 @@ pub trait LeaseStore: Send + Sync {
     /// Unfinished runs `node` owns that an operator paused (their drivers must let in-flight
     /// attempts finish and give the run back). [`LeaseStore::claim_runs`] never claims a paused run.
     async fn owned_pauses(&self, node: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The node holding the run's lease, its epoch and expiry (expired or not); `None` when the run
+    /// does not exist or has no owner. For inspection only: never a basis for writing.
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let _ = workflow_id;
+        Ok(None)
+    }
 }

@@ -1,7 +1,8 @@
 //! The rows a [`Store`](super::Store) reads and writes.
 
-/// The lifecycle state of a run as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The lifecycle state of a run as stored (serialized in snake_case: `"running"`, `"completed"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RunState {
     /// Started and not finished.
@@ -86,6 +87,30 @@ pub struct Lease {
     pub epoch: i64,
     /// How long the lease lasts without renewal, in milliseconds.
     pub duration_ms: i64,
+}
+
+/// Who holds a run's lease, as read for inspection (see
+/// [`LeaseStore::lease_holder`](super::LeaseStore::lease_holder)).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct LeaseHolder {
+    /// The owning node's id.
+    pub node: String,
+    /// The lease epoch.
+    pub epoch: i64,
+    /// When the lease runs out without renewal (ms since the Unix epoch); `None` if never set.
+    pub expires_at_ms: Option<i64>,
+}
+
+impl LeaseHolder {
+    /// A holder record (for [`LeaseStore`](super::LeaseStore) implementations).
+    pub fn new(node: impl Into<String>, epoch: i64, expires_at_ms: Option<i64>) -> Self {
+        LeaseHolder {
+            node: node.into(),
+            epoch,
+            expires_at_ms,
+        }
+    }
 }
 
 /// A run claimed (or still held) by a node.
@@ -225,6 +250,8 @@ pub struct StoredEvent {
     pub kind: u16,
     /// The encoded event.
     pub payload: Vec<u8>,
+    /// When it was committed (ms since the Unix epoch, the store's clock).
+    pub recorded_at_ms: i64,
 }
 
 /// A change of a run's status, applied with a [`Commit`].

@@ -24,8 +24,8 @@ use deadpool_postgres::{
 use tokio_postgres::NoTls;
 
 use super::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, ForkRun, LeaseStore, NewRun,
-    OperatorOutcome, OperatorWrite, Rewind, RewindOutcome, RunPage, RunQuery, RunRecord,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, ForkRun, LeaseHolder, LeaseStore,
+    NewRun, OperatorOutcome, OperatorWrite, Rewind, RewindOutcome, RunPage, RunQuery, RunRecord,
     SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
 };
 use errors::classify_pool;
@@ -423,6 +423,11 @@ impl Store for PostgresStore {
 
 #[async_trait::async_trait]
 impl LeaseStore for PostgresStore {
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let client = self.client("reading a run's lease").await?;
+        queries::lease_holder(&client, &self.sql, workflow_id).await
+    }
+
     async fn claim_runs(
         &self,
         node: &str,

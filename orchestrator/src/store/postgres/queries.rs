@@ -16,7 +16,7 @@ use super::errors::Context;
 use super::schema::{LOCK_CLASS_SIGNALS, schema_lock_key};
 use crate::clock::now_ms;
 use crate::store::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, NewRun, OperatorChange,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseHolder, NewRun, OperatorChange,
     OperatorOutcome, OperatorWrite, PauseInfo, RunPage, RunQuery, RunRecord, RunState,
     SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
 };
@@ -115,7 +115,9 @@ statements! {
     /// Retention of archived runs.
     prune_archived_runs = "DELETE FROM {s}.archived_runs WHERE workflow_id = $1 AND run_no < $2";
     /// A run's events in commit order.
-    history = "SELECT seq, step, kind, payload FROM {s}.events WHERE workflow_id = $1 ORDER BY seq";
+    history = "SELECT seq, step, kind, payload, recorded_at_ms FROM {s}.events WHERE workflow_id = $1 ORDER BY seq";
+    /// A run's lease columns.
+    lease_holder = "SELECT owner, lease_epoch, lease_expires_at_ms FROM {s}.runs WHERE workflow_id = $1";
     /// Running and parked runs.
     unfinished_runs = "SELECT {cols} FROM {s}.runs WHERE state IN (0, 3) \
         ORDER BY created_at_ms, workflow_id";
@@ -801,9 +803,30 @@ pub(super) async fn history(
                 step: step_from(get(row, 1, OP)?, OP)?,
                 kind: kind_from(get(row, 2, OP)?, OP)?,
                 payload: get(row, 3, OP)?,
+                recorded_at_ms: get(row, 4, OP)?,
             })
         })
         .collect()
+}
+
+pub(super) async fn lease_holder(
+    client: &Object,
+    sql: &Sql,
+    workflow_id: &str,
+) -> Result<Option<LeaseHolder>, StoreError> {
+    const OP: &str = "reading a run's lease";
+    let Some(row) = query_opt(client, &sql.lease_holder, &[&workflow_id], OP).await? else {
+        return Ok(None);
+    };
+    let owner: Option<String> = get(&row, 0, OP)?;
+    Ok(match owner {
+        Some(node) => Some(LeaseHolder {
+            node,
+            epoch: get(&row, 1, OP)?,
+            expires_at_ms: get(&row, 2, OP)?,
+        }),
+        None => None,
+    })
 }
 
 pub(super) async fn unfinished_runs(

@@ -289,7 +289,7 @@ pub(super) fn history(
     const OP: &str = "reading a history";
     let mut statement = conn
         .prepare_cached(
-            "SELECT seq, step, kind, payload FROM events WHERE workflow_id = ?1 ORDER BY seq",
+            "SELECT seq, step, kind, payload, recorded_at_ms FROM events WHERE workflow_id = ?1 ORDER BY seq",
         )
         .during(OP)?;
     let rows = statement
@@ -299,6 +299,7 @@ pub(super) fn history(
                 step: row.get(1)?,
                 kind: row.get(2)?,
                 payload: row.get(3)?,
+                recorded_at_ms: row.get(4)?,
             })
         })
         .during(OP)?;

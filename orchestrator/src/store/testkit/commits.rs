@@ -668,3 +668,42 @@ pub async fn published_values(store: Arc<dyn Store>) -> Result<CheckOutcome, Con
     )?;
     Ok(CheckOutcome::Passed)
 }
+
+/// **Contract:** every stored event carries `recorded_at_ms`, the store's clock (ms since the Unix
+/// epoch) when its commit was written: within the time of the call, and never decreasing along
+/// the history (inspection shows step times from it).
+pub async fn events_recorded_at(store: Arc<dyn Store>) -> Result<CheckOutcome, ConformanceFailure> {
+    let ck = Ck::new("events_recorded_at", store);
+    ck.create("timed", "timing").await?;
+    let before = crate::clock::now_ms();
+    ck.commit(
+        "step 1",
+        Commit::events("timed", vec![completion(1, b"one")]),
+    )
+    .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    ck.commit(
+        "step 2",
+        Commit::events("timed", vec![completion(2, b"two")]),
+    )
+    .await?;
+    let after = crate::clock::now_ms();
+    let history = ck.history("timed").await?;
+    // Clocks of a database server may differ a little from ours: allow a minute either way.
+    for event in &history {
+        ck.ensure(
+            (before - 60_000..=after + 60_000).contains(&event.recorded_at_ms),
+            format!("recorded_at_ms of event #{}", event.seq),
+            format!("between {before} and {after} (± 1 min)"),
+            event.recorded_at_ms,
+        )?;
+    }
+    let times: Vec<i64> = history.iter().map(|e| e.recorded_at_ms).collect();
+    ck.ensure(
+        times.windows(2).all(|pair| pair[0] <= pair[1]),
+        "recorded_at_ms along the history",
+        "never decreasing",
+        format!("{times:?}"),
+    )?;
+    Ok(CheckOutcome::Passed)
+}

@@ -87,14 +87,14 @@ use futures::future::BoxFuture;
 use super::{Store, StoreError};
 
 pub use commits::{
-    commit_atomicity, continue_as_new, events_in_commit_order, one_completion_per_step,
-    published_values, run_no_guard, status_transitions,
+    commit_atomicity, continue_as_new, events_in_commit_order, events_recorded_at,
+    one_completion_per_step, published_values, run_no_guard, status_transitions,
 };
 pub use concurrency::{concurrent_races, concurrent_writers};
 pub use errors::error_classification;
 pub use leases::{
-    lease_claims_disjoint, lease_fencing, lease_owned_inbox, lease_owner_at_creation,
-    lease_renew_and_release, lease_takeover_epoch,
+    lease_claims_disjoint, lease_fencing, lease_holder_reported, lease_owned_inbox,
+    lease_owner_at_creation, lease_renew_and_release, lease_takeover_epoch,
 };
 pub use listing::{list_runs_filters, list_runs_limit_clamped, list_runs_pagination};
 pub use operator::{lease_pauses_and_terminations, list_runs_operator_filters, operator_actions};
@@ -280,6 +280,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("events_in_commit_order", |s| {
         Box::pin(events_in_commit_order(s))
     }),
+    ("events_recorded_at", |s| Box::pin(events_recorded_at(s))),
     ("one_completion_per_step", |s| {
         Box::pin(one_completion_per_step(s))
     }),
@@ -328,6 +329,9 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("lease_owned_inbox", |s| Box::pin(lease_owned_inbox(s))),
     ("lease_pauses_and_terminations", |s| {
         Box::pin(lease_pauses_and_terminations(s))
+    }),
+    ("lease_holder_reported", |s| {
+        Box::pin(lease_holder_reported(s))
     }),
 ];
 
