@@ -62,6 +62,8 @@ async fn two_steps(ctx: WorkflowContext, input: (String, u32)) -> Result<String,
 
 fn registered(builder: EngineBuilder) -> EngineBuilder {
     builder
+        // The type of `waiter`'s signal, for JSON payloads sent before any run waited for it.
+        .signal_type::<_, u32>(waiter, "go")
         .register(waiter)
         .register(quick)
         .register(doomed)
@@ -215,7 +217,7 @@ fn ids(body: &Value) -> Vec<String> {
         .as_array()
         .unwrap_or_else(|| panic!("not a run list: {body}"))
         .iter()
-        .map(|run| run["id"].as_str().unwrap().to_string())
+        .map(|run| run["workflow_id"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -276,16 +278,16 @@ async fn health_readiness_list_and_one_run_without_tokens() {
     );
     assert_eq!(all["next"], Value::Null);
     let first = &all["runs"][0];
-    assert_eq!(first["workflow_type"], "quick");
-    assert_eq!(first["status"], "completed");
-    assert_eq!(first["error"], Value::Null);
+    assert_eq!(first["workflow_name"], "quick");
+    assert_eq!(first["state"], "completed");
+    assert_eq!(first["outcome"], Value::Null);
     assert!(first["created_at_ms"].as_i64().unwrap() > 0);
 
     // Filters: status (repeated or comma-separated), type, id prefix.
     let (_, body) = answer(server.get("/api/v1/runs?status=failed")).await;
     assert_eq!(ids(&body), ["order-4"]);
     assert!(
-        body["runs"][0]["error"]
+        body["runs"][0]["outcome"]
             .as_str()
             .unwrap()
             .contains("doomed from the start"),
@@ -317,12 +319,12 @@ async fn health_readiness_list_and_one_run_without_tokens() {
     // One run, by id (percent-encoded: `/` and quotes are part of it).
     let (status, run) = answer(server.get("/api/v1/runs/order-4")).await;
     assert_eq!(status, 200);
-    assert_eq!(run["id"], "order-4");
-    assert_eq!(run["status"], "failed");
+    assert_eq!(run["workflow_id"], "order-4");
+    assert_eq!(run["state"], "failed");
     let (status, run) = answer(server.get("/api/v1/runs/order%2F5%20with%20%22quotes%22")).await;
     assert_eq!(status, 200, "{run}");
-    assert_eq!(run["id"], "order/5 with \"quotes\"");
-    assert_eq!(run["status"], "running");
+    assert_eq!(run["workflow_id"], "order/5 with \"quotes\"");
+    assert_eq!(run["state"], "running");
     refused(server.get("/api/v1/runs/no-such-run"), 404, "not_found").await;
 
     stop(server.engine).await;
@@ -414,6 +416,111 @@ async fn cancel_records_the_token_identity_and_refuses_what_does_not_apply() {
     refused(
         server
             .post("/api/v1/runs/seat-3/cancel", json!({}))
+            .bearer_auth(ALICE),
+        404,
+        "not_found",
+    )
+    .await;
+    stop(server.engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_timeline_and_signal_with_a_json_payload() {
+    let server = Server::with_tokens().await;
+    server.waiting_run("signalled").await;
+    let (status, run) = answer(server.get("/api/v1/runs/signalled").bearer_auth(ALICE)).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["workflow_name"], "waiter");
+    assert_eq!(run["state"], "running");
+    assert_eq!(run["input"], json!({ "json": null }));
+    assert!(run["blocked_on_text"].as_str().is_some(), "{run}");
+
+    // A payload of the wrong type, an unknown signal name, a missing name: refused, nothing sent.
+    refused(
+        server
+            .post(
+                "/api/v1/runs/signalled/signal",
+                json!({ "name": "go", "payload": "seven" }),
+            )
+            .bearer_auth(ALICE),
+        400,
+        "bad_payload",
+    )
+    .await;
+    refused(
+        server
+            .post(
+                "/api/v1/runs/signalled/signal",
+                json!({ "name": "stop", "payload": 1 }),
+            )
+            .bearer_auth(ALICE),
+        422,
+        "unknown_payload_type",
+    )
+    .await;
+    refused(
+        server
+            .post("/api/v1/runs/signalled/signal", json!({ "payload": 1 }))
+            .bearer_auth(ALICE),
+        400,
+        "invalid_body",
+    )
+    .await;
+    refused(
+        server
+            .post(
+                "/api/v1/runs/nobody/signal",
+                json!({ "name": "go", "payload": 1 }),
+            )
+            .bearer_auth(ALICE),
+        404,
+        "not_found",
+    )
+    .await;
+    let (_, run) = answer(server.get("/api/v1/runs/signalled").bearer_auth(ALICE)).await;
+    assert_eq!(run["pending_signals"], json!([]));
+    assert_eq!(run["state"], "running");
+
+    let (status, body) = answer(
+        server
+            .post(
+                "/api/v1/runs/signalled/signal",
+                json!({ "name": "go", "payload": 7 }),
+            )
+            .bearer_auth(BOB),
+    )
+    .await;
+    assert_eq!((status, &body["actor"]), (200, &json!("bob")), "{body}");
+    let run = server.engine.handle(waiter, "signalled").await.unwrap();
+    assert_eq!(finish(&run).await.unwrap(), 7);
+    // A finished run takes no signal.
+    refused(
+        server
+            .post(
+                "/api/v1/runs/signalled/signal",
+                json!({ "name": "go", "payload": 1 }),
+            )
+            .bearer_auth(ALICE),
+        409,
+        "run_finished",
+    )
+    .await;
+
+    let (status, timeline) = answer(
+        server
+            .get("/api/v1/runs/signalled/timeline")
+            .bearer_auth(ALICE),
+    )
+    .await;
+    assert_eq!(status, 200, "{timeline}");
+    assert_eq!(timeline["workflow_id"], "signalled");
+    assert_eq!(timeline["state"], "completed");
+    let steps = timeline["timeline"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{timeline}");
+    assert!(steps[0].to_string().contains("go"), "{timeline}");
+    refused(
+        server
+            .get("/api/v1/runs/nobody/timeline")
             .bearer_auth(ALICE),
         404,
         "not_found",
@@ -541,7 +648,7 @@ async fn retry_and_fork_over_http_record_the_actor_and_refuse_what_does_not_appl
     .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
-        (&body["id"], &body["forked_from"], &body["actor"]),
+        (&body["workflow_id"], &body["forked_from"], &body["actor"]),
         (&json!("repair-2"), &json!("repair-1"), &json!("bob"))
     );
     wait_status(&server.engine, "repair-2", |s| {
@@ -679,7 +786,7 @@ async fn pause_resume_terminate_over_http_record_the_actor() {
     .await;
     assert_eq!(ids(&run), ["op-2"]);
     assert!(
-        run["runs"][0]["error"]
+        run["runs"][0]["outcome"]
             .as_str()
             .unwrap()
             .contains("duplicate"),
@@ -885,7 +992,7 @@ async fn read_only_mode_refuses_every_action_and_serves_views() {
     }
     untouched(&server, "ro-1").await;
     let (status, body) = answer(server.get("/api/v1/runs/ro-1")).await;
-    assert_eq!((status, &body["status"]), (200, &json!("running")));
+    assert_eq!((status, &body["state"]), (200, &json!("running")));
     stop(server.engine).await;
 }
 
@@ -1345,16 +1452,17 @@ async fn a_run_stream_sends_its_state_then_each_change() {
         SseReader::open_with(server.get("/api/v1/runs/live-1/stream").bearer_auth(ALICE)).await;
     let (event, first) = stream.next().await.unwrap();
     assert_eq!(event, "run");
-    assert_eq!(first["id"], "live-1");
-    assert_eq!(first["status"], "running");
-    assert_eq!(first["pending_signals"], 0);
+    assert_eq!(first["workflow_id"], "live-1");
+    assert_eq!(first["state"], "running");
+    assert_eq!(first["pending_signals"], json!([]));
 
     // A signal is journaled (inbox, then consumed) and the run completes: each change is sent.
     server.engine.signal("live-1", "go", 7u32).await.unwrap();
     let done = stream
-        .until(|name, data| name == "run" && data["status"] == "completed")
+        .until(|name, data| name == "run" && data["state"] == "completed")
         .await;
-    assert!(done["journal_events"].as_u64().unwrap() > first["journal_events"].as_u64().unwrap());
+    assert!(done["history_len"].as_u64().unwrap() > first["history_len"].as_u64().unwrap());
+    assert_eq!(done["output"], json!({ "json": 7 }), "{done}");
     stop(server.engine).await;
 }
 
@@ -1375,7 +1483,7 @@ async fn a_run_list_stream_sends_the_filtered_page_when_it_changes() {
     server.engine.start(quick, "list-0", 1).await.unwrap();
     server.engine.signal("list-1", "go", 1u32).await.unwrap();
     let page = stream.until(|_, data| ids(data) == ["list-2"]).await;
-    assert_eq!(page["runs"][0]["status"], "running");
+    assert_eq!(page["runs"][0]["state"], "running");
     refused(
         server.get("/api/v1/stream/runs?status=nope"),
         400,
@@ -1533,7 +1641,7 @@ async fn on_postgresql_one_node_serves_and_acts_on_runs_another_node_holds() {
     )
     .await;
     let (_, first) = stream.next().await.unwrap();
-    assert_eq!(first["status"], "running");
+    assert_eq!(first["state"], "running");
     let (status, body) = answer(
         http.post(url("/api/v1/runs/pg-held-1/cancel"))
             .bearer_auth(ALICE)
@@ -1542,9 +1650,12 @@ async fn on_postgresql_one_node_serves_and_acts_on_runs_another_node_holds() {
     )
     .await;
     assert_eq!((status, &body["actor"]), (200, &json!("alice")), "{body}");
-    let cancelled = stream.until(|_, data| data["status"] == "cancelled").await;
+    let cancelled = stream.until(|_, data| data["state"] == "cancelled").await;
     assert!(
-        cancelled["error"].as_str().unwrap().contains("from node a"),
+        cancelled["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("from node a"),
         "{cancelled}"
     );
     untouched_on(&b, "pg-held-2").await;

@@ -195,6 +195,31 @@ pub(crate) async fn bulk(
     })))
 }
 
+/// The body of `POST /api/v1/runs/{id}/signal`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SignalBody {
+    /// The signal's name.
+    name: String,
+    /// Its payload, as JSON of the signal's type (`null` when absent).
+    #[serde(default)]
+    payload: Value,
+}
+
+/// `POST /api/v1/runs/{id}/signal` `{"name": "..", "payload": ..}`: sends a signal, its JSON payload
+/// converted through the signal's type in the engine's catalog (see `Engine::signal_json`).
+pub(crate) async fn signal(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    RunId(id): RunId,
+    JsonBody(body): JsonBody<SignalBody>,
+) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine()?;
+    audit(&actor, "signal", &id);
+    engine.signal_json(&id, &body.name, body.payload).await?;
+    Ok(done(&actor, "signal", &id))
+}
+
 /// The body of an action that takes no parameters (`{}`, or empty).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,22 +264,20 @@ pub(crate) async fn fork(
     let mut fork = Fork::new(body.from_step, body.new_id.clone()).actor(actor.as_str());
     if let Some(input) = body.input {
         let source = engine.run_record(&id).await?;
-        let workflow = engine.workflow(&source.workflow_name).ok_or_else(|| {
-            ApiError::from(crate::error::Error::UnregisteredWorkflow {
-                name: source.workflow_name.clone(),
-            })
-        })?;
-        let encoded = workflow
-            .encode_input_json(input, &engine.codec())
-            .map_err(|message| ApiError::bad_request("bad_payload", message))?;
-        fork = fork.encoded_input(encoded);
+        if engine.workflow(&source.workflow_name).is_none() {
+            return Err(crate::error::Error::UnregisteredWorkflow {
+                name: source.workflow_name,
+            }
+            .into());
+        }
+        fork = fork.encoded_input(engine.input_from_json(&source.workflow_name, input)?);
     }
     audit(&actor, "fork", &id);
     let handle = engine.fork(&id, fork).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "id": handle.workflow_id(),
+            "workflow_id": handle.workflow_id(),
             "forked_from": id,
             "from_step": body.from_step,
             "action": "fork",
@@ -276,5 +299,5 @@ fn audit(actor: &Actor, action: &str, id: &str) {
 
 /// The answer to an action that was applied.
 fn done(actor: &Actor, action: &str, id: &str) -> Json<Value> {
-    Json(json!({ "id": id, "action": action, "actor": actor.as_str(), "done": true }))
+    Json(json!({ "workflow_id": id, "action": action, "actor": actor.as_str(), "done": true }))
 }

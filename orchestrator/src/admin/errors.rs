@@ -71,7 +71,10 @@ impl ApiError {
             Error::WorkflowIdConflict { .. } => (StatusCode::CONFLICT, "workflow_id_conflict"),
             Error::UnregisteredWorkflow { .. } => (StatusCode::CONFLICT, "unregistered_workflow"),
             Error::InvalidIdentifier { .. } => (StatusCode::BAD_REQUEST, "invalid_identifier"),
-            Error::Codec(_) => (StatusCode::BAD_REQUEST, "bad_payload"),
+            Error::Codec(_) | Error::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "bad_payload"),
+            Error::UnknownPayloadType { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unknown_payload_type")
+            }
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Error::Store(store) if store.is_retryable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")

@@ -57,14 +57,42 @@ pub(crate) async fn list(
     Ok(Json(page_json(&page, engine.codec())))
 }
 
-/// `GET /api/v1/runs/{id}`: one run.
+/// `GET /api/v1/runs/{id}`: everything known about one run (`Engine::describe`).
 pub(crate) async fn describe(
     State(state): State<Arc<AdminState>>,
     RunId(id): RunId,
 ) -> Result<Json<Value>, ApiError> {
     let engine = state.engine()?;
-    let record = engine.run_record(&id).await?;
-    Ok(Json(summary(&record, engine.codec())))
+    Ok(Json(description(&engine, &id).await?))
+}
+
+/// `GET /api/v1/runs/{id}/timeline`: the run's step-by-step timeline, with its blocked-on line.
+pub(crate) async fn timeline(
+    State(state): State<Arc<AdminState>>,
+    RunId(id): RunId,
+) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine()?;
+    let description = engine.describe(&id).await?;
+    Ok(Json(json!({
+        "workflow_id": description.workflow_id,
+        "state": description.state,
+        "blocked_on": description.blocked_on,
+        "blocked_on_text": description.blocked_on_text,
+        "history_len": description.history_len,
+        "timeline": description.timeline,
+    })))
+}
+
+/// A run's description as JSON.
+pub(crate) async fn description(engine: &crate::Engine, id: &str) -> Result<Value, ApiError> {
+    let description = engine.describe(id).await?;
+    serde_json::to_value(&description).map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the run's description could not be serialized: {error}"),
+        )
+    })
 }
 
 /// The JSON of a page of runs: `{"runs": [..], "next": cursor or null}`.
@@ -75,7 +103,8 @@ pub(crate) fn page_json(page: &RunPage, codec: Codec) -> Value {
     })
 }
 
-/// A run's row as JSON (its payloads left out: they are rendered by the run's own view).
+/// A run's row as JSON, with the field names of the run's own view (`Engine::describe`), its
+/// payloads left out.
 pub(crate) fn summary(run: &RunRecord, codec: Codec) -> Value {
     let error = match run.state {
         RunState::Running | RunState::Completed => None,
@@ -93,13 +122,13 @@ pub(crate) fn summary(run: &RunRecord, codec: Codec) -> Value {
         }),
     };
     json!({
-        "id": run.workflow_id,
-        "workflow_type": run.workflow_name,
-        "status": state_name(run.state),
+        "workflow_id": run.workflow_id,
+        "workflow_name": run.workflow_name,
+        "state": state_name(run.state),
         "run_no": run.run_no,
         "parent_id": run.parent_id,
-        "error": error,
-        "cancel_reason": run.cancel_reason,
+        "outcome": error,
+        "cancel_requested": run.cancel_reason,
         "paused": run.paused.as_ref().map(|pause| json!({
             "by": pause.by,
             "reason": pause.reason,

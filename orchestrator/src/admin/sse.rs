@@ -1,8 +1,8 @@
 //! Live updates over Server-Sent Events: one run (`GET /api/v1/runs/{id}/stream`) or a run list
 //! (`GET /api/v1/stream/runs?filters`). Each stream re-reads the store every `sse_poll_interval` and
-//! sends an event when what it watches changed, so it sees runs that other nodes drive too. The
-//! first event is the current state. Streams are bounded (`max_streams`) and end when the server
-//! stops.
+//! sends an event when what it watches changed (a run's event then carries its `Engine::describe`),
+//! so it sees runs that other nodes drive too. The first event is the current state. Streams are
+//! bounded (`max_streams`) and end when the server stops.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -133,15 +133,28 @@ impl Watch {
                 }
             };
             let text = data.to_string();
-            if self.last.as_deref() != Some(text.as_str()) {
-                self.sequence += 1;
-                let event = Event::default()
+            if self.last.as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            self.last = Some(text);
+            // A run's event carries its whole description, read once it changed.
+            let (name, data) = match (&self.watched, name) {
+                (Watched::Run(id), "run") => match super::runs::description(&engine, id).await {
+                    Ok(description) => ("run", description),
+                    Err(error) => (
+                        "error",
+                        serde_json::json!({ "error": { "code": error.code, "message": error.message } }),
+                    ),
+                },
+                (_, name) => (name, data),
+            };
+            self.sequence += 1;
+            return Some(
+                Event::default()
                     .event(name)
                     .id(self.sequence.to_string())
-                    .data(&text);
-                self.last = Some(text);
-                return Some(event);
-            }
+                    .data(data.to_string()),
+            );
         }
     }
 
@@ -152,7 +165,7 @@ impl Watch {
         }
     }
 
-    /// What the stream shows now.
+    /// What the stream watches now, as a fingerprint (compared to send only changes).
     async fn read(&self, engine: &Engine) -> Result<Value, Error> {
         match &self.watched {
             Watched::Run(id) => {

@@ -12,17 +12,11 @@ pub(crate) type WorkflowFuture = BoxFuture<Result<Vec<u8>, WorkflowError>>;
 
 type Starter = fn(Arc<RunShared>, &[u8]) -> Result<WorkflowFuture, CodecError>;
 
-/// Encodes a JSON value as the workflow's input type (for the admin API's fork with a new input).
-#[cfg(feature = "admin")]
-type JsonInput = fn(serde_json::Value, &Codec) -> Result<Vec<u8>, String>;
-
 /// A workflow type with its types erased: it starts a body from an encoded input.
 #[derive(Clone, Copy)]
 pub(crate) struct ErasedWorkflow {
     pub(crate) name: &'static str,
     start: Starter,
-    #[cfg(feature = "admin")]
-    input_from_json: JsonInput,
 }
 
 impl std::fmt::Debug for ErasedWorkflow {
@@ -38,19 +32,7 @@ impl ErasedWorkflow {
         ErasedWorkflow {
             name: W::NAME,
             start: start_erased::<W>,
-            #[cfg(feature = "admin")]
-            input_from_json: input_from_json::<W>,
         }
-    }
-
-    /// Encodes `value`, given as JSON, as this workflow's input; the error says why it does not fit.
-    #[cfg(feature = "admin")]
-    pub(crate) fn encode_input_json(
-        &self,
-        value: serde_json::Value,
-        codec: &Codec,
-    ) -> Result<Vec<u8>, String> {
-        (self.input_from_json)(value, codec)
     }
 
     /// Decodes the input and creates the workflow's future.
@@ -84,19 +66,4 @@ fn start_erased<W: Workflow>(
             Err(error) => Err(run_compensations(&ctx, error).await),
         }
     }))
-}
-
-#[cfg(feature = "admin")]
-fn input_from_json<W: Workflow>(
-    value: serde_json::Value,
-    codec: &Codec,
-) -> Result<Vec<u8>, String> {
-    let input: W::Input = serde_json::from_value(value).map_err(|error| {
-        format!(
-            "the input is not a `{}` input ({}): {error}",
-            W::NAME,
-            std::any::type_name::<W::Input>()
-        )
-    })?;
-    codec.encode(&input).map_err(|error| error.to_string())
 }
