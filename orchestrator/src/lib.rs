@@ -55,11 +55,14 @@
 //! | replay-aware logging | [`logging`], [`WorkflowContext::is_replaying`] |
 //! | the journal and its encoding | [`journal`], [`codec`] |
 //! | storage backends | [`store`] |
+//! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
 //!
 //! The architecture is described in `docs/architecture.md`, the on-disk format in `docs/journal.md`.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod clock;
 pub mod codec;
 mod context;

@@ -60,6 +60,8 @@ pub struct EngineBuilder {
     node: Option<String>,
     lease: Duration,
     panic_retry: RetryPolicy,
+    #[cfg(feature = "admin")]
+    admin: Option<crate::admin::AdminConfig>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -93,6 +95,8 @@ impl EngineBuilder {
             node: None,
             lease: Duration::from_secs(10),
             panic_retry: default_panic_retry(),
+            #[cfg(feature = "admin")]
+            admin: None,
             catalog: Arc::default(),
         }
     }
@@ -338,6 +342,34 @@ impl EngineBuilder {
         self
     }
 
+    /// Serves the embedded admin HTTP API (cargo feature `admin`) from this engine, on the runtime
+    /// that calls [`start`](EngineBuilder::start), until [`Engine::shutdown`]: list and search runs,
+    /// inspect them, signal, cancel and repair them, watch them live. Off unless called. `start` fails
+    /// with [`Error::Config`] when the address cannot be bound, or is not loopback and no token is
+    /// configured. See [`admin`](crate::admin) and `docs/operations.md`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::{Engine, Error};
+    /// use orchestrator::admin::AdminConfig;
+    ///
+    /// // Reachable from other machines only with a token.
+    /// let open = Engine::builder()
+    ///     .in_memory()
+    ///     .admin(AdminConfig::builder().bind(([0, 0, 0, 0], 0)).build())
+    ///     .start()
+    ///     .await;
+    /// assert!(matches!(open, Err(Error::Config { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "admin")]
+    pub fn admin(mut self, config: crate::admin::AdminConfig) -> Self {
+        self.admin = Some(config);
+        self
+    }
+
     /// Opens the store and returns the engine; every unfinished run is resumed from its journal in
     /// the background (see [`Engine::recovered`]), so this returns promptly however many runs wait.
     pub async fn start(self) -> Result<Engine, Error> {
@@ -360,6 +392,12 @@ impl EngineBuilder {
                 ),
             });
         }
+        // Bound before the store is opened: a refused configuration or a taken port changes nothing.
+        #[cfg(feature = "admin")]
+        let admin = match self.admin {
+            Some(config) => Some(crate::admin::bind(config).await?),
+            None => None,
+        };
         let mut own_store = None;
         let store: Arc<dyn Store> = match self.store {
             None => {
@@ -424,6 +462,13 @@ impl EngineBuilder {
             engine.unpark_registered().await?;
             engine.start_wakeups();
             engine.start_recovery();
+        }
+        #[cfg(feature = "admin")]
+        if let Some(listener) = admin
+            && let Err(error) = engine.serve_admin(listener)
+        {
+            engine.shutdown().await;
+            return Err(error);
         }
         Ok(engine)
     }

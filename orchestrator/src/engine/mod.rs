@@ -144,6 +144,20 @@ pub(crate) struct EngineInner {
     shutting_down: AtomicBool,
     active: AtomicUsize,
     idle: Notify,
+    /// The embedded admin HTTP API, when configured; stopped by `shutdown`.
+    #[cfg(feature = "admin")]
+    admin: Mutex<Option<crate::admin::AdminServer>>,
+}
+
+/// A handle on an engine that does not keep it alive (for services it owns, such as the admin API).
+#[derive(Clone)]
+pub(crate) struct WeakEngine(std::sync::Weak<EngineInner>);
+
+impl WeakEngine {
+    /// The engine, unless every handle to it is gone.
+    pub(crate) fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -182,8 +196,37 @@ impl Engine {
                 shutting_down: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
+                #[cfg(feature = "admin")]
+                admin: Mutex::new(None),
             }),
         }
+    }
+
+    /// A handle that does not keep the engine alive.
+    pub(crate) fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
+    }
+
+    /// Whether every run unfinished at start has been resumed (see [`Engine::recovered`]).
+    pub(crate) fn is_recovered(&self) -> bool {
+        *self.inner.recovered.borrow()
+    }
+
+    /// Serves the admin API for this engine from now on.
+    #[cfg(feature = "admin")]
+    fn serve_admin(&self, listener: crate::admin::AdminListener) -> Result<(), Error> {
+        let server = crate::admin::AdminServer::serve(listener, self)?;
+        *lock(&self.inner.admin) = Some(server);
+        Ok(())
+    }
+
+    /// The address the embedded admin HTTP API listens on (useful with port 0), or `None` when it is
+    /// not configured or the engine has shut down. See [`EngineBuilder::admin`].
+    #[cfg(feature = "admin")]
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        lock(&self.inner.admin)
+            .as_ref()
+            .map(crate::admin::AdminServer::addr)
     }
 
     /// The store this engine journals to.
@@ -193,6 +236,13 @@ impl Engine {
 
     pub(crate) fn codec(&self) -> Codec {
         self.inner.settings.codec
+    }
+
+    /// The names of the registered workflow types, sorted.
+    pub(crate) fn workflow_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.inner.workflows.keys().copied().collect();
+        names.sort_unstable();
+        names
     }
 
     pub(crate) fn catalog(&self) -> &crate::inspect::Catalog {
@@ -387,7 +437,7 @@ impl Engine {
         Ok(RunHandle::new(self.clone(), workflow_id))
     }
 
-    async fn run_record(&self, workflow_id: &str) -> Result<RunRecord, Error> {
+    pub(crate) async fn run_record(&self, workflow_id: &str) -> Result<RunRecord, Error> {
         self.inner
             .store
             .run(workflow_id)
@@ -647,6 +697,14 @@ impl Engine {
     /// # }
     /// ```
     pub async fn shutdown(&self) {
+        #[cfg(feature = "admin")]
+        {
+            // First, so no action arrives while the runs stop (requests in flight finish).
+            let admin = lock(&self.inner.admin).take();
+            if let Some(admin) = admin {
+                admin.stop().await;
+            }
+        }
         self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.send_replace(true);
         let grace = self.inner.settings.shutdown_grace + Duration::from_secs(1);
