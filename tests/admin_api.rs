@@ -855,12 +855,26 @@ async fn bulk_actions_with_a_dry_run_a_limit_and_hostile_bodies() {
         "no_such_endpoint",
     )
     .await;
-    refused(
-        server.post("/api/v1/bulk/retry", json!({})),
-        404,
-        "no_such_endpoint",
-    )
+    // Bulk retry goes through `Engine::retry` run by run: a run that failed in its own code has no
+    // step to run again, so it is reported as a problem, not applied.
+    let failed = server
+        .engine
+        .start(doomed, "bulk-doomed", ())
+        .await
+        .unwrap();
+    assert!(failed.result().await.is_err());
+    let (status, report) = answer(server.post(
+        "/api/v1/bulk/retry",
+        json!({ "id_prefix": "bulk-doomed", "status": ["failed"] }),
+    ))
     .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["matched"].as_u64(), report["applied"].as_u64()),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    assert_eq!(report["problems"][0]["code"], "not_applicable", "{report}");
     for body in [
         json!({ "sql": "DELETE FROM runs" }),
         json!({ "status": ["exploded"] }),

@@ -95,7 +95,7 @@ pub(crate) async fn terminate(
 }
 
 /// `POST /api/v1/bulk/{verb}` `{filters.., "dry_run": bool, "limit": n, "reason": ".."}`: applies
-/// `pause`, `resume`, `terminate` or `cancel` to every run the filters match (those of
+/// `pause`, `resume`, `retry`, `terminate` or `cancel` to every run the filters match (those of
 /// `GET /api/v1/runs`, as JSON fields) and returns the report (see `Engine::bulk`).
 pub(crate) async fn bulk(
     State(state): State<Arc<AdminState>>,
@@ -103,12 +103,15 @@ pub(crate) async fn bulk(
     Path(verb): Path<String>,
     body: Result<JsonBody<serde_json::Map<String, Value>>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    if !matches!(verb.as_str(), "pause" | "resume" | "terminate" | "cancel") {
+    if !matches!(
+        verb.as_str(),
+        "pause" | "resume" | "retry" | "terminate" | "cancel"
+    ) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_endpoint",
             format!(
-                "no bulk verb `{}`; the bulk verbs are pause, resume, terminate and cancel",
+                "no bulk verb `{}`; the bulk verbs are pause, resume, retry, terminate and cancel",
                 crate::limits::shortened(&verb)
             ),
         ));
@@ -164,6 +167,7 @@ pub(crate) async fn bulk(
             reason: reason_or_default(reason, &actor, "paused"),
         },
         "resume" => BulkAction::Resume,
+        "retry" => BulkAction::Retry,
         "terminate" => BulkAction::Terminate {
             reason: reason_or_default(reason, &actor, "terminated"),
         },
