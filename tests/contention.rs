@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use orchestrator::prelude::*;
 use orchestrator::store::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunPage, RunQuery, RunRecord,
-    SignalOutcome, SignalRecord, SqliteStore, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, OperatorOutcome, OperatorWrite,
+    RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord, SqliteStore, Store, StoreError,
+    StoredEvent, Wakeup,
 };
 use orchestrator::{Engine, Error};
 use orchestrator_tests::{ChildWorker, TestDb, stop};
@@ -120,6 +121,9 @@ impl Store for BusyCounting {
         reason: &str,
     ) -> Result<CancelOutcome, StoreError> {
         self.see(true, self.inner.request_cancel(workflow_id, reason).await)
+    }
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
+        self.see(true, self.inner.operate(write).await)
     }
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.see(false, self.inner.value(workflow_id, key).await)

@@ -10,7 +10,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,58 +19,32 @@ use orchestrator::store::{
     PostgresOptions, PostgresStore, RunQuery, RunState, SignalOutcome, StatusChange, Store,
     StoreError,
 };
+use orchestrator_tests::pg_schema::PgSchema;
 use orchestrator_tests::{KIND_ACTIVITY_COMPLETED, bump, count, eventually, finish, now_ms, stop};
 use tokio_postgres::NoTls;
 
-const URL_VAR: &str = "ORCHESTRATOR_TEST_POSTGRES_URL";
+/// A fresh schema on the test server (see `orchestrator_tests::pg_schema`).
+struct TestSchema(PgSchema);
 
-/// A fresh PostgreSQL schema for one test, dropped when the value is dropped.
-struct TestSchema {
-    url: String,
-    name: String,
+impl std::ops::Deref for TestSchema {
+    type Target = PgSchema;
+    fn deref(&self) -> &PgSchema {
+        &self.0
+    }
 }
 
 impl TestSchema {
-    /// A new schema name on the test server, or `None` (after saying so, loudly) if there is none.
     fn fresh() -> Option<Self> {
-        match std::env::var(URL_VAR) {
-            Ok(url) if !url.trim().is_empty() => Some(TestSchema {
-                url,
-                name: format!("orch_test_{:016x}", fastrand::u64(..)),
-            }),
-            _ => {
-                // Straight to the process's stderr, past the test harness's output capture.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: ORCHESTRATOR_TEST_POSTGRES_URL is not set (PostgreSQL store tests did not run)"
-                );
-                None
-            }
-        }
+        PgSchema::fresh("orch_test", "PostgreSQL store tests").map(TestSchema)
     }
 
     fn options(&self) -> PostgresOptions {
-        PostgresOptions::new(self.url.clone())
-            .schema(self.name.clone())
-            .pool_size(8)
+        self.0.options(8)
     }
 
     /// A store (a "node") on this schema; each call opens its own pool.
     async fn store(&self) -> PostgresStore {
-        PostgresStore::connect_with(self.options())
-            .await
-            .expect("connect to the test PostgreSQL server")
-    }
-
-    /// A raw connection, to look at (or tamper with) the tables.
-    async fn raw(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-            .await
-            .expect("raw connection");
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
+        self.0.store(8).await
     }
 
     /// `SELECT count(*) FROM <schema>.<table> WHERE <condition>`.
@@ -103,31 +76,6 @@ impl TestSchema {
             ),
             Ok(None) => "no such run".to_string(),
             Err(error) => format!("could not read the run: {error}"),
-        }
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
-        // Drop runs inside a runtime (or while panicking): use a thread with its own runtime.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client.batch_execute(&sql).await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema `{}`: {dropped:?}", self.name);
         }
     }
 }
@@ -506,6 +454,7 @@ async fn a_fenced_commit_with_a_stale_epoch_writes_nothing() {
         values: vec![("k".to_string(), b"v".to_vec())],
         run_no: Some(0),
         fence: Some(("node-a".to_string(), 1)),
+        error_text: None,
     };
     let error = store.commit(commit.clone()).await.unwrap_err();
     assert!(matches!(error, StoreError::StaleLease { .. }), "{error:?}");
@@ -1181,7 +1130,7 @@ async fn schema_is_versioned_and_a_newer_one_is_refused() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, "1");
+    assert_eq!(version, "2");
     raw.execute(
         &format!(
             "UPDATE \"{}\".orchestrator_meta SET value = '99' WHERE key = 'schema_version'",
@@ -1197,7 +1146,7 @@ async fn schema_is_versioned_and_a_newer_one_is_refused() {
             error,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{error:?}"

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use orchestrator::journal::{EventBody, OperatorAction};
 use orchestrator::prelude::*;
 use orchestrator::store::{PostgresOptions, PostgresStore, Store};
 use orchestrator::{Fork, ParkReason, RunStatus};
+use orchestrator_tests::pg_schema::PgSchema;
 use orchestrator_tests::{TestDb, bump, count, finish, stop, wait_status};
 
 /// Counts its executions under `key`.
@@ -651,39 +651,23 @@ async fn fork_is_refused_when_the_prefix_no_longer_replays() {
 
 // PostgreSQL, two nodes.
 
-const URL_VAR: &str = "ORCHESTRATOR_TEST_POSTGRES_URL";
+/// A fresh schema on the test server (see `orchestrator_tests::pg_schema`).
+struct TestSchema(PgSchema);
 
-/// A fresh schema on the test server (dropped at the end), or `None` after a loud SKIPPED.
-struct TestSchema {
-    url: String,
-    name: String,
+impl std::ops::Deref for TestSchema {
+    type Target = PgSchema;
+    fn deref(&self) -> &PgSchema {
+        &self.0
+    }
 }
 
 impl TestSchema {
     fn fresh() -> Option<Self> {
-        match std::env::var(URL_VAR) {
-            Ok(url) if !url.trim().is_empty() => Some(TestSchema {
-                url,
-                name: format!("orch_repair_{:016x}", fastrand::u64(..)),
-            }),
-            _ => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: ORCHESTRATOR_TEST_POSTGRES_URL is not set (PostgreSQL repair tests did not run)"
-                );
-                None
-            }
-        }
+        PgSchema::fresh("orch_repair", "PostgreSQL repair tests").map(TestSchema)
     }
 
     async fn node(&self, node: &str) -> Engine {
-        let store = PostgresStore::connect_with(
-            PostgresOptions::new(self.url.clone())
-                .schema(self.name.clone())
-                .pool_size(4),
-        )
-        .await
-        .expect("connect to the test PostgreSQL server");
+        let store = self.store(4).await;
         Engine::builder()
             .store(Arc::new(store))
             .node_id(node)
@@ -695,31 +679,6 @@ impl TestSchema {
             .start()
             .await
             .unwrap()
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client.batch_execute(&sql).await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema `{}`: {dropped:?}", self.name);
-        }
     }
 }
 

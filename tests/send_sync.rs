@@ -81,6 +81,15 @@ fn engine_futures_are_send() {
                 .unwrap(),
             9
         );
+        let describe = engine.describe("send-check");
+        is_send_future(&describe);
+        let description = describe.await.unwrap();
+        is_send::<orchestrator::inspect::RunDescription>();
+        is_sync::<orchestrator::inspect::RunDescription>();
+        assert_eq!(description.timeline.steps.len(), 1);
+        let signal = engine.signal_json("send-check", "none", serde_json::json!(1));
+        is_send_future(&signal);
+        assert!(signal.await.is_err(), "no type is known for the signal");
         let shutdown = engine.shutdown();
         is_send_future(&shutdown);
         shutdown.await;

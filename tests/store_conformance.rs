@@ -17,20 +17,23 @@ use std::time::{Duration, Instant};
 use orchestrator::store::sqlite::{SqliteExecution, SqliteOptions};
 use orchestrator::store::testkit::{self, CheckOutcome, ConformanceFailure, ConformanceReport};
 use orchestrator::store::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, PostgresOptions,
-    PostgresStore, RunPage, RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord,
-    SqliteStore, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseHolder, LeaseStore, NewRun,
+    OperatorChange, OperatorOutcome, OperatorWrite, PostgresOptions, PostgresStore, RunPage,
+    RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, SqliteStore, Store, StoreError,
+    StoredEvent, Wakeup,
 };
 use tokio_postgres::NoTls;
 
 /// The checks that need [`Store::leases`].
-const LEASE_CHECKS: [&str; 6] = [
+const LEASE_CHECKS: [&str; 8] = [
     "lease_claims_disjoint",
     "lease_takeover_epoch",
     "lease_renew_and_release",
     "lease_fencing",
     "lease_owner_at_creation",
     "lease_owned_inbox",
+    "lease_pauses_and_terminations",
+    "lease_holder_reported",
 ];
 
 /// Runs the suite, printing the report or every failure.
@@ -321,6 +324,21 @@ impl Store for LeasedStore {
         self.inner.request_cancel(workflow_id, reason).await
     }
 
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
+        let mut leases = self.leases.lock().await;
+        let terminate = matches!(write.change, OperatorChange::Terminate { .. });
+        let id = write.workflow_id.clone();
+        let outcome = self.inner.operate(write).await?;
+        if terminate
+            && outcome == OperatorOutcome::Applied
+            && let Some(row) = leases.get_mut(&id)
+        {
+            // A terminated run has no owner: the old holder's writes are stale.
+            row.node = None;
+        }
+        Ok(outcome)
+    }
+
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.value(workflow_id, key).await
     }
@@ -357,7 +375,7 @@ impl LeaseStore for LeasedStore {
             if claims.len() >= limit {
                 break;
             }
-            if run.state != RunState::Running {
+            if run.state != RunState::Running || run.paused.is_some() {
                 continue;
             }
             let row = leases.entry(run.workflow_id.clone()).or_insert(LeaseRow {
@@ -399,6 +417,20 @@ impl LeaseStore for LeasedStore {
         Ok(claims)
     }
 
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let leases = self.leases.lock().await;
+        let (now, now_ms) = (Instant::now(), orchestrator_tests::now_ms());
+        Ok(leases.get(workflow_id).and_then(|row| {
+            let node = row.node.clone()?;
+            let expires_at_ms = if row.expires >= now {
+                now_ms + i64::try_from((row.expires - now).as_millis()).unwrap_or(i64::MAX / 2)
+            } else {
+                now_ms - i64::try_from((now - row.expires).as_millis()).unwrap_or(i64::MAX / 2)
+            };
+            Some(LeaseHolder::new(node, row.epoch, Some(expires_at_ms)))
+        }))
+    }
+
     async fn release_run(&self, node: &str, claim: &Claim) -> Result<(), StoreError> {
         let mut leases = self.leases.lock().await;
         if let Some(row) = leases.get_mut(&claim.workflow_id)
@@ -435,6 +467,17 @@ impl LeaseStore for LeasedStore {
             .await?
             .into_iter()
             .filter_map(|run| run.cancel_reason.map(|reason| (run.workflow_id, reason)))
+            .collect())
+    }
+
+    async fn owned_pauses(&self, node: &str) -> Result<Vec<String>, StoreError> {
+        let leases = self.leases.lock().await;
+        Ok(self
+            .owned_running(&leases, node)
+            .await?
+            .into_iter()
+            .filter(|run| run.paused.is_some())
+            .map(|run| run.workflow_id)
             .collect())
     }
 }
@@ -554,6 +597,10 @@ impl Store for Broken {
         reason: &str,
     ) -> Result<CancelOutcome, StoreError> {
         self.inner.request_cancel(workflow_id, reason).await
+    }
+
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
+        self.inner.operate(write).await
     }
 
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

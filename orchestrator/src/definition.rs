@@ -127,6 +127,8 @@ pub trait Registrable {
 pub struct Registration {
     pub(crate) name: &'static str,
     pub(crate) kind: RegistrationKind,
+    /// Records the registered item's payload types in a type catalog.
+    pub(crate) teach: fn(&crate::inspect::Catalog),
 }
 
 #[derive(Clone)]
@@ -154,6 +156,7 @@ impl Registration {
         Registration {
             name: W::NAME,
             kind: RegistrationKind::Workflow(crate::engine::ErasedWorkflow::of::<W>()),
+            teach: crate::inspect::Catalog::learn_workflow::<W>,
         }
     }
 
@@ -162,6 +165,7 @@ impl Registration {
         Registration {
             name: A::NAME,
             kind: RegistrationKind::Activity,
+            teach: crate::inspect::Catalog::learn_activity::<A>,
         }
     }
 

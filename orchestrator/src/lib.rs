@@ -55,17 +55,21 @@
 //! | replay-aware logging | [`logging`], [`WorkflowContext::is_replaying`] |
 //! | the journal and its encoding | [`journal`], [`codec`] |
 //! | storage backends | [`store`] |
+//! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
 //!
 //! The architecture is described in `docs/architecture.md`, the on-disk format in `docs/journal.md`.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod clock;
 pub mod codec;
 mod context;
 mod definition;
 mod engine;
 mod error;
+pub mod inspect;
 pub mod journal;
 pub mod limits;
 pub mod logging;
@@ -81,7 +85,10 @@ pub use definition::{
     Activity, ActivityOptions, ActivityOptionsBuilder, BoxFuture, Payload, Registrable,
     Registration, Workflow,
 };
-pub use engine::{AnyOutput, Engine, EngineBuilder, Fork, RunHandle, RunStatus, StartRun};
+pub use engine::{
+    AnyOutput, BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport, Engine,
+    EngineBuilder, Fork, RunHandle, RunStatus, StartRun, Termination,
+};
 pub use error::{
     ActivityError, ActivityFailure, ActivityResultExt, Error, NonDeterminismError, ParkReason,
     WorkflowError,

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orchestrator::store::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, RunPage,
-    RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, OperatorOutcome,
+    OperatorWrite, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError,
+    StoredEvent, Wakeup,
 };
 
 /// Wraps a store that has leases ([`Store::leases`] is `Some`), passing every call through.
@@ -179,6 +180,10 @@ impl Store for ProbedStore {
         self.inner.request_cancel(workflow_id, reason).await
     }
 
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
+        self.inner.operate(write).await
+    }
+
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.value(workflow_id, key).await
     }
@@ -244,6 +249,13 @@ impl LeaseStore for ProbedStore {
         self.leases_inner().release_run(node, claim).await
     }
 
+    async fn lease_holder(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<orchestrator::store::LeaseHolder>, StoreError> {
+        self.leases_inner().lease_holder(workflow_id).await
+    }
+
     async fn owned_signals(
         &self,
         node: &str,
@@ -254,5 +266,9 @@ impl LeaseStore for ProbedStore {
 
     async fn owned_cancellations(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.leases_inner().owned_cancellations(node).await
+    }
+
+    async fn owned_pauses(&self, node: &str) -> Result<Vec<String>, StoreError> {
+        self.leases_inner().owned_pauses(node).await
     }
 }

@@ -21,6 +21,7 @@ pub mod child_worker;
 pub mod faults;
 pub mod format2_journal;
 pub mod lease_probe;
+pub mod pg_schema;
 pub mod store_hooks;
 
 pub use child_worker::ChildWorker;
@@ -35,8 +36,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use orchestrator::codec::Codec;
 use orchestrator::journal::EventBody;
 use orchestrator::store::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, RunRecord, SignalOutcome,
-    SignalRecord, SqliteStore, Store, StoreError, StoredEvent,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewRun, OperatorOutcome, OperatorWrite,
+    RunRecord, SignalOutcome, SignalRecord, SqliteStore, Store, StoreError, StoredEvent,
 };
 use orchestrator::{ActivityContext, Engine, EngineBuilder, Error, Payload, RunHandle, RunStatus};
 use tempfile::TempDir;
@@ -540,6 +541,10 @@ impl Store for SlowStore {
         reason: &str,
     ) -> Result<CancelOutcome, StoreError> {
         self.inner.request_cancel(workflow_id, reason).await
+    }
+
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
+        self.inner.operate(write).await
     }
 
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use orchestrator::store::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, LeaseStore, NewRun, RunPage, RunQuery,
-    RunRecord, SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, LeaseStore, NewRun, OperatorOutcome,
+    OperatorWrite, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError,
+    StoredEvent, Wakeup,
 };
 
 /// One call to a [`Store`], as a hook sees it.
@@ -188,6 +189,11 @@ impl<H: StoreHook> Store for HookedStore<H> {
             self.inner.pending_signals(workflow_id),
         )
         .await
+    }
+
+    /// Not hooked: no fault campaign issues operator actions.
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
+        self.inner.operate(write).await
     }
 
     async fn request_cancel(

@@ -78,6 +78,8 @@ pub(crate) struct RunShared {
     pub(crate) codec: Codec,
     machine: Mutex<ReplayMachine<ActivityInvocation>>,
     compensations: Mutex<Vec<Compensation>>,
+    /// The engine's type catalog and this run's workflow type, to learn payload types as code runs.
+    catalog: Option<(Arc<crate::inspect::Catalog>, &'static str)>,
 }
 
 impl RunShared {
@@ -91,6 +93,24 @@ impl RunShared {
             codec,
             machine: Mutex::new(machine),
             compensations: Mutex::new(Vec::new()),
+            catalog: None,
+        }
+    }
+
+    /// Lets the run teach `catalog` the payload types its code uses (workflow type `workflow`).
+    pub(crate) fn with_catalog(
+        mut self,
+        catalog: Arc<crate::inspect::Catalog>,
+        workflow: &'static str,
+    ) -> Self {
+        self.catalog = Some((catalog, workflow));
+        self
+    }
+
+    /// Records a payload type in the engine's catalog, if any.
+    pub(crate) fn learn(&self, teach: impl FnOnce(&crate::inspect::Catalog, &str)) {
+        if let Some((catalog, workflow)) = &self.catalog {
+            teach(catalog, workflow);
         }
     }
 
@@ -239,6 +259,8 @@ impl WorkflowContext {
     /// its outcome. Several inputs are passed as a tuple.
     pub fn call<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<A> {
         let _ = activity;
+        self.shared
+            .learn(|catalog, _| catalog.learn_activity::<A>());
         ActivityCall::new(
             self.clone(),
             ActivityInvocation::of::<A>(self.shared.codec, &input),
@@ -280,6 +302,8 @@ impl WorkflowContext {
     /// ```
     pub fn compensate_with<A: Activity>(&self, activity: A, input: A::Input) {
         let _ = activity;
+        self.shared
+            .learn(|catalog, _| catalog.learn_compensation::<A>());
         let compensation = Compensation {
             name: A::NAME,
             invocation: ActivityInvocation::of::<A>(self.shared.codec, &input),
@@ -324,6 +348,8 @@ impl WorkflowContext {
         input: W::Input,
     ) -> ChildCall<W> {
         let _ = workflow;
+        self.shared
+            .learn(|catalog, _| catalog.learn_workflow::<W>());
         ChildCall::child(self.clone(), workflow_id.into(), &input)
     }
 
@@ -444,6 +470,8 @@ impl WorkflowContext {
     /// # }
     /// ```
     pub fn set_state<T: Payload>(&self, key: &str, value: &T) -> Result<(), WorkflowError> {
+        self.shared
+            .learn(|catalog, workflow| catalog.learn_state::<T>(workflow, key));
         let bytes = self.shared.codec.encode(value);
         let mut machine = self.shared.machine();
         match bytes {
@@ -546,6 +574,8 @@ impl WorkflowContext {
     /// (see [`Engine::signal`](crate::Engine::signal)). Signals are delivered in the order they were
     /// sent, each exactly once; add [`.timeout(..)`](SignalWait::timeout) to stop waiting.
     pub fn signal<T: Payload>(&self, name: &str) -> SignalWait<T> {
+        self.shared
+            .learn(|catalog, workflow| catalog.learn_signal::<T>(workflow, name));
         SignalWait::new(self.clone(), name.to_string())
     }
 

@@ -29,6 +29,9 @@ pub(crate) struct ActivityTask {
     pub(crate) codec: Codec,
     pub(crate) driver: mpsc::UnboundedSender<DriverMsg>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Raised when the run is paused: no further attempt starts (the step is left, like at shutdown,
+    /// with its failed attempts and next due time journaled).
+    pub(crate) halt: watch::Receiver<bool>,
     pub(crate) cancellation: CancellationFlag,
     /// The run this step belongs to: its writes are fenced to it.
     pub(crate) run_no: i64,
@@ -101,7 +104,7 @@ impl ActivityTask {
         }
         loop {
             attempt += 1;
-            if *self.shutdown.borrow() || self.cancellation.is_raised() {
+            if self.halted() || self.cancellation.is_raised() {
                 return self.stopped();
             }
             if !self.lease_usable().await {
@@ -265,9 +268,14 @@ impl ActivityTask {
         }
     }
 
-    /// Sleeps for `wait`; `false` if the engine began shutting down meanwhile.
+    /// Whether the engine is shutting down or the run was paused: no further attempt starts.
+    fn halted(&self) -> bool {
+        *self.shutdown.borrow() || *self.halt.borrow()
+    }
+
+    /// Sleeps for `wait`; `false` if the engine began shutting down or the run was paused meanwhile.
     async fn wait(&mut self, wait: std::time::Duration) -> bool {
-        if *self.shutdown.borrow() || self.cancellation.is_raised() {
+        if self.halted() || self.cancellation.is_raised() {
             return false;
         }
         let cancellation = self.cancellation.clone();
@@ -276,6 +284,7 @@ impl ActivityTask {
         tokio::select! {
             biased;
             _ = self.shutdown.changed() => false,
+            _ = self.halt.changed() => false,
             _ = cancellation.raised() => false,
             _ = tokio::time::sleep(wait) => true,
         }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::registry::ErasedWorkflow;
 use super::{Engine, EngineSettings};
 use crate::codec::{Codec, DEFAULT_PAYLOAD_LIMIT};
-use crate::definition::{Registrable, RegistrationKind};
+use crate::definition::{Payload, Registrable, RegistrationKind, Workflow};
 use crate::error::Error;
+use crate::inspect::Catalog;
 use crate::retry::RetryPolicy;
 use crate::store::sqlite::{Durability, SqliteOptions};
 use crate::store::{SqliteStore, Store};
@@ -43,6 +44,7 @@ pub struct EngineBuilder {
     store: Option<StoreChoice>,
     workflows: HashMap<&'static str, ErasedWorkflow>,
     activities: Vec<&'static str>,
+    catalog: Arc<Catalog>,
     duplicates: Vec<&'static str>,
     payload_limit: usize,
     busy_timeout: Duration,
@@ -58,6 +60,8 @@ pub struct EngineBuilder {
     node: Option<String>,
     lease: Duration,
     panic_retry: RetryPolicy,
+    #[cfg(feature = "admin")]
+    admin: Option<crate::admin::AdminConfig>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -91,6 +95,9 @@ impl EngineBuilder {
             node: None,
             lease: Duration::from_secs(10),
             panic_retry: default_panic_retry(),
+            #[cfg(feature = "admin")]
+            admin: None,
+            catalog: Arc::default(),
         }
     }
 
@@ -122,12 +129,57 @@ impl EngineBuilder {
             self.duplicates.push(registration.name);
             return self;
         }
+        (registration.teach)(&self.catalog);
         match registration.kind {
             RegistrationKind::Workflow(workflow) => {
                 self.workflows.insert(registration.name, workflow);
             }
             RegistrationKind::Activity => self.activities.push(registration.name),
         }
+        self
+    }
+
+    /// Declares the payload type of signal `name` of workflow `workflow`, so
+    /// [`Engine::describe`](crate::Engine::describe) shows its payloads as JSON and
+    /// [`Engine::signal_json`](crate::Engine::signal_json) accepts JSON for it before any run of the
+    /// workflow waited for it in this process (a `ctx.signal::<T>(name)` teaches it too).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn approval(ctx: WorkflowContext, _id: u64) -> Result<bool, WorkflowError> {
+    ///     ctx.signal::<bool>("approve").await
+    /// }
+    ///
+    /// let engine = Engine::builder()
+    ///     .in_memory()
+    ///     .register(approval)
+    ///     .signal_type::<_, bool>(approval, "approve")
+    ///     .start()
+    ///     .await?;
+    /// let run = engine.start(approval, "a-1", 1).await?;
+    /// engine.signal_json("a-1", "approve", serde_json::json!(true)).await?;
+    /// assert!(run.result().await?);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn signal_type<W: Workflow, T: Payload>(self, workflow: W, name: &str) -> Self {
+        let _ = workflow;
+        self.catalog.learn_signal::<T>(W::NAME, name);
+        self
+    }
+
+    /// Declares the type of the value workflow `workflow` publishes under `key` (see
+    /// [`WorkflowContext::set_state`](crate::WorkflowContext::set_state)), for
+    /// [`Engine::describe`](crate::Engine::describe); a `ctx.set_state` in this process teaches it
+    /// too.
+    pub fn state_type<W: Workflow, T: Payload>(self, workflow: W, key: &str) -> Self {
+        let _ = workflow;
+        self.catalog.learn_state::<T>(W::NAME, key);
         self
     }
 
@@ -290,6 +342,34 @@ impl EngineBuilder {
         self
     }
 
+    /// Serves the embedded admin HTTP API (cargo feature `admin`) from this engine, on the runtime
+    /// that calls [`start`](EngineBuilder::start), until [`Engine::shutdown`]: list and search runs,
+    /// inspect them, signal, cancel and repair them, watch them live. Off unless called. `start` fails
+    /// with [`Error::Config`] when the address cannot be bound, or is not loopback and no token is
+    /// configured. See [`admin`](crate::admin) and `docs/operations.md`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::{Engine, Error};
+    /// use orchestrator::admin::AdminConfig;
+    ///
+    /// // Reachable from other machines only with a token.
+    /// let open = Engine::builder()
+    ///     .in_memory()
+    ///     .admin(AdminConfig::builder().bind(([0, 0, 0, 0], 0)).build())
+    ///     .start()
+    ///     .await;
+    /// assert!(matches!(open, Err(Error::Config { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "admin")]
+    pub fn admin(mut self, config: crate::admin::AdminConfig) -> Self {
+        self.admin = Some(config);
+        self
+    }
+
     /// Opens the store and returns the engine; every unfinished run is resumed from its journal in
     /// the background (see [`Engine::recovered`]), so this returns promptly however many runs wait.
     pub async fn start(self) -> Result<Engine, Error> {
@@ -312,6 +392,12 @@ impl EngineBuilder {
                 ),
             });
         }
+        // Bound before the store is opened: a refused configuration or a taken port changes nothing.
+        #[cfg(feature = "admin")]
+        let admin = match self.admin {
+            Some(config) => Some(crate::admin::bind(config).await?),
+            None => None,
+        };
         let mut own_store = None;
         let store: Arc<dyn Store> = match self.store {
             None => {
@@ -361,6 +447,7 @@ impl EngineBuilder {
             ),
             lease: self.lease,
             panic_retry: self.panic_retry,
+            catalog: self.catalog,
         };
         // One engine per journal in this process (SQLite): a second one would drive the same runs.
         let claim = store.claim_engine()?;
@@ -375,6 +462,13 @@ impl EngineBuilder {
             engine.unpark_registered().await?;
             engine.start_wakeups();
             engine.start_recovery();
+        }
+        #[cfg(feature = "admin")]
+        if let Some(listener) = admin
+            && let Err(error) = engine.serve_admin(listener)
+        {
+            engine.shutdown().await;
+            return Err(error);
         }
         Ok(engine)
     }

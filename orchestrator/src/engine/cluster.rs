@@ -4,7 +4,8 @@
 //! tick (a quarter of the lease, at most 250 ms) the node renews the leases it holds (a run missing
 //! from the answer was taken over: its driver stops), claims runs that have no live owner — new ones
 //! started elsewhere, and those of nodes that died or paused past their lease — and forwards the
-//! signals and cancellations other nodes recorded for its runs. Every journal write carries the lease
+//! signals, cancellations and operator pauses other nodes recorded for its runs (a paused run is
+//! never claimed; its holder's driver lets in-flight attempts finish and gives it back). Every journal write carries the lease
 //! epoch, so a node that lost a run can no longer write to it. Each successful renewal also moves
 //! the run's local lease deadline (see [`lease`](super::lease)); a run missing from the answer has its
 //! lease revoked at once, so nothing more starts for it here.
@@ -165,6 +166,16 @@ impl Engine {
             }
             Err(error) => tracing::warn!(%error, "could not read cancellations"),
         }
+        // 4. Pauses recorded (by any node) on runs this node holds: their drivers wind down.
+        match leases.owned_pauses(&node).await {
+            Ok(paused) => {
+                for id in paused {
+                    self.inner.runs.halt(&id);
+                    self.inner.runs.send(&id, DriverMsg::Pause);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read pauses"),
+        }
     }
 
     /// Of the runs held under `before`'s epochs, those missing from the store's renewal answer `held`
@@ -185,7 +196,9 @@ impl Engine {
             return;
         };
         let resumed = match self.inner.store.run(&id).await {
-            Ok(Some(run)) if run.state == crate::store::RunState::Running => self.resume(run).await,
+            Ok(Some(run)) if run.state == crate::store::RunState::Running => {
+                self.load_journal_and_drive(run).await
+            }
             Ok(Some(run)) if run.state == crate::store::RunState::Parked => {
                 // A parked run waits for an operator, not a node: give its lease back.
                 self.release_lease(&id).await;

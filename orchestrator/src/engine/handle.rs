@@ -7,7 +7,7 @@ use crate::codec::Codec;
 use crate::definition::Payload;
 use crate::error::{Error, ParkReason, WorkflowError};
 use crate::journal::{decode_park_reason, decode_workflow_error};
-use crate::store::{RunRecord, RunState};
+use crate::store::{PauseInfo, RunRecord, RunState};
 
 /// Where a run stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,17 +26,38 @@ pub enum RunStatus {
     Cancelled(WorkflowError),
     /// Failed, and then a compensation failed too: the rollback is incomplete and needs an operator.
     CompensationFailed(WorkflowError),
+    /// Unfinished, and paused by an operator (see [`Engine::pause`]): it starts no new step or
+    /// attempt until [`Engine::resume`]. (A parked run that is also paused reports `Parked`; its
+    /// pause is on [`RunRecord::paused`].)
+    Paused(PauseInfo),
+    /// Ended at once by an operator, without compensations (see [`Engine::terminate`]).
+    Terminated(Termination),
+}
+
+/// Who terminated a run, why and when: the stored outcome of a [`RunStatus::Terminated`] run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Termination {
+    /// The operator (as given to [`Engine::terminate`]).
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
 }
 
 impl RunStatus {
     pub(crate) fn from_record(run: &RunRecord, codec: Codec) -> Result<Self, Error> {
         Ok(match run.state {
-            RunState::Running => RunStatus::Running,
+            RunState::Running => match &run.paused {
+                Some(pause) => RunStatus::Paused(pause.clone()),
+                None => RunStatus::Running,
+            },
             RunState::Completed => RunStatus::Completed,
             RunState::Failed => RunStatus::Failed(run_error(run, codec)?),
             RunState::Parked => RunStatus::Parked(park_reason(run, codec)?),
             RunState::Cancelled => RunStatus::Cancelled(run_error(run, codec)?),
             RunState::CompensationFailed => RunStatus::CompensationFailed(run_error(run, codec)?),
+            RunState::Terminated => RunStatus::Terminated(termination(run, codec)?),
         })
     }
 }
@@ -49,6 +70,11 @@ fn run_error(run: &RunRecord, codec: Codec) -> Result<WorkflowError, Error> {
 /// Why a parked run was parked, from its `error` column.
 fn park_reason(run: &RunRecord, codec: Codec) -> Result<ParkReason, Error> {
     Ok(decode_park_reason(&codec, error_column(run)?)?)
+}
+
+/// Who terminated a run and why, from its `error` column.
+fn termination(run: &RunRecord, codec: Codec) -> Result<Termination, Error> {
+    Ok(codec.decode(error_column(run)?)?)
 }
 
 fn error_column(run: &RunRecord) -> Result<&[u8], Error> {
@@ -139,6 +165,23 @@ impl<T> RunHandle<T> {
     pub async fn cancel(&self, reason: &str) -> Result<(), Error> {
         self.engine.cancel(&self.workflow_id, reason).await
     }
+
+    /// Pauses this run; see [`Engine::pause`].
+    pub async fn pause(&self, actor: &str, reason: &str) -> Result<(), Error> {
+        self.engine.pause(&self.workflow_id, actor, reason).await
+    }
+
+    /// Resumes this paused run; see [`Engine::resume`].
+    pub async fn resume(&self, actor: &str) -> Result<(), Error> {
+        self.engine.resume(&self.workflow_id, actor).await
+    }
+
+    /// Terminates this run at once, without compensations; see [`Engine::terminate`].
+    pub async fn terminate(&self, actor: &str, reason: &str) -> Result<(), Error> {
+        self.engine
+            .terminate(&self.workflow_id, actor, reason)
+            .await
+    }
 }
 
 impl<T: Payload> RunHandle<T> {
@@ -193,6 +236,14 @@ impl<T: Payload> RunHandle<T> {
                     return Err(Error::RunParked {
                         workflow_id: self.workflow_id.clone(),
                         reason: park_reason(&run, codec)?,
+                    });
+                }
+                RunState::Terminated => {
+                    let termination = termination(&run, codec)?;
+                    return Err(Error::RunTerminated {
+                        workflow_id: self.workflow_id.clone(),
+                        actor: termination.actor,
+                        reason: termination.reason,
                     });
                 }
                 _ => {}

@@ -65,11 +65,12 @@ impl Engine {
             cancel_reason: None,
             deadline_ms: run.deadline_ms,
             execution_timeout_ms: run.execution_timeout_ms,
+            paused: None,
         };
         let epoch = run.owner.as_ref().map(|lease| lease.epoch);
         // Register the run's channel first: whatever is sent to it once its row exists reaches it.
         let channel = self.preregister(&id);
-        let sender = channel.as_ref().map(|(tx, _)| tx.clone());
+        let sender = channel.as_ref().map(|channel| channel.tx.clone());
         // The run's first poll happens now, before its row exists: what it records and the starts of
         // the attempts it asks for are written with the row (one commit for both); the work it asks
         // for starts once the row exists.
@@ -187,16 +188,15 @@ impl Engine {
         channel: Option<Channel>,
     ) -> Result<(), Error> {
         let settings = &self.inner.settings;
-        let shared = Arc::new(RunShared::new(
-            id.clone(),
-            settings.codec,
-            ReplayMachine::new(history),
-        ));
+        let shared = Arc::new(
+            RunShared::new(id.clone(), settings.codec, ReplayMachine::new(history))
+                .with_catalog(settings.catalog.clone(), workflow.name),
+        );
         let future = match workflow.start(shared.clone(), &run.input) {
             Ok(future) => future,
             Err(error) => {
                 if let Some(channel) = &channel {
-                    self.inner.runs.withdraw(&id, &channel.0);
+                    self.inner.runs.withdraw(&id, &channel.tx);
                 }
                 return self
                     .park_stored(&id, &undecodable_input(&workflow, &error))
@@ -228,11 +228,15 @@ impl Engine {
         run: &RunRecord,
         channel: Channel,
     ) -> Result<Driver, Channel> {
-        let shared = Arc::new(RunShared::new(
-            id.clone(),
-            self.inner.settings.codec,
-            ReplayMachine::new(History::default()),
-        ));
+        let settings = &self.inner.settings;
+        let shared = Arc::new(
+            RunShared::new(
+                id.clone(),
+                settings.codec,
+                ReplayMachine::new(History::default()),
+            )
+            .with_catalog(settings.catalog.clone(), workflow.name),
+        );
         match workflow.start(shared.clone(), &run.input) {
             Ok(future) => Ok(self.driver(id, shared, future, run, channel, true)),
             Err(_) => Err(channel),
@@ -246,7 +250,7 @@ impl Engine {
         shared: Arc<RunShared>,
         future: WorkflowFuture,
         run: &RunRecord,
-        (tx, rx): Channel,
+        Channel { tx, rx, halt }: Channel,
         fresh: bool,
     ) -> Driver {
         let settings = &self.inner.settings;
@@ -263,6 +267,7 @@ impl Engine {
             engine: EngineLink::new(&self.inner),
             tx,
             rx,
+            halt,
             shutdown: self.inner.shutdown.subscribe(),
             shutdown_grace: settings.shutdown_grace,
             cancel_reason: run.cancel_reason.clone(),

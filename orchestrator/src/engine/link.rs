@@ -103,6 +103,16 @@ impl EngineLink {
             let outcome = match run.state {
                 RunState::Completed => Some(Ok(run.output.unwrap_or_default())),
                 RunState::Running | RunState::Parked => None,
+                RunState::Terminated => {
+                    let termination = run
+                        .error
+                        .as_deref()
+                        .and_then(|bytes| codec.decode::<super::Termination>(bytes).ok());
+                    Some(Err(WorkflowError::failed(match termination {
+                        Some(t) => format!("terminated by {}: {}", t.actor, t.reason),
+                        None => "terminated by an operator".to_string(),
+                    })))
+                }
                 _ => Some(Err(run
                     .error
                     .as_deref()

@@ -3,12 +3,14 @@
 
 mod activity_task;
 mod builder;
+mod bulk;
 mod cluster;
 mod driver;
 mod handle;
 mod launch;
 mod lease;
 mod link;
+mod operator;
 mod recovery;
 mod registry;
 mod repair;
@@ -19,7 +21,8 @@ mod wakeups;
 
 pub(crate) use activity_task::panic_message;
 pub use builder::EngineBuilder;
-pub use handle::{AnyOutput, RunHandle, RunStatus};
+pub use bulk::{BulkAction, BulkOptions, BulkProblem, BulkProgress, BulkReport};
+pub use handle::{AnyOutput, RunHandle, RunStatus, Termination};
 pub(crate) use link::EngineLink;
 pub(crate) use registry::ErasedWorkflow;
 pub use repair::Fork;
@@ -69,11 +72,13 @@ pub(crate) enum DriverExitView {
     Stopped(Option<String>),
 }
 
-/// A driver's message channel.
-pub(crate) type Channel = (
-    mpsc::UnboundedSender<DriverMsg>,
-    mpsc::UnboundedReceiver<DriverMsg>,
-);
+/// What a driver is reached through: its message channel, and its halt flag (raised by an operator's
+/// pause, so the driver starts nothing more even before it reads the pause message).
+pub(crate) struct Channel {
+    pub(crate) tx: mpsc::UnboundedSender<DriverMsg>,
+    pub(crate) rx: mpsc::UnboundedReceiver<DriverMsg>,
+    pub(crate) halt: Arc<watch::Sender<bool>>,
+}
 
 /// Tunables fixed at build time.
 #[derive(Debug, Clone)]
@@ -90,6 +95,8 @@ pub(crate) struct EngineSettings {
     pub(crate) lease: Duration,
     /// How a run whose workflow code panics is replayed again before it is parked.
     pub(crate) panic_retry: crate::retry::RetryPolicy,
+    /// The payload types known to this engine, for inspection (see `inspect/catalog.rs`).
+    pub(crate) catalog: Arc<crate::inspect::Catalog>,
 }
 
 /// The durable execution engine.
@@ -137,6 +144,20 @@ pub(crate) struct EngineInner {
     shutting_down: AtomicBool,
     active: AtomicUsize,
     idle: Notify,
+    /// The embedded admin HTTP API, when configured; stopped by `shutdown`.
+    #[cfg(feature = "admin")]
+    admin: Mutex<Option<crate::admin::AdminServer>>,
+}
+
+/// A handle on an engine that does not keep it alive (for services it owns, such as the admin API).
+#[derive(Clone)]
+pub(crate) struct WeakEngine(std::sync::Weak<EngineInner>);
+
+impl WeakEngine {
+    /// The engine, unless every handle to it is gone.
+    pub(crate) fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,8 +196,37 @@ impl Engine {
                 shutting_down: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
+                #[cfg(feature = "admin")]
+                admin: Mutex::new(None),
             }),
         }
+    }
+
+    /// A handle that does not keep the engine alive.
+    pub(crate) fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
+    }
+
+    /// Whether every run unfinished at start has been resumed (see [`Engine::recovered`]).
+    pub(crate) fn is_recovered(&self) -> bool {
+        *self.inner.recovered.borrow()
+    }
+
+    /// Serves the admin API for this engine from now on.
+    #[cfg(feature = "admin")]
+    fn serve_admin(&self, listener: crate::admin::AdminListener) -> Result<(), Error> {
+        let server = crate::admin::AdminServer::serve(listener, self)?;
+        *lock(&self.inner.admin) = Some(server);
+        Ok(())
+    }
+
+    /// The address the embedded admin HTTP API listens on (useful with port 0), or `None` when it is
+    /// not configured or the engine has shut down. See [`EngineBuilder::admin`].
+    #[cfg(feature = "admin")]
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        lock(&self.inner.admin)
+            .as_ref()
+            .map(crate::admin::AdminServer::addr)
     }
 
     /// The store this engine journals to.
@@ -186,6 +236,17 @@ impl Engine {
 
     pub(crate) fn codec(&self) -> Codec {
         self.inner.settings.codec
+    }
+
+    /// The names of the registered workflow types, sorted.
+    pub(crate) fn workflow_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.inner.workflows.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub(crate) fn catalog(&self) -> &crate::inspect::Catalog {
+        &self.inner.settings.catalog
     }
 
     pub(crate) fn workflow(&self, name: &str) -> Option<ErasedWorkflow> {
@@ -376,7 +437,7 @@ impl Engine {
         Ok(RunHandle::new(self.clone(), workflow_id))
     }
 
-    async fn run_record(&self, workflow_id: &str) -> Result<RunRecord, Error> {
+    pub(crate) async fn run_record(&self, workflow_id: &str) -> Result<RunRecord, Error> {
         self.inner
             .store
             .run(workflow_id)
@@ -406,6 +467,16 @@ impl Engine {
         crate::limits::check_workflow_id(workflow_id)?;
         crate::limits::check_signal_name(name)?;
         let payload = self.codec().encode(&payload)?;
+        self.signal_encoded(workflow_id, name, payload).await
+    }
+
+    /// [`Engine::signal`] with an already encoded payload (ids and name checked by the caller).
+    pub(crate) async fn signal_encoded(
+        &self,
+        workflow_id: &str,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), Error> {
         match self
             .inner
             .store
@@ -626,6 +697,14 @@ impl Engine {
     /// # }
     /// ```
     pub async fn shutdown(&self) {
+        #[cfg(feature = "admin")]
+        {
+            // First, so no action arrives while the runs stop (requests in flight finish).
+            let admin = lock(&self.inner.admin).take();
+            if let Some(admin) = admin {
+                admin.stop().await;
+            }
+        }
         self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.send_replace(true);
         let grace = self.inner.settings.shutdown_grace + Duration::from_secs(1);

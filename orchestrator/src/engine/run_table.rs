@@ -31,6 +31,8 @@ struct Slot {
     /// The channel of the run's driver, while one is resident (or about to be: see
     /// [`RunTable::register_driver`]).
     driver: Option<mpsc::UnboundedSender<DriverMsg>>,
+    /// The driver's halt flag (set with `driver`, cleared with it).
+    halt: Option<Arc<watch::Sender<bool>>>,
     /// A load of the run from the store is in flight.
     loading: bool,
     /// What waiters of the run follow.
@@ -113,8 +115,10 @@ impl RunTable {
                 return None;
             }
             let (tx, rx) = mpsc::unbounded_channel();
+            let halt = Arc::new(watch::channel(false).0);
             slot.driver = Some(tx.clone());
-            Some((tx, rx))
+            slot.halt = Some(halt.clone());
+            Some(Channel { tx, rx, halt })
         })
     }
 
@@ -127,6 +131,7 @@ impl RunTable {
                 .is_some_and(|registered| registered.same_channel(channel));
             if ours {
                 slot.driver = None;
+                slot.halt = None;
             }
             ours
         })
@@ -134,7 +139,10 @@ impl RunTable {
 
     /// Removes the driver channel of `id`, whatever it is (its driver ended).
     pub(crate) fn remove_driver(&self, id: &str) {
-        self.update(id, |slot| slot.driver = None);
+        self.update(id, |slot| {
+            slot.driver = None;
+            slot.halt = None;
+        });
     }
 
     /// Removes the channel of an idle driver unless a message is waiting for it. `true` if the
@@ -145,6 +153,7 @@ impl RunTable {
                 return false;
             }
             slot.driver = None;
+            slot.halt = None;
             true
         })
     }
@@ -155,6 +164,16 @@ impl RunTable {
         self.read(id, |slot| {
             slot.and_then(|slot| slot.driver.as_ref())
                 .is_some_and(|driver| driver.send(message).is_ok())
+        })
+    }
+
+    /// Raises the halt flag of the run's resident driver (an operator paused it): it starts nothing
+    /// more. `false` if no driver is resident.
+    pub(crate) fn halt(&self, id: &str) -> bool {
+        self.read(id, |slot| {
+            slot.and_then(|slot| slot.halt.as_ref())
+                .map(|halt| halt.send_replace(true))
+                .is_some()
         })
     }
 
@@ -318,21 +337,24 @@ mod tests {
         let table = RunTable::default();
         let load = table.begin_load("a").expect("first load");
         assert!(table.begin_load("a").is_none(), "a second load waits");
-        let (tx, _rx) = table.register_driver("a").expect("first driver");
+        let channel = table.register_driver("a").expect("first driver");
         assert!(table.register_driver("a").is_none(), "one driver per run");
         table.end_load("a", load);
         assert!(
             table.begin_load("a").is_none(),
             "a resident run is not loaded"
         );
-        assert!(table.withdraw("a", &tx));
+        assert!(table.halt("a"));
+        assert!(*channel.halt.borrow(), "the driver's flag is raised");
+        assert!(table.withdraw("a", &channel.tx));
+        assert!(!table.halt("a"), "no driver, nothing to halt");
         assert_eq!(table.len(), 0, "an empty slot is dropped");
     }
 
     #[test]
     fn a_message_reaches_the_driver_or_finds_it_gone() {
         let table = RunTable::default();
-        let (_tx, mut rx) = table.register_driver("a").expect("driver");
+        let Channel { mut rx, .. } = table.register_driver("a").expect("driver");
         assert!(table.send("a", DriverMsg::Deadline));
         assert!(!table.release_idle("a", &rx), "a queued message keeps it");
         assert!(matches!(rx.try_recv(), Ok(DriverMsg::Deadline)));

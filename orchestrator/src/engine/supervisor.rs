@@ -25,7 +25,7 @@ impl Engine {
     /// that run).
     pub(super) async fn resume_or_park(&self, run: RunRecord) -> Result<(), Error> {
         let id = run.workflow_id.clone();
-        match self.resume(run).await {
+        match self.load_journal_and_drive(run).await {
             Err(Error::Store(error @ crate::store::StoreError::MalformedRow { .. })) => {
                 let reason = ParkReason::CorruptJournal {
                     message: error.to_string(),
@@ -37,8 +37,15 @@ impl Engine {
     }
 
     /// Loads a run's journal and drives it.
-    pub(super) async fn resume(&self, run: RunRecord) -> Result<(), Error> {
+    pub(super) async fn load_journal_and_drive(&self, run: RunRecord) -> Result<(), Error> {
         let id: Arc<str> = Arc::from(run.workflow_id.as_str());
+        if run.paused.is_some() {
+            // Paused by an operator: it stays out of memory (and, with leases, unheld) until resumed.
+            if self.lease_mode() {
+                self.release_lease(&id).await;
+            }
+            return Ok(());
+        }
         let Some(workflow) = self.workflow(&run.workflow_name) else {
             tracing::error!(workflow_id = %id, workflow = %run.workflow_name, "journal names an unregistered workflow type");
             if run.state == RunState::Running {
@@ -71,6 +78,7 @@ impl Engine {
         park.status = Some(StatusChange::Park {
             reason: crate::journal::encode_park_reason(&self.codec(), reason)?,
         });
+        park.error_text = Some(super::driver::searchable(reason));
         park.fence = self.fence_for(id);
         self.inner.store.commit(park).await?;
         Ok(())
@@ -116,6 +124,14 @@ impl Engine {
                     .publish(&id, Phase::Ended(DriverExitView::Stopped(None)));
             }
             DriverExit::StoreFailed { message, retryable } => {
+                // A write refused because the run finished meanwhile (an operator terminated it):
+                // nothing to revive.
+                if let Ok(Some(run)) = self.inner.store.run(&id).await
+                    && run.state.is_finished()
+                {
+                    self.settle(&id, None);
+                    return;
+                }
                 if !retryable {
                     // Waiters learn of it (a typed error); the engine keeps trying meanwhile.
                     self.inner
@@ -130,8 +146,21 @@ impl Engine {
             DriverExit::Finished { output } => {
                 self.settle(&id, output.map(Arc::new));
             }
-            DriverExit::Parked => {
+            DriverExit::Parked | DriverExit::Terminated => {
                 self.settle(&id, None);
+            }
+            DriverExit::Paused => {
+                // Its waiters re-read the store (still unfinished) and wait for it to be driven
+                // again. With leases the run is given back (claims skip it while it is paused);
+                // without, it is loaded again at once in case it was resumed meanwhile (the load
+                // skips it if it is still paused).
+                tracing::info!(workflow_id = %id, "paused run left memory");
+                self.inner.runs.release_waiters(&id);
+                if self.lease_mode() {
+                    self.release_lease(&id).await;
+                } else {
+                    self.wake(&id);
+                }
             }
         }
     }

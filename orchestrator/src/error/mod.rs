@@ -111,6 +111,17 @@ pub enum Error {
         /// The journal error.
         reason: String,
     },
+    /// An operator terminated the run (see [`Engine::terminate`](crate::Engine::terminate)): it
+    /// ended at once, without compensations.
+    #[error("workflow `{}` was terminated by {actor}: {reason}", crate::limits::IdDisplay(.workflow_id))]
+    RunTerminated {
+        /// The run's workflow id.
+        workflow_id: String,
+        /// Who terminated it.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
     /// The engine is shutting down and takes no new work.
     #[error("the engine is shutting down")]
     ShuttingDown,
@@ -144,6 +155,22 @@ pub enum Error {
         action: &'static str,
         /// Why it does not apply, and what to do instead.
         reason: String,
+    },
+    /// A payload's type is not in the engine's type catalog, so JSON cannot be turned into it (see
+    /// [`Engine::signal_json`](crate::Engine::signal_json)): register the workflow or activity, or
+    /// declare the type on the builder.
+    #[error("the type of {what} is not known to this engine; declare it on the builder")]
+    UnknownPayloadType {
+        /// Which payload (e.g. "signal `approval` of workflow `checkout`").
+        what: String,
+    },
+    /// JSON given for a payload does not match its type.
+    #[error("invalid JSON for {what}: {message}")]
+    InvalidJson {
+        /// Which payload.
+        what: String,
+        /// Why it does not match.
+        message: String,
     },
 }
 

@@ -80,6 +80,27 @@ pub(crate) fn encode_event(codec: &Codec, event: &Event) -> Result<NewEvent, Cod
     })
 }
 
+/// Decodes one stored event, checking it against its row's kind and step.
+pub(crate) fn decode_event(codec: &Codec, row: &StoredEvent) -> Result<EventBody, ParkReason> {
+    let body = wire::decode_body(&framing(codec), &row.payload).map_err(|error| {
+        ParkReason::CorruptJournal {
+            message: format!("event #{} (step {}): {error}", row.seq, row.step),
+        }
+    })?;
+    if body.kind() != row.kind || (row.step == 0) != body.is_run_level() {
+        return Err(ParkReason::CorruptJournal {
+            message: format!(
+                "event #{} claims kind {} at step {} but holds a kind {} event",
+                row.seq,
+                row.kind,
+                row.step,
+                body.kind()
+            ),
+        });
+    }
+    Ok(body)
+}
+
 /// Decodes stored events into a history, or says why the journal cannot be trusted.
 pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<History, ParkReason> {
     History::new(decode_events(codec, rows)?)
@@ -87,28 +108,11 @@ pub(crate) fn decode_history(codec: &Codec, rows: &[StoredEvent]) -> Result<Hist
 
 /// Decodes stored events, in order (one event per row), or says why the journal cannot be trusted.
 pub(crate) fn decode_events(codec: &Codec, rows: &[StoredEvent]) -> Result<Vec<Event>, ParkReason> {
-    let framing = framing(codec);
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let body = wire::decode_body(&framing, &row.payload).map_err(|error| {
-            ParkReason::CorruptJournal {
-                message: format!("event #{} (step {}): {error}", row.seq, row.step),
-            }
-        })?;
-        if body.kind() != row.kind || (row.step == 0) != body.is_run_level() {
-            return Err(ParkReason::CorruptJournal {
-                message: format!(
-                    "event #{} claims kind {} at step {} but holds a kind {} event",
-                    row.seq,
-                    row.kind,
-                    row.step,
-                    body.kind()
-                ),
-            });
-        }
         events.push(Event {
             step: row.step,
-            body,
+            body: decode_event(codec, row)?,
         });
     }
     Ok(events)

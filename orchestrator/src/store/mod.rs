@@ -17,8 +17,9 @@ pub use error::{AccessProblem, StoreError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, NewEvent, NewRun, RunPage,
-    RunQuery, RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, LeaseHolder, NewEvent, NewRun,
+    OperatorChange, OperatorOutcome, OperatorWrite, PauseInfo, RunPage, RunQuery, RunRecord,
+    RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
 };
 pub use repair::{ForkRun, Rewind, RewindOutcome};
 pub use sqlite::{Durability, IntegrityCheck, SqliteExecution, SqliteOptions, SqliteStore};
@@ -65,6 +66,11 @@ pub trait Store: Send + Sync + 'static {
         workflow_id: &str,
         reason: &str,
     ) -> Result<CancelOutcome, StoreError>;
+
+    /// Applies an operator action (pause, resume, terminate) to a run and appends its audit event, in
+    /// one transaction, unless the action does not apply (see [`OperatorOutcome`]): then nothing is
+    /// written.
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError>;
 
     /// The value a run published under `key`.
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -198,4 +204,15 @@ pub trait LeaseStore: Send + Sync {
 
     /// Running runs `node` owns that have a cancellation request: `(workflow_id, reason)`.
     async fn owned_cancellations(&self, node: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Unfinished runs `node` owns that an operator paused (their drivers must let in-flight
+    /// attempts finish and give the run back). [`LeaseStore::claim_runs`] never claims a paused run.
+    async fn owned_pauses(&self, node: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The node holding the run's lease, its epoch and expiry (expired or not); `None` when the run
+    /// does not exist or has no owner. For inspection only: never a basis for writing.
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let _ = workflow_id;
+        Ok(None)
+    }
 }

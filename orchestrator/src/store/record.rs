@@ -1,7 +1,8 @@
 //! The rows a [`Store`](super::Store) reads and writes.
 
-/// The lifecycle state of a run as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The lifecycle state of a run as stored (serialized in snake_case: `"running"`, `"completed"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RunState {
     /// Started and not finished.
@@ -17,6 +18,8 @@ pub enum RunState {
     Cancelled,
     /// Failed, and a compensation failed too: the rollback is incomplete.
     CompensationFailed,
+    /// Ended at once by an operator, without compensations (see `Engine::terminate`).
+    Terminated,
 }
 
 impl RunState {
@@ -29,6 +32,7 @@ impl RunState {
             RunState::Parked => 3,
             RunState::Cancelled => 4,
             RunState::CompensationFailed => 5,
+            RunState::Terminated => 6,
         }
     }
 
@@ -41,11 +45,13 @@ impl RunState {
             3 => Some(RunState::Parked),
             4 => Some(RunState::Cancelled),
             5 => Some(RunState::CompensationFailed),
+            6 => Some(RunState::Terminated),
             _ => None,
         }
     }
 
-    /// Whether the run has finished for good (completed, failed, cancelled, compensation failed).
+    /// Whether the run has finished for good (completed, failed, cancelled, compensation failed,
+    /// terminated).
     pub fn is_finished(self) -> bool {
         !matches!(self, RunState::Running | RunState::Parked)
     }
@@ -86,6 +92,30 @@ pub struct Lease {
     pub epoch: i64,
     /// How long the lease lasts without renewal, in milliseconds.
     pub duration_ms: i64,
+}
+
+/// Who holds a run's lease, as read for inspection (see
+/// [`LeaseStore::lease_holder`](super::LeaseStore::lease_holder)).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct LeaseHolder {
+    /// The owning node's id.
+    pub node: String,
+    /// The lease epoch.
+    pub epoch: i64,
+    /// When the lease runs out without renewal (ms since the Unix epoch); `None` if never set.
+    pub expires_at_ms: Option<i64>,
+}
+
+impl LeaseHolder {
+    /// A holder record (for [`LeaseStore`](super::LeaseStore) implementations).
+    pub fn new(node: impl Into<String>, epoch: i64, expires_at_ms: Option<i64>) -> Self {
+        LeaseHolder {
+            node: node.into(),
+            epoch,
+            expires_at_ms,
+        }
+    }
 }
 
 /// A run claimed (or still held) by a node.
@@ -135,6 +165,66 @@ pub struct RunRecord {
     pub created_at_ms: i64,
     /// When the run's row last changed (ms since the Unix epoch).
     pub updated_at_ms: i64,
+    /// Set while an operator has the run paused (see `Engine::pause`).
+    pub paused: Option<PauseInfo>,
+}
+
+/// Who paused a run, why and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PauseInfo {
+    /// The operator (as given to `Engine::pause`).
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
+}
+
+/// An operator action on a run, applied by [`Store::operate`](super::Store::operate) in one
+/// transaction together with its audit event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorWrite {
+    /// The run.
+    pub workflow_id: String,
+    /// What changes on the run's row.
+    pub change: OperatorChange,
+    /// The encoded audit event (an `Operator` event at step 0) appended to the run's history.
+    pub audit: NewEvent,
+}
+
+/// What an operator action changes on a run's row.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum OperatorChange {
+    /// Marks an unfinished run paused (nothing is written if it is paused already).
+    Pause(PauseInfo),
+    /// Clears the pause of a paused, unfinished run.
+    Resume,
+    /// Ends an unfinished run (running or parked, paused or not) in [`RunState::Terminated`] with
+    /// this encoded termination as its error: its wake-ups are removed, its pause cleared and, with
+    /// leases, its owner too (so the old holder's later writes are rejected as stale).
+    Terminate {
+        /// The encoded termination (who and why).
+        error: Vec<u8>,
+        /// Its searchable text (stored like [`Commit::error_text`]).
+        text: String,
+    },
+}
+
+/// What [`Store::operate`](super::Store::operate) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OperatorOutcome {
+    /// The change and its audit event are written.
+    Applied,
+    /// No run has this workflow id; nothing was written.
+    NoSuchRun,
+    /// The run has finished; nothing was written.
+    RunFinished,
+    /// Pause of a run that is paused already; nothing was written.
+    AlreadyPaused,
+    /// Resume of a run that is not paused; nothing was written.
+    NotPaused,
 }
 
 /// An event to append.
@@ -165,6 +255,8 @@ pub struct StoredEvent {
     pub kind: u16,
     /// The encoded event.
     pub payload: Vec<u8>,
+    /// When it was committed (ms since the Unix epoch, the store's clock).
+    pub recorded_at_ms: i64,
 }
 
 /// A change of a run's status, applied with a [`Commit`].
@@ -226,6 +318,9 @@ pub struct Commit {
     /// For stores with leases: the commit applies only while `(node, epoch)` still holds the run's
     /// lease; otherwise it fails with [`StoreError::StaleLease`](super::StoreError) and writes nothing.
     pub fence: Option<(String, i64)>,
+    /// The human-readable text of the error (or park reason) `status` records, stored searchable
+    /// with it (see [`RunQuery::error_contains`]); cleared by a status change without one.
+    pub error_text: Option<String>,
 }
 
 impl Commit {
@@ -239,6 +334,7 @@ impl Commit {
             values: Vec::new(),
             run_no: None,
             fence: None,
+            error_text: None,
         }
     }
 }
@@ -322,6 +418,21 @@ pub struct RunQuery {
     pub states: Vec<RunState>,
     /// Only runs whose workflow id starts with this prefix.
     pub id_prefix: Option<String>,
+    /// Only paused (`true`) or only not paused (`false`) runs.
+    pub paused: Option<bool>,
+    /// Only child runs of this parent.
+    pub parent_id: Option<String>,
+    /// Only runs created at or after this time (ms since the Unix epoch).
+    pub created_from_ms: Option<i64>,
+    /// Only runs created before this time (ms since the Unix epoch).
+    pub created_until_ms: Option<i64>,
+    /// Only runs whose row last changed at or after this time (ms since the Unix epoch).
+    pub updated_from_ms: Option<i64>,
+    /// Only runs whose row last changed before this time (ms since the Unix epoch).
+    pub updated_until_ms: Option<i64>,
+    /// Only runs whose error (or park reason, or termination) text contains this, ignoring ASCII
+    /// case.
+    pub error_contains: Option<String>,
     /// The page starts after this workflow id (the previous page's `next`).
     pub after: Option<String>,
     /// The most runs in one page (1 to 1,000).
@@ -334,6 +445,13 @@ impl Default for RunQuery {
             workflow_name: None,
             states: Vec::new(),
             id_prefix: None,
+            paused: None,
+            parent_id: None,
+            created_from_ms: None,
+            created_until_ms: None,
+            updated_from_ms: None,
+            updated_until_ms: None,
+            error_contains: None,
             after: None,
             limit: 100,
         }
@@ -361,6 +479,41 @@ impl RunQuery {
     /// Only runs whose id starts with `prefix`.
     pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.id_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Only paused runs (`true`) or only runs that are not paused (`false`).
+    pub fn paused(mut self, paused: bool) -> Self {
+        self.paused = Some(paused);
+        self
+    }
+
+    /// Only child runs of `parent`.
+    pub fn parent_id(mut self, parent: impl Into<String>) -> Self {
+        self.parent_id = Some(parent.into());
+        self
+    }
+
+    /// Only runs created in `[from_ms, until_ms)` (ms since the Unix epoch; `None` leaves that end
+    /// open).
+    pub fn created_between(mut self, from_ms: Option<i64>, until_ms: Option<i64>) -> Self {
+        self.created_from_ms = from_ms;
+        self.created_until_ms = until_ms;
+        self
+    }
+
+    /// Only runs whose row last changed in `[from_ms, until_ms)` (ms since the Unix epoch; `None`
+    /// leaves that end open).
+    pub fn updated_between(mut self, from_ms: Option<i64>, until_ms: Option<i64>) -> Self {
+        self.updated_from_ms = from_ms;
+        self.updated_until_ms = until_ms;
+        self
+    }
+
+    /// Only runs whose error, park reason or termination text contains `text` (ignoring ASCII
+    /// case): the message of the decoded error, as its `Display` shows it.
+    pub fn error_contains(mut self, text: impl Into<String>) -> Self {
+        self.error_contains = Some(text.into());
         self
     }
 

@@ -11,6 +11,8 @@
 mod outcome;
 mod work;
 
+pub(crate) use outcome::searchable;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -115,6 +117,11 @@ pub(crate) enum DriverMsg {
     TaskWriteFailed(StoreError),
     /// This node claimed the run again under a new lease epoch.
     NewEpoch(i64),
+    /// An operator paused the run: start nothing new, let in-flight attempts finish and be journaled,
+    /// then leave memory.
+    Pause,
+    /// An operator terminated the run (already recorded in the store): stop at once.
+    Terminate,
 }
 
 /// How a driver ended.
@@ -145,6 +152,11 @@ pub(crate) enum DriverExit {
     },
     /// The workflow code panicked: the engine replays the run again after a backoff, or parks it.
     Panicked { message: String },
+    /// An operator paused the run: its in-flight attempts finished (within the shutdown grace) and
+    /// were journaled; it stays out of memory until resumed.
+    Paused,
+    /// An operator terminated the run: its outcome is in the store; in-flight work was dropped.
+    Terminated,
 }
 
 /// Wakes the driver when the workflow future wants to be polled.
@@ -192,6 +204,8 @@ pub(crate) struct DriverParts {
     pub(crate) engine: EngineLink,
     pub(crate) tx: mpsc::UnboundedSender<DriverMsg>,
     pub(crate) rx: mpsc::UnboundedReceiver<DriverMsg>,
+    /// Raised when the run is paused (by the engine at once, by the driver when it reads the pause).
+    pub(crate) halt: Arc<watch::Sender<bool>>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) shutdown_grace: Duration,
     /// A cancellation requested before this driver started, not yet journaled.
@@ -252,6 +266,10 @@ pub(crate) struct Driver {
     lease: Option<Arc<RunLease>>,
     /// The message of a panic of the workflow code during the last poll.
     panic: Option<String>,
+    /// Raised when the run is paused: the driver and its activity tasks start nothing more.
+    halt: Arc<watch::Sender<bool>>,
+    /// How an operator asked this driver to stop (pause, terminate), once asked.
+    stop: Option<DriverExit>,
     /// What the first poll of a run not created yet left to do (see [`Driver::first_poll`]).
     first: Option<FirstPoll>,
 }
@@ -310,6 +328,8 @@ impl Driver {
             run_no: parts.run_no,
             lease: parts.lease,
             panic: None,
+            halt: parts.halt,
+            stop: None,
             first: None,
         }
     }
@@ -400,7 +420,7 @@ impl Driver {
                 }
             }
         };
-        if exit == DriverExit::Shutdown {
+        if matches!(exit, DriverExit::Shutdown | DriverExit::Paused) {
             self.drain().await;
         }
         self.stop_all_work();
@@ -414,10 +434,14 @@ impl Driver {
         // are queued at once (one round trip to the reader instead of two).
         let id = self.shared.workflow_id.clone();
         let (run, pending) = tokio::join!(self.store.run(&id), self.store.pending_signals(&id));
-        if self.pending_cancel.is_none()
-            && let Some(run) = run?
-        {
-            self.pending_cancel = run.cancel_reason;
+        if let Some(run) = run? {
+            if self.pending_cancel.is_none() {
+                self.pending_cancel = run.cancel_reason;
+            }
+            // Paused while this driver was being set up (the pause's message found no driver).
+            if run.paused.is_some() {
+                self.request_pause();
+            }
         }
         let pending = pending?;
         for signal in pending {
@@ -447,14 +471,18 @@ impl Driver {
                 if !journaled {
                     self.journal(records).await?;
                 }
-                if !self.launch(abandoned, commands, &starts).await? {
-                    return Ok(DriverExit::Shutdown);
+                if let Some(exit) = self.launch(abandoned, commands, &starts).await? {
+                    return Ok(exit);
                 }
             }
             None => {}
         }
         let mut interrupts_checked = false;
         loop {
+            // An operator's pause or termination: nothing more is polled or started.
+            if let Some(exit) = self.stop_requested() {
+                return Ok(exit);
+            }
             // 1. Poll the body until it makes no more progress (never again once it panicked: a
             // future that panicked must not be polled again).
             while self.panic.is_none() && self.wake.woken.swap(false, Ordering::AcqRel) {
@@ -488,8 +516,8 @@ impl Driver {
             // before it runs (no write of its own).
             let starts = attempt_starts(&commands, &mut records);
             self.journal(records).await?;
-            if !self.launch(abandoned, commands, &starts).await? {
-                return Ok(DriverExit::Shutdown);
+            if let Some(exit) = self.launch(abandoned, commands, &starts).await? {
+                return Ok(exit);
             }
             // 3. Deliver one completion: the journal's next, else a waiting signal, else a live one.
             let replayed = self.shared.machine().replay_next();
@@ -550,25 +578,31 @@ impl Driver {
     }
 
     /// After a poll's records are journaled: stops the steps it abandoned and starts what it asked
-    /// for (`starts`: the attempts whose start was journaled with the records). `false` if the engine
-    /// shuts down meanwhile.
+    /// for (`starts`: the attempts whose start was journaled with the records). `Some(exit)` if the
+    /// driver must stop instead of starting it: the engine shuts down, or an operator paused or
+    /// terminated the run since the poll (its work is asked for again when the run is replayed).
     async fn launch(
         &mut self,
         abandoned: Vec<u32>,
         commands: Vec<Command<ActivityInvocation>>,
         starts: &HashMap<u32, u32>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<DriverExit>, StoreError> {
         for step in abandoned {
             self.abandon(step);
         }
         if !commands.is_empty() && !self.lease_usable().await? {
-            return Ok(false);
+            return Ok(Some(DriverExit::Shutdown));
+        }
+        if !commands.is_empty()
+            && let Some(exit) = self.stop_requested()
+        {
+            return Ok(Some(exit));
         }
         for command in commands {
             let journaled = starts.get(&command.step()).copied();
             self.start(command, journaled).await?;
         }
-        Ok(true)
+        Ok(None)
     }
 
     /// Whether nothing but time or an outside event can move the run: no activity, child or await in
@@ -813,6 +847,32 @@ impl Driver {
                 let timeout_ms = self.deadline.map(|(_, timeout)| timeout).unwrap_or(0);
                 self.interrupt(Interrupt::TimedOut { timeout_ms }).await
             }
+            DriverMsg::Pause => {
+                self.request_pause();
+                Ok(())
+            }
+            DriverMsg::Terminate => {
+                self.stop = Some(DriverExit::Terminated);
+                Ok(())
+            }
+        }
+    }
+
+    /// How an operator asked this driver to stop, if it did: a termination or pause message it read,
+    /// or the halt flag the engine raised before the pause message arrives.
+    fn stop_requested(&mut self) -> Option<DriverExit> {
+        if self.stop.is_none() && *self.halt.borrow() {
+            self.request_pause();
+        }
+        self.stop.take()
+    }
+
+    /// Stops the run for a pause: its activity tasks start no further attempt, and the drive loop
+    /// returns [`DriverExit::Paused`] (a termination asked for meanwhile wins).
+    fn request_pause(&mut self) {
+        self.halt.send_replace(true);
+        if self.stop.is_none() {
+            self.stop = Some(DriverExit::Paused);
         }
     }
 

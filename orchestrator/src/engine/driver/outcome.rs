@@ -5,6 +5,19 @@ use crate::error::{ParkReason, WorkflowError};
 use crate::journal::{Interrupt, encode_park_reason, encode_workflow_error};
 use crate::store::{Commit, StatusChange, StoreError};
 
+/// The searchable text of a run's error or park reason: its message, at most 4 KiB.
+pub(crate) fn searchable(error: &impl std::fmt::Display) -> String {
+    let mut text = error.to_string();
+    if text.len() > 4096 {
+        let mut end = 4096;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 impl Driver {
     /// Journals the body's result with the matching status change.
     pub(super) async fn finish(
@@ -31,6 +44,7 @@ impl Driver {
             self.shared.machine().interrupted(),
             Some(Interrupt::Cancelled { .. })
         );
+        let mut error_text = None;
         let (status, exit) = match (result, continue_input) {
             (Err(WorkflowError::ContinuedAsNew), Some(input)) => (
                 StatusChange::ContinueAsNew {
@@ -48,6 +62,7 @@ impl Driver {
                 },
             ),
             (Err(error), _) => {
+                error_text = Some(searchable(&error));
                 let compensation_failed = matches!(error, WorkflowError::CompensationFailed { .. });
                 let encoded = match encode_workflow_error(&self.codec, &error) {
                     Ok(bytes) => bytes,
@@ -84,6 +99,7 @@ impl Driver {
             values,
             run_no: None,
             fence: None,
+            error_text,
         })
         .await?;
         if published {
@@ -95,6 +111,7 @@ impl Driver {
     /// Parks the run for `reason`.
     pub(super) async fn park(&mut self, reason: ParkReason) -> Result<DriverExit, StoreError> {
         tracing::error!(workflow_id = %self.workflow_id(), %reason, "run parked");
+        let error_text = Some(searchable(&reason));
         let reason =
             encode_park_reason(&self.codec, &reason).map_err(|error| StoreError::Backend {
                 operation: "encoding a park reason",
@@ -111,6 +128,7 @@ impl Driver {
             values: Vec::new(),
             run_no: None,
             fence: None,
+            error_text,
         })
         .await?;
         Ok(DriverExit::Parked)

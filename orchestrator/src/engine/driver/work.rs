@@ -58,6 +58,7 @@ impl Driver {
                     codec: self.codec,
                     driver: self.tx.clone(),
                     shutdown: self.shutdown.clone(),
+                    halt: self.halt.subscribe(),
                     cancellation: cancellation.clone(),
                     run_no: self.run_no,
                     lease: self.lease.clone(),

@@ -312,7 +312,9 @@ impl From<WireEventBody<'_>> for EventBody {
                 result,
             } => EventBody::RunFinished {
                 workflow_id: workflow_id.into_owned(),
-                result: result.map(Cow::into_owned).map_err(Into::into),
+                result: result
+                    .map(Cow::into_owned)
+                    .map_err(WireWorkflowError::into_public),
             },
             WireEventBody::Interrupted { interrupt } => EventBody::Interrupted {
                 interrupt: interrupt.into(),

@@ -50,7 +50,7 @@ pub(crate) fn decode_workflow_error(
 ) -> Result<WorkflowError, CodecError> {
     codec
         .decode::<WireWorkflowError>(bytes)
-        .map(WorkflowError::from)
+        .map(WireWorkflowError::into_public)
 }
 
 /// Encodes why a run was parked, for its `error` column.

@@ -164,9 +164,12 @@ impl From<&WorkflowError> for WireWorkflowError {
     }
 }
 
-impl From<WireWorkflowError> for WorkflowError {
-    fn from(error: WireWorkflowError) -> Self {
-        let unboxed = |error: Box<WireWorkflowError>| Box::new(WorkflowError::from(*error));
+// A method rather than `From`: a `From<WireWorkflowError>` impl on the public type would be listed in
+// users' compile errors ("the following other types implement `From<T>`") and name a private type.
+impl WireWorkflowError {
+    pub(crate) fn into_public(self) -> WorkflowError {
+        let error = self;
+        let unboxed = |error: Box<WireWorkflowError>| Box::new((*error).into_public());
         match error {
             WireWorkflowError::ActivityFailed {
                 activity,

@@ -24,9 +24,9 @@ use deadpool_postgres::{
 use tokio_postgres::NoTls;
 
 use super::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, ForkRun, LeaseStore, NewRun, Rewind,
-    RewindOutcome, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError,
-    StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, ForkRun, LeaseHolder, LeaseStore,
+    NewRun, OperatorOutcome, OperatorWrite, Rewind, RewindOutcome, RunPage, RunQuery, RunRecord,
+    SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
 };
 use errors::classify_pool;
 use queries::Sql;
@@ -391,6 +391,11 @@ impl Store for PostgresStore {
         queries::request_cancel(&mut client, &self.sql, workflow_id, reason).await
     }
 
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
+        let mut client = self.client("applying an operator action").await?;
+        queries::operate(&mut client, &self.sql, &write).await
+    }
+
     async fn value(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let client = self.client("reading a published value").await?;
         queries::value(&client, &self.sql, workflow_id, key).await
@@ -418,6 +423,11 @@ impl Store for PostgresStore {
 
 #[async_trait::async_trait]
 impl LeaseStore for PostgresStore {
+    async fn lease_holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let client = self.client("reading a run's lease").await?;
+        queries::lease_holder(&client, &self.sql, workflow_id).await
+    }
+
     async fn claim_runs(
         &self,
         node: &str,
@@ -455,6 +465,11 @@ impl LeaseStore for PostgresStore {
     async fn owned_cancellations(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
         let client = self.client("reading owned runs' cancellations").await?;
         queries::owned_cancellations(&client, &self.sql, node).await
+    }
+
+    async fn owned_pauses(&self, node: &str) -> Result<Vec<String>, StoreError> {
+        let client = self.client("reading owned runs' pauses").await?;
+        queries::owned_pauses(&client, &self.sql, node).await
     }
 }
 

@@ -16,8 +16,9 @@ use super::errors::Context;
 use super::schema::{LOCK_CLASS_SIGNALS, schema_lock_key};
 use crate::clock::now_ms;
 use crate::store::{
-    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, NewRun, RunPage, RunQuery, RunRecord,
-    RunState, SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseHolder, NewRun, OperatorChange,
+    OperatorOutcome, OperatorWrite, PauseInfo, RunPage, RunQuery, RunRecord, RunState,
+    SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
 };
 
 /// Now on the database server, in ms since the Unix epoch: the clock every lease is measured on, so
@@ -25,7 +26,8 @@ use crate::store::{
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
-    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms, execution_timeout_ms";
+    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms, execution_timeout_ms, paused_by, \
+    pause_reason, paused_at_ms";
 
 /// Declares the statements: each a template in which `{s}` is the quoted schema, `{cols}` the run
 /// columns and `{now}` the database clock.
@@ -89,8 +91,8 @@ statements! {
         VALUES ($1, $2, $3, $4) ON CONFLICT (workflow_id, key) DO UPDATE \
         SET value = excluded.value, updated_at_ms = excluded.updated_at_ms";
     /// Changes a run's status if it is in one of the states `$6`.
-    set_status = "UPDATE {s}.runs SET state = $1, output = $2, error = $3, updated_at_ms = $4 \
-        WHERE workflow_id = $5 AND state = ANY($6)";
+    set_status = "UPDATE {s}.runs SET state = $1, output = $2, error = $3, updated_at_ms = $4, \
+        error_text = $7 WHERE workflow_id = $5 AND state = ANY($6)";
     /// Archives the current (running) run of a workflow id.
     archive_run = "INSERT INTO {s}.archived_runs (workflow_id, run_no, workflow_name, input, \
         event_count, created_at_ms, ended_at_ms) \
@@ -107,13 +109,15 @@ statements! {
     delete_events = "DELETE FROM {s}.events WHERE workflow_id = $1";
     /// Turns a run's row into the next run of its workflow id.
     restart_run = "UPDATE {s}.runs SET run_no = run_no + 1, input = $2, output = NULL, \
-        error = NULL, created_at_ms = $3, updated_at_ms = $3 WHERE workflow_id = $1 RETURNING run_no";
+        error = NULL, error_text = NULL, created_at_ms = $3, updated_at_ms = $3 WHERE workflow_id = $1 RETURNING run_no";
     /// Retention of archived events.
     prune_archived_events = "DELETE FROM {s}.archived_events WHERE workflow_id = $1 AND run_no < $2";
     /// Retention of archived runs.
     prune_archived_runs = "DELETE FROM {s}.archived_runs WHERE workflow_id = $1 AND run_no < $2";
     /// A run's events in commit order.
-    history = "SELECT seq, step, kind, payload FROM {s}.events WHERE workflow_id = $1 ORDER BY seq";
+    history = "SELECT seq, step, kind, payload, recorded_at_ms FROM {s}.events WHERE workflow_id = $1 ORDER BY seq";
+    /// A run's lease columns.
+    lease_holder = "SELECT owner, lease_epoch, lease_expires_at_ms FROM {s}.runs WHERE workflow_id = $1";
     /// Running and parked runs.
     unfinished_runs = "SELECT {cols} FROM {s}.runs WHERE state IN (0, 3) \
         ORDER BY created_at_ms, workflow_id";
@@ -141,16 +145,18 @@ statements! {
     due_wakeups = "SELECT workflow_id, MIN(at_ms) AS at_ms FROM ( \
           SELECT w.workflow_id, w.at_ms FROM {s}.wakeups w \
             JOIN {s}.runs r ON r.workflow_id = w.workflow_id \
-            WHERE w.at_ms <= $1 AND r.state = 0 \
+            WHERE w.at_ms <= $1 AND r.state = 0 AND r.paused_at_ms IS NULL \
           UNION ALL \
           SELECT workflow_id, deadline_ms FROM {s}.runs \
             WHERE deadline_ms IS NOT NULL AND deadline_ms <= $1 AND state = 0 \
+              AND paused_at_ms IS NULL \
         ) due GROUP BY workflow_id ORDER BY at_ms, workflow_id LIMIT $2";
     /// Claims unowned or expired running runs; concurrent claimers skip each other's rows.
     claim_runs = "WITH clock AS (SELECT {now} AS now_ms), \
         picked AS ( \
           SELECT r.workflow_id FROM {s}.runs r, clock \
-          WHERE r.state = 0 AND (r.owner IS NULL OR r.lease_expires_at_ms IS NULL \
+          WHERE r.state = 0 AND r.paused_at_ms IS NULL \
+            AND (r.owner IS NULL OR r.lease_expires_at_ms IS NULL \
             OR r.lease_expires_at_ms <= clock.now_ms) \
           ORDER BY r.lease_expires_at_ms NULLS FIRST, r.workflow_id \
           LIMIT $3 FOR UPDATE OF r SKIP LOCKED) \
@@ -189,6 +195,21 @@ statements! {
     /// Cancellation requests of running runs a node owns.
     owned_cancellations = "SELECT workflow_id, cancel_reason FROM {s}.runs \
         WHERE owner = $1 AND state = 0 AND cancel_reason IS NOT NULL ORDER BY workflow_id";
+    /// Paused unfinished runs a node owns.
+    owned_pauses = "SELECT workflow_id FROM {s}.runs \
+        WHERE owner = $1 AND state IN (0, 3) AND paused_at_ms IS NOT NULL ORDER BY workflow_id";
+    /// A run's state and pause, locked for an operator action.
+    lock_run_pause = "SELECT state, paused_at_ms FROM {s}.runs WHERE workflow_id = $1 FOR UPDATE";
+    /// Pauses a run.
+    pause_run = "UPDATE {s}.runs SET paused_by = $2, pause_reason = $3, paused_at_ms = $4, \
+        updated_at_ms = $5 WHERE workflow_id = $1";
+    /// Clears a run's pause.
+    resume_run = "UPDATE {s}.runs SET paused_by = NULL, pause_reason = NULL, paused_at_ms = NULL, \
+        updated_at_ms = $2 WHERE workflow_id = $1";
+    /// Ends a run as terminated; its owner is cleared, so the old holder's writes are stale.
+    terminate_run = "UPDATE {s}.runs SET state = $2, error = $3, error_text = $5, paused_by = NULL, \
+        pause_reason = NULL, paused_at_ms = NULL, updated_at_ms = $4, owner = NULL, \
+        lease_expires_at_ms = NULL WHERE workflow_id = $1";
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -256,7 +277,17 @@ pub(super) fn run_from_row(row: &Row, op: &'static str) -> Result<RunRecord, Sto
         cancel_reason: get(row, 10, op)?,
         deadline_ms: get(row, 11, op)?,
         execution_timeout_ms: get(row, 12, op)?,
+        paused: pause_from(get(row, 13, op)?, get(row, 14, op)?, get(row, 15, op)?),
         workflow_id,
+    })
+}
+
+/// The pause of a run, from its three columns (all set while it is paused).
+fn pause_from(by: Option<String>, reason: Option<String>, at_ms: Option<i64>) -> Option<PauseInfo> {
+    Some(PauseInfo {
+        by: by?,
+        reason: reason.unwrap_or_default(),
+        at_ms: at_ms?,
     })
 }
 
@@ -275,7 +306,7 @@ fn kind_from(value: i32, op: &'static str) -> Result<u16, StoreError> {
 }
 
 fn state_code(state: RunState) -> i32 {
-    // Codes are 0..=5.
+    // Codes are 0..=6.
     i32::try_from(state.code()).unwrap_or(i32::MAX)
 }
 
@@ -437,6 +468,13 @@ pub(super) async fn commit(
             message: format!("no run has the workflow id `{id}`"),
         });
     };
+    if RunState::from_code(i64::from(locked.state)) == Some(RunState::Terminated) {
+        // A terminated run's journal is closed: a result arriving late is discarded.
+        return Err(StoreError::Conflict {
+            operation: OP,
+            message: format!("run `{id}` was terminated"),
+        });
+    }
     for event in &commit.events {
         let step = i64::from(event.step);
         if let Some(at_ms) = event.wake_at_ms {
@@ -516,6 +554,7 @@ pub(super) async fn commit(
                     &now,
                     id,
                     &allowed.to_vec(),
+                    &error.and(commit.error_text.as_deref()),
                 ],
                 OP,
             )
@@ -705,6 +744,58 @@ pub(super) async fn request_cancel(
     Ok(CancelOutcome::Requested)
 }
 
+pub(super) async fn operate(
+    client: &mut Object,
+    sql: &Sql,
+    write: &OperatorWrite,
+) -> Result<OperatorOutcome, StoreError> {
+    const OP: &str = "applying an operator action";
+    let id = &write.workflow_id;
+    let tx = client.transaction().await.during(OP)?;
+    let (state, paused_at_ms) = match query_opt(&tx, &sql.lock_run_pause, &[id], OP).await? {
+        None => return Ok(OperatorOutcome::NoSuchRun),
+        Some(row) => (get::<i32>(&row, 0, OP)?, get::<Option<i64>>(&row, 1, OP)?),
+    };
+    if RunState::from_code(i64::from(state)).is_none_or(RunState::is_finished) {
+        return Ok(OperatorOutcome::RunFinished);
+    }
+    let now = now_ms();
+    match &write.change {
+        OperatorChange::Pause(pause) => {
+            if paused_at_ms.is_some() {
+                return Ok(OperatorOutcome::AlreadyPaused);
+            }
+            let params: [&(dyn ToSql + Sync); 5] =
+                [id, &pause.by, &pause.reason, &pause.at_ms, &now];
+            execute(&tx, &sql.pause_run, &params, OP).await?;
+        }
+        OperatorChange::Resume => {
+            if paused_at_ms.is_none() {
+                return Ok(OperatorOutcome::NotPaused);
+            }
+            execute(&tx, &sql.resume_run, &[id, &now], OP).await?;
+        }
+        OperatorChange::Terminate { error, text } => {
+            let terminated = state_code(RunState::Terminated);
+            let params: [&(dyn ToSql + Sync); 5] = [id, &terminated, error, &now, text];
+            execute(&tx, &sql.terminate_run, &params, OP).await?;
+            execute(&tx, &sql.delete_wakeups, &[id], OP).await?;
+        }
+    }
+    let audit = &write.audit;
+    let step = i64::from(audit.step);
+    let kind = i32::from(audit.kind);
+    execute(
+        &tx,
+        &sql.insert_event,
+        &[id, &step, &kind, &false, &audit.payload, &now],
+        OP,
+    )
+    .await?;
+    tx.commit().await.during(OP)?;
+    Ok(OperatorOutcome::Applied)
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Reads.
 
@@ -735,9 +826,30 @@ pub(super) async fn history(
                 step: step_from(get(row, 1, OP)?, OP)?,
                 kind: kind_from(get(row, 2, OP)?, OP)?,
                 payload: get(row, 3, OP)?,
+                recorded_at_ms: get(row, 4, OP)?,
             })
         })
         .collect()
+}
+
+pub(super) async fn lease_holder(
+    client: &Object,
+    sql: &Sql,
+    workflow_id: &str,
+) -> Result<Option<LeaseHolder>, StoreError> {
+    const OP: &str = "reading a run's lease";
+    let Some(row) = query_opt(client, &sql.lease_holder, &[&workflow_id], OP).await? else {
+        return Ok(None);
+    };
+    let owner: Option<String> = get(&row, 0, OP)?;
+    Ok(match owner {
+        Some(node) => Some(LeaseHolder {
+            node,
+            epoch: get(&row, 1, OP)?,
+            expires_at_ms: get(&row, 2, OP)?,
+        }),
+        None => None,
+    })
 }
 
 pub(super) async fn unfinished_runs(
@@ -873,6 +985,31 @@ pub(super) async fn list_runs(
         let n = bind(&mut params, Box::new(after.clone()));
         conditions.push(format!("workflow_id > ${n}"));
     }
+    match run_query.paused {
+        Some(true) => conditions.push("paused_at_ms IS NOT NULL".to_string()),
+        Some(false) => conditions.push("paused_at_ms IS NULL".to_string()),
+        None => {}
+    }
+    if let Some(text) = &run_query.error_contains {
+        let n = bind(&mut params, Box::new(text.clone()));
+        conditions.push(format!("strpos(lower(error_text), lower(${n})) > 0"));
+    }
+    if let Some(parent) = &run_query.parent_id {
+        let n = bind(&mut params, Box::new(parent.clone()));
+        conditions.push(format!("parent_id = ${n}"));
+    }
+    let ranges = [
+        ("created_at_ms >=", run_query.created_from_ms),
+        ("created_at_ms <", run_query.created_until_ms),
+        ("updated_at_ms >=", run_query.updated_from_ms),
+        ("updated_at_ms <", run_query.updated_until_ms),
+    ];
+    for (condition, bound) in ranges {
+        if let Some(bound) = bound {
+            let n = bind(&mut params, Box::new(bound));
+            conditions.push(format!("{condition} ${n}"));
+        }
+    }
     let n = bind(&mut params, Box::new(limit_param(limit + 1)));
     let filter = if conditions.is_empty() {
         String::new()
@@ -992,6 +1129,19 @@ pub(super) async fn owned_signals(
         .await?
         .iter()
         .map(|row| Ok((get(row, 0, OP)?, signal_from_row(row, 1, OP)?)))
+        .collect()
+}
+
+pub(super) async fn owned_pauses(
+    client: &Object,
+    sql: &Sql,
+    node: &str,
+) -> Result<Vec<String>, StoreError> {
+    const OP: &str = "reading owned runs' pauses";
+    query(client, &sql.owned_pauses, &[&node], OP)
+        .await?
+        .iter()
+        .map(|row| get(row, 0, OP))
         .collect()
 }
 

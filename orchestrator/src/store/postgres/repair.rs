@@ -46,7 +46,7 @@ pub(super) async fn rewind(
     execute(
         &tx,
         &format!(
-            "UPDATE {s}.runs SET state = 0, output = NULL, error = NULL, updated_at_ms = $2, \
+            "UPDATE {s}.runs SET state = 0, output = NULL, error = NULL, error_text = NULL, updated_at_ms = $2, \
              owner = NULL, lease_expires_at_ms = NULL WHERE workflow_id = $1"
         ),
         &[id, &now_ms()],

@@ -119,6 +119,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wakeups_by_time ON {s}.wakeups (at_ms);
     "#,
+    // Version 2 (SQLite schema 5): operator pauses on the run's row; the searchable error text; the
+    // terminated state (6).
+    r#"
+    ALTER TABLE {s}.runs ADD COLUMN paused_by TEXT;
+    ALTER TABLE {s}.runs ADD COLUMN pause_reason TEXT;
+    ALTER TABLE {s}.runs ADD COLUMN paused_at_ms BIGINT;
+    ALTER TABLE {s}.runs ADD COLUMN error_text TEXT;
+    CREATE INDEX runs_paused ON {s}.runs (workflow_id) WHERE paused_at_ms IS NOT NULL;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -35,9 +35,9 @@ use ownership::OwnerLock;
 use writer::{TypedWrite, WriterJob};
 
 use super::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, EngineClaim, ForkRun, NewRun, Rewind,
-    RewindOutcome, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord, Store, StoreError,
-    StoredEvent, Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, EngineClaim, ForkRun, NewRun,
+    OperatorOutcome, OperatorWrite, Rewind, RewindOutcome, RunPage, RunQuery, RunRecord,
+    SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
 };
 
 /// What a commit promises once it returns.
@@ -650,6 +650,13 @@ impl Store for SqliteStore {
         let reason = reason.to_string();
         self.write("requesting a cancellation", move |conn| {
             queries::request_cancel(conn, &workflow_id, &reason)
+        })
+        .await
+    }
+
+    async fn operate(&self, write: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
+        self.write("applying an operator action", move |conn| {
+            queries::operate(conn, &write)
         })
         .await
     }

@@ -6,13 +6,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::errors::Context;
 use crate::clock::now_ms;
 use crate::store::{
-    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, RunPage, RunQuery,
-    RunRecord, RunState, SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent,
-    Wakeup,
+    ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, OperatorChange,
+    OperatorOutcome, OperatorWrite, PauseInfo, RunPage, RunQuery, RunRecord, RunState,
+    SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
 };
 
 const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
-    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms, execution_timeout_ms";
+    updated_at_ms, run_no, parent_id, cancel_reason, deadline_ms, execution_timeout_ms, paused_by, \
+    pause_reason, paused_at_ms";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
     let state: i64 = row.get(2)?;
@@ -31,9 +32,23 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(RunRecord, i64)> {
             cancel_reason: row.get(10)?,
             deadline_ms: row.get(11)?,
             execution_timeout_ms: row.get(12)?,
+            paused: pause_from(row.get(13)?, row.get(14)?, row.get(15)?),
         },
         state,
     ))
+}
+
+/// The pause of a run, from its three columns (all set while it is paused).
+pub(super) fn pause_from(
+    by: Option<String>,
+    reason: Option<String>,
+    at_ms: Option<i64>,
+) -> Option<PauseInfo> {
+    Some(PauseInfo {
+        by: by?,
+        reason: reason.unwrap_or_default(),
+        at_ms: at_ms?,
+    })
 }
 
 fn with_state((mut record, state): (RunRecord, i64)) -> Result<RunRecord, StoreError> {
@@ -137,16 +152,24 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
     const OP: &str = "committing journal events";
     let tx = conn;
     let now = now_ms();
-    let current: Option<i64> = tx
-        .prepare_cached("SELECT run_no FROM runs WHERE workflow_id = ?1")
+    let found: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT run_no, state FROM runs WHERE workflow_id = ?1")
         .during(OP)?
-        .query_row([&commit.workflow_id], |row| row.get(0))
+        .query_row([&commit.workflow_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()
         .during(OP)?;
-    if current.is_none() {
+    let Some((run_no, state)) = found else {
         return Err(StoreError::Conflict {
             operation: OP,
             message: format!("no run has the id `{}`", commit.workflow_id),
+        });
+    };
+    let current = Some(run_no);
+    if RunState::from_code(state) == Some(RunState::Terminated) {
+        // A terminated run's journal is closed: a result arriving late is discarded.
+        return Err(StoreError::Conflict {
+            operation: OP,
+            message: format!("run `{}` was terminated", commit.workflow_id),
         });
     }
     if let Some(run_no) = commit.run_no
@@ -235,8 +258,8 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
             };
         let changed = tx
             .prepare_cached(&format!(
-                "UPDATE runs SET state = ?1, output = ?2, error = ?3, updated_at_ms = ?4 \
-                 WHERE workflow_id = ?5 AND state IN ({allowed})"
+                "UPDATE runs SET state = ?1, output = ?2, error = ?3, updated_at_ms = ?4, \
+                 error_text = ?6 WHERE workflow_id = ?5 AND state IN ({allowed})"
             ))
             .during(OP)?
             .execute(params![
@@ -244,7 +267,8 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
                 output,
                 error,
                 now,
-                commit.workflow_id
+                commit.workflow_id,
+                error.and(commit.error_text.as_deref())
             ])
             .during(OP)?;
         if changed != 1 {
@@ -279,7 +303,7 @@ pub(super) fn history(
     const OP: &str = "reading a history";
     let mut statement = conn
         .prepare_cached(
-            "SELECT seq, step, kind, payload FROM events WHERE workflow_id = ?1 ORDER BY seq",
+            "SELECT seq, step, kind, payload, recorded_at_ms FROM events WHERE workflow_id = ?1 ORDER BY seq",
         )
         .during(OP)?;
     let rows = statement
@@ -289,6 +313,7 @@ pub(super) fn history(
                 step: row.get(1)?,
                 kind: row.get(2)?,
                 payload: row.get(3)?,
+                recorded_at_ms: row.get(4)?,
             })
         })
         .during(OP)?;
@@ -428,7 +453,7 @@ fn continue_as_new(
         .during(OP)?;
     tx.prepare_cached(
         "UPDATE runs SET run_no = run_no + 1, input = ?2, output = NULL, error = NULL, \
-         created_at_ms = ?3, updated_at_ms = ?3 WHERE workflow_id = ?1",
+         error_text = NULL, created_at_ms = ?3, updated_at_ms = ?3 WHERE workflow_id = ?1",
     )
     .during(OP)?
     .execute(params![workflow_id, input, now])
@@ -471,6 +496,76 @@ pub(super) fn request_cancel(
     .execute(params![workflow_id, reason, now_ms()])
     .during(OP)?;
     Ok(CancelOutcome::Requested)
+}
+
+pub(super) fn operate(
+    conn: &Connection,
+    write: &OperatorWrite,
+) -> Result<OperatorOutcome, StoreError> {
+    const OP: &str = "applying an operator action";
+    let tx = conn;
+    let id = &write.workflow_id;
+    let found: Option<(i64, Option<i64>)> = tx
+        .prepare_cached("SELECT state, paused_at_ms FROM runs WHERE workflow_id = ?1")
+        .during(OP)?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .during(OP)?;
+    let Some((state, paused_at_ms)) = found else {
+        return Ok(OperatorOutcome::NoSuchRun);
+    };
+    if RunState::from_code(state).is_none_or(RunState::is_finished) {
+        return Ok(OperatorOutcome::RunFinished);
+    }
+    let now = now_ms();
+    match &write.change {
+        OperatorChange::Pause(pause) => {
+            if paused_at_ms.is_some() {
+                return Ok(OperatorOutcome::AlreadyPaused);
+            }
+            tx.prepare_cached(
+                "UPDATE runs SET paused_by = ?2, pause_reason = ?3, paused_at_ms = ?4, \
+                 updated_at_ms = ?5 WHERE workflow_id = ?1",
+            )
+            .during(OP)?
+            .execute(params![id, pause.by, pause.reason, pause.at_ms, now])
+            .during(OP)?;
+        }
+        OperatorChange::Resume => {
+            if paused_at_ms.is_none() {
+                return Ok(OperatorOutcome::NotPaused);
+            }
+            tx.prepare_cached(
+                "UPDATE runs SET paused_by = NULL, pause_reason = NULL, paused_at_ms = NULL, \
+                 updated_at_ms = ?2 WHERE workflow_id = ?1",
+            )
+            .during(OP)?
+            .execute(params![id, now])
+            .during(OP)?;
+        }
+        OperatorChange::Terminate { error, text } => {
+            tx.prepare_cached(
+                "UPDATE runs SET state = ?2, error = ?3, error_text = ?5, paused_by = NULL, \
+                 pause_reason = NULL, paused_at_ms = NULL, updated_at_ms = ?4 WHERE workflow_id = ?1",
+            )
+            .during(OP)?
+            .execute(params![id, RunState::Terminated.code(), error, now, text])
+            .during(OP)?;
+            tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1")
+                .during(OP)?
+                .execute([id])
+                .during(OP)?;
+        }
+    }
+    let audit = &write.audit;
+    tx.prepare_cached(
+        "INSERT INTO events (workflow_id, step, kind, completion, payload, recorded_at_ms) \
+         VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+    )
+    .during(OP)?
+    .execute(params![id, audit.step, audit.kind, audit.payload, now])
+    .during(OP)?;
+    Ok(OperatorOutcome::Applied)
 }
 
 pub(super) fn value(
@@ -524,10 +619,11 @@ pub(super) fn due_wakeups(
         .prepare_cached(
             "SELECT workflow_id, MIN(at_ms) AS at_ms FROM ( \
                SELECT w.workflow_id, w.at_ms FROM wakeups w JOIN runs r ON r.workflow_id = w.workflow_id \
-                 WHERE w.at_ms <= ?1 AND r.state = 0 \
+                 WHERE w.at_ms <= ?1 AND r.state = 0 AND r.paused_at_ms IS NULL \
                UNION ALL \
                SELECT workflow_id, deadline_ms FROM runs \
                  WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND state = 0 \
+                   AND paused_at_ms IS NULL \
              ) GROUP BY workflow_id ORDER BY at_ms LIMIT ?2",
         )
         .during(OP)?;
@@ -568,6 +664,13 @@ pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, 
                AND (?3 IS NULL OR ?3 = '' \
                  OR substr(CAST(workflow_id AS BLOB), 1, length(CAST(?3 AS BLOB))) = CAST(?3 AS BLOB)) \
                AND (?4 IS NULL OR workflow_id > ?4) \
+               AND (?6 IS NULL OR (paused_at_ms IS NOT NULL) = ?6) \
+               AND (?7 IS NULL OR parent_id = ?7) \
+               AND (?8 IS NULL OR created_at_ms >= ?8) \
+               AND (?9 IS NULL OR created_at_ms < ?9) \
+               AND (?10 IS NULL OR updated_at_ms >= ?10) \
+               AND (?11 IS NULL OR updated_at_ms < ?11) \
+               AND (?12 IS NULL OR instr(lower(error_text), lower(?12)) > 0) \
              ORDER BY workflow_id LIMIT ?5"
         ))
         .during(OP)?;
@@ -578,7 +681,14 @@ pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, 
                 states,
                 query.id_prefix,
                 query.after,
-                i64::try_from(limit + 1).unwrap_or(i64::MAX)
+                i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                query.paused,
+                query.parent_id,
+                query.created_from_ms,
+                query.created_until_ms,
+                query.updated_from_ms,
+                query.updated_until_ms,
+                query.error_contains
             ],
             run_from_row,
         )

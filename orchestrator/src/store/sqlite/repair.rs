@@ -44,7 +44,7 @@ pub(super) fn rewind(conn: &Connection, rewind: &Rewind) -> Result<RewindOutcome
         .during(OP)?;
     }
     conn.prepare_cached(
-        "UPDATE runs SET state = ?1, output = NULL, error = NULL, updated_at_ms = ?2 \
+        "UPDATE runs SET state = ?1, output = NULL, error = NULL, error_text = NULL, updated_at_ms = ?2 \
          WHERE workflow_id = ?3",
     )
     .during(OP)?

@@ -118,6 +118,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX events_one_completion_per_step
         ON events(workflow_id, step) WHERE completion = 1;
     "#,
+    // Version 5: operator pauses (who, why, when) on the run's row; the searchable text of a run's
+    // error (for `RunQuery::error_contains`); the terminated state (6) needs no column.
+    r#"
+    ALTER TABLE runs ADD COLUMN paused_by TEXT;
+    ALTER TABLE runs ADD COLUMN pause_reason TEXT;
+    ALTER TABLE runs ADD COLUMN paused_at_ms INTEGER;
+    ALTER TABLE runs ADD COLUMN error_text TEXT;
+    CREATE INDEX runs_paused ON runs(workflow_id) WHERE paused_at_ms IS NOT NULL;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -44,6 +44,7 @@ pub async fn commit_atomicity(store: Arc<dyn Store>) -> Result<CheckOutcome, Con
         ],
         run_no: None,
         fence: None,
+        error_text: None,
     };
 
     let what = "a commit whose second event completes step 1 again";
@@ -415,6 +416,7 @@ pub async fn run_no_guard(store: Arc<dyn Store>) -> Result<CheckOutcome, Conform
         values: vec![("k".to_string(), b"stale".to_vec())],
         run_no: Some(run_no),
         fence: None,
+        error_text: None,
     };
     let before = ck.snapshot(id, &keys).await?;
     let what = "a commit for run_no 1 while the run is run 0";
@@ -663,6 +665,45 @@ pub async fn published_values(store: Arc<dyn Store>) -> Result<CheckOutcome, Con
         "value a after the run completed",
         &Some(b"3".to_vec()),
         &ck.value(id, "a").await?,
+    )?;
+    Ok(CheckOutcome::Passed)
+}
+
+/// **Contract:** every stored event carries `recorded_at_ms`, the store's clock (ms since the Unix
+/// epoch) when its commit was written: within the time of the call, and never decreasing along
+/// the history (inspection shows step times from it).
+pub async fn events_recorded_at(store: Arc<dyn Store>) -> Result<CheckOutcome, ConformanceFailure> {
+    let ck = Ck::new("events_recorded_at", store);
+    ck.create("timed", "timing").await?;
+    let before = crate::clock::now_ms();
+    ck.commit(
+        "step 1",
+        Commit::events("timed", vec![completion(1, b"one")]),
+    )
+    .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    ck.commit(
+        "step 2",
+        Commit::events("timed", vec![completion(2, b"two")]),
+    )
+    .await?;
+    let after = crate::clock::now_ms();
+    let history = ck.history("timed").await?;
+    // Clocks of a database server may differ a little from ours: allow a minute either way.
+    for event in &history {
+        ck.ensure(
+            (before - 60_000..=after + 60_000).contains(&event.recorded_at_ms),
+            format!("recorded_at_ms of event #{}", event.seq),
+            format!("between {before} and {after} (± 1 min)"),
+            event.recorded_at_ms,
+        )?;
+    }
+    let times: Vec<i64> = history.iter().map(|e| e.recorded_at_ms).collect();
+    ck.ensure(
+        times.windows(2).all(|pair| pair[0] <= pair[1]),
+        "recorded_at_ms along the history",
+        "never decreasing",
+        format!("{times:?}"),
     )?;
     Ok(CheckOutcome::Passed)
 }

@@ -466,6 +466,7 @@ pub async fn lease_fencing(store: Arc<dyn Store>) -> Result<CheckOutcome, Confor
         values: vec![("k".to_string(), b"v".to_vec())],
         run_no: None,
         fence: None,
+        error_text: None,
     };
     let before = ck.snapshot(id, &keys).await?;
     for (what, node, epoch) in [
@@ -788,6 +789,68 @@ pub async fn lease_owned_inbox(store: Arc<dyn Store>) -> Result<CheckOutcome, Co
         "owned_cancellations(node-a) after one of the runs finished",
         &vec![("inbox-2".to_string(), "stop 2".to_string())],
         &cancellations("node-a").await?,
+    )?;
+    Ok(CheckOutcome::Passed)
+}
+
+/// **Contract:** `lease_holder` reports the node, epoch and expiry of a run's lease (for inspection),
+/// `None` for a run nobody owns or that does not exist; it follows takeovers.
+pub async fn lease_holder_reported(
+    store: Arc<dyn Store>,
+) -> Result<CheckOutcome, ConformanceFailure> {
+    let ck = Ck::new("lease_holder_reported", store);
+    let Some(leases) = ck.store.leases() else {
+        return Ok(skipped());
+    };
+    let none = ck
+        .ok(
+            "lease_holder of a missing run",
+            leases.lease_holder("absent"),
+        )
+        .await?;
+    ck.eq("lease_holder of a missing run", &None, &none)?;
+    ck.create("held", "holding").await?;
+    let unowned = ck
+        .ok(
+            "lease_holder of an unclaimed run",
+            leases.lease_holder("held"),
+        )
+        .await?;
+    ck.eq("lease_holder of an unclaimed run", &None, &unowned)?;
+    let before = crate::clock::now_ms();
+    claim(&ck, leases, "node-a", SHORT, 10).await?;
+    let holder = ck
+        .ok(
+            "lease_holder after node-a's claim",
+            leases.lease_holder("held"),
+        )
+        .await?;
+    ck.ensure(
+        holder.as_ref().is_some_and(|h| {
+            h.node == "node-a"
+                && h.epoch == 1
+                && h.expires_at_ms
+                    .is_some_and(|at| at >= before + SHORT - 60_000)
+        }),
+        "lease_holder after node-a's claim",
+        "node-a, epoch 1, expiring after the claim",
+        format!("{holder:?}"),
+    )?;
+    tokio::time::sleep(PAST_SHORT).await;
+    claim(&ck, leases, "node-b", LONG, 10).await?;
+    let holder = ck
+        .ok(
+            "lease_holder after node-b's takeover",
+            leases.lease_holder("held"),
+        )
+        .await?;
+    ck.ensure(
+        holder
+            .as_ref()
+            .is_some_and(|h| h.node == "node-b" && h.epoch == 2),
+        "lease_holder after node-b's takeover",
+        "node-b, epoch 2",
+        format!("{holder:?}"),
     )?;
     Ok(CheckOutcome::Passed)
 }

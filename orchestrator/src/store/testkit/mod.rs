@@ -71,6 +71,7 @@ mod concurrency;
 mod errors;
 mod leases;
 mod listing;
+mod operator;
 mod runs;
 mod signals;
 mod support;
@@ -86,16 +87,17 @@ use futures::future::BoxFuture;
 use super::{Store, StoreError};
 
 pub use commits::{
-    commit_atomicity, continue_as_new, events_in_commit_order, one_completion_per_step,
-    published_values, run_no_guard, status_transitions,
+    commit_atomicity, continue_as_new, events_in_commit_order, events_recorded_at,
+    one_completion_per_step, published_values, run_no_guard, status_transitions,
 };
 pub use concurrency::{concurrent_races, concurrent_writers};
 pub use errors::error_classification;
 pub use leases::{
-    lease_claims_disjoint, lease_fencing, lease_owned_inbox, lease_owner_at_creation,
-    lease_renew_and_release, lease_takeover_epoch,
+    lease_claims_disjoint, lease_fencing, lease_holder_reported, lease_owned_inbox,
+    lease_owner_at_creation, lease_renew_and_release, lease_takeover_epoch,
 };
 pub use listing::{list_runs_filters, list_runs_limit_clamped, list_runs_pagination};
+pub use operator::{lease_pauses_and_terminations, list_runs_operator_filters, operator_actions};
 pub use runs::{
     create_run_idempotent, run_record_round_trip, unfinished_runs_lists_running_and_parked,
 };
@@ -278,6 +280,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("events_in_commit_order", |s| {
         Box::pin(events_in_commit_order(s))
     }),
+    ("events_recorded_at", |s| Box::pin(events_recorded_at(s))),
     ("one_completion_per_step", |s| {
         Box::pin(one_completion_per_step(s))
     }),
@@ -301,6 +304,10 @@ const CHECKS: &[(&str, CheckFn)] = &[
     ("list_runs_limit_clamped", |s| {
         Box::pin(list_runs_limit_clamped(s))
     }),
+    ("list_runs_operator_filters", |s| {
+        Box::pin(list_runs_operator_filters(s))
+    }),
+    ("operator_actions", |s| Box::pin(operator_actions(s))),
     ("concurrent_writers", |s| Box::pin(concurrent_writers(s))),
     ("concurrent_races", |s| Box::pin(concurrent_races(s))),
     ("error_classification", |s| {
@@ -320,6 +327,12 @@ const CHECKS: &[(&str, CheckFn)] = &[
         Box::pin(lease_owner_at_creation(s))
     }),
     ("lease_owned_inbox", |s| Box::pin(lease_owned_inbox(s))),
+    ("lease_pauses_and_terminations", |s| {
+        Box::pin(lease_pauses_and_terminations(s))
+    }),
+    ("lease_holder_reported", |s| {
+        Box::pin(lease_holder_reported(s))
+    }),
 ];
 
 /// Runs every conformance check, each against a fresh store from `factory`.
@@ -390,8 +403,9 @@ async fn run_isolated(
 mod tests {
     use super::*;
     use crate::store::{
-        ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun, RunPage,
-        RunQuery, RunRecord, SignalOutcome, SignalRecord, StoredEvent, Wakeup,
+        ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseStore, NewRun,
+        OperatorOutcome, OperatorWrite, RunPage, RunQuery, RunRecord, SignalOutcome, SignalRecord,
+        StoredEvent, Wakeup,
     };
 
     /// A store (with leases) whose every call fails: each check fails at its first call.
@@ -426,6 +440,9 @@ mod tests {
             Err(StoreError::Closed)
         }
         async fn request_cancel(&self, _: &str, _: &str) -> Result<CancelOutcome, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn operate(&self, _: OperatorWrite) -> Result<OperatorOutcome, StoreError> {
             Err(StoreError::Closed)
         }
         async fn value(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -464,6 +481,9 @@ mod tests {
             Err(StoreError::Closed)
         }
         async fn owned_cancellations(&self, _: &str) -> Result<Vec<(String, String)>, StoreError> {
+            Err(StoreError::Closed)
+        }
+        async fn owned_pauses(&self, _: &str) -> Result<Vec<String>, StoreError> {
             Err(StoreError::Closed)
         }
     }

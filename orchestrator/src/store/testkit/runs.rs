@@ -200,6 +200,7 @@ pub async fn run_record_round_trip(
             execution_timeout_ms: run.execution_timeout_ms,
             created_at_ms: found.created_at_ms,
             updated_at_ms: found.updated_at_ms,
+            paused: None,
         };
         ck.eq(format!("the record of `{id}`"), &expected, &found)?;
         let hour = 3_600_000;
