@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use orchestrator::admin::AdminConfig;
 use orchestrator::prelude::*;
 use orchestrator::{Engine, EngineBuilder};
+use orchestrator_tests::pg_schema::PgSchema;
 use orchestrator_tests::{PATIENCE, TestDb, bump, count, eventually, finish, stop, wait_status};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1546,96 +1547,38 @@ async fn live_streams_are_bounded_and_a_closed_one_frees_its_slot() {
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL: several nodes
 
-const URL_VAR: &str = "ORCHESTRATOR_TEST_POSTGRES_URL";
-
-/// A fresh PostgreSQL schema, dropped afterwards; `None` (said loudly) without a test server.
-struct PgSchema {
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn fresh() -> Option<PgSchema> {
-        match std::env::var(URL_VAR) {
-            Ok(url) if !url.trim().is_empty() => Some(PgSchema {
-                url,
-                name: format!("orch_admin_{:016x}", fastrand::u64(..)),
-            }),
-            _ => {
-                use std::io::Write as _;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: ORCHESTRATOR_TEST_POSTGRES_URL is not set (admin API PostgreSQL test did not run)"
-                );
-                None
-            }
-        }
+/// An engine (a node) on a test schema.
+async fn node_on(schema: &PgSchema, node: &str, admin: Option<AdminConfig>) -> Engine {
+    let store = schema.store(4).await;
+    let mut builder = registered(Engine::builder())
+        .store(std::sync::Arc::new(store))
+        .node_id(node)
+        .lease_duration(Duration::from_secs(2))
+        .shutdown_grace(Duration::from_secs(2));
+    if let Some(admin) = admin {
+        builder = builder.admin(admin);
     }
-
-    /// An engine (a node) on this schema.
-    async fn node(&self, node: &str, admin: Option<AdminConfig>) -> Engine {
-        let store = orchestrator::store::PostgresStore::connect_with(
-            orchestrator::store::PostgresOptions::new(self.url.clone())
-                .schema(self.name.clone())
-                .pool_size(4),
-        )
-        .await
-        .expect("connect to the test PostgreSQL server");
-        let mut builder = registered(Engine::builder())
-            .store(std::sync::Arc::new(store))
-            .node_id(node)
-            .lease_duration(Duration::from_secs(2))
-            .shutdown_grace(Duration::from_secs(2));
-        if let Some(admin) = admin {
-            builder = builder.admin(admin);
-        }
-        builder.start().await.unwrap()
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client.batch_execute(&sql).await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema `{}`: {dropped:?}", self.name);
-        }
-    }
+    builder.start().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgresql_one_node_serves_and_acts_on_runs_another_node_holds() {
-    let Some(schema) = PgSchema::fresh() else {
+    let Some(schema) = PgSchema::fresh("orch_admin", "admin API PostgreSQL test") else {
         return;
     };
-    let a = schema
-        .node(
-            "node-a",
-            Some(
-                AdminConfig::builder()
-                    .bind(loopback_any_port())
-                    .token("alice", ALICE)
-                    .sse_poll_interval(Duration::from_millis(20))
-                    .build(),
-            ),
-        )
-        .await;
-    let b = schema.node("node-b", None).await;
+    let a = node_on(
+        &schema,
+        "node-a",
+        Some(
+            AdminConfig::builder()
+                .bind(loopback_any_port())
+                .token("alice", ALICE)
+                .sse_poll_interval(Duration::from_millis(20))
+                .build(),
+        ),
+    )
+    .await;
+    let b = node_on(&schema, "node-b", None).await;
     let addr = a.admin_addr().unwrap();
     let http = client();
     let url = |path: &str| format!("http://{addr}{path}");
