@@ -368,7 +368,7 @@ pub(super) async fn create_run(
 }
 
 /// Inserts the row of `run` unless its id exists: `true` if it did.
-async fn insert_run<C: GenericClient>(
+pub(super) async fn insert_run<C: GenericClient>(
     client: &C,
     sql: &Sql,
     run: &NewRun,

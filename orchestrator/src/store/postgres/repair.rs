@@ -77,34 +77,8 @@ pub(super) async fn fork_run(
             message: format!("no run has the workflow id `{}`", fork.source_id),
         });
     }
-    let (owner, epoch, duration) = match &run.owner {
-        Some(lease) => (
-            Some(lease.node.as_str()),
-            lease.epoch,
-            Some(lease.duration_ms),
-        ),
-        None => (None, 0, None),
-    };
-    let now = now_ms();
-    let inserted = execute(
-        &tx,
-        &sql.insert_run,
-        &[
-            &run.workflow_id,
-            &run.workflow_name,
-            &run.input,
-            &now,
-            &run.parent_id,
-            &run.deadline_ms,
-            &run.execution_timeout_ms,
-            &owner,
-            &epoch,
-            &duration,
-        ],
-        OP,
-    )
-    .await?;
-    if inserted != 1 {
+    let inserted = super::queries::insert_run(&tx, sql, run, OP).await?;
+    if !inserted {
         let existing = query_opt(&tx, &sql.select_run, &[&run.workflow_id], OP).await?;
         drop(tx);
         return match existing {
