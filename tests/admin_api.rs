@@ -1693,3 +1693,29 @@ async fn list_latency_over_20k_runs() {
     }
     stop(engine).await;
 }
+
+/// User data (here a workflow id holding markup) comes back as JSON text, never as something a browser
+/// would render: the answer is `application/json` with `nosniff`, and the markup is a JSON string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_in_user_data_is_served_as_inert_json() {
+    let server = Server::open().await;
+    let id = "<img src=x onerror=alert(1)></script>";
+    server.waiting_run(id).await;
+    let response = server
+        .get("/api/v1/runs?id_prefix=%3Cimg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let headers = response.headers().clone();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let page: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(ids(&page), [id]);
+}
