@@ -462,8 +462,10 @@ async fn a_run_parked_for_nondeterminism_says_so_naming_the_step() {
         .await
         .unwrap();
     engine.start(versioned_v1, "ver-1", 5).await.unwrap();
+    // Completed, not just started: the attempt's start is journaled first, and a step that only
+    // started replays as nothing (no nondeterminism to find).
     describe_until(&engine, "ver-1", "step 1 done", |d| {
-        d.timeline.steps.len() == 1
+        d.timeline.steps.len() == 1 && d.timeline.steps[0].status == StepStatus::Completed
     })
     .await;
     stop(engine).await;
