@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use super::*;
 use crate::store::{NewEvent, RunState, StatusChange};
@@ -357,6 +358,69 @@ fn bulky(id: &str, step: u32) -> Commit {
             wake_at_ms: None,
         }],
     )
+}
+
+/// Readers that keep overlapping defeat every forced checkpoint; the guard must then try again as the
+/// WAL grows, not only once a second, or a fast writer outruns it (the contention test saw 78 MiB).
+#[test]
+fn defeated_checkpoints_are_retried_as_the_wal_grows_and_wait_longer_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; CREATE TABLE blobs (body BLOB NOT NULL); \
+         INSERT INTO blobs VALUES (x'00');",
+    )
+    .unwrap();
+    let reader =
+        rusqlite::Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM blobs", [], |row| row.get(0))
+        .unwrap();
+
+    // No pause by the clock: only growth may bring a retry forward.
+    let mut guard = writer::WalGuard::new(&path, Duration::from_secs(5))
+        .with_retry_after(Duration::from_secs(3600));
+    let body = vec![0x5Au8; 64 * 1024];
+    let mut write_batch = |guard: &mut writer::WalGuard| {
+        conn.execute("INSERT INTO blobs VALUES (?1)", [&body])
+            .unwrap();
+        let started = Instant::now();
+        guard.after_batch(&conn);
+        started.elapsed()
+    };
+    while guard.defeated_times() == 0 {
+        write_batch(&mut guard);
+        assert!(
+            wal_len(&path) < 2 * writer::WAL_TRUNCATE_BYTES,
+            "no forced checkpoint"
+        );
+    }
+    let defeated_at = wal_len(&path);
+    assert!(defeated_at >= writer::WAL_TRUNCATE_BYTES, "{defeated_at}");
+
+    // The next try comes once the WAL has grown by the retry growth, and waits two steps.
+    let mut longest = Duration::ZERO;
+    while guard.defeated_times() == 1 {
+        longest = longest.max(write_batch(&mut guard));
+        assert!(
+            wal_len(&path) < defeated_at + 2 * writer::WAL_RETRY_GROWTH,
+            "no retry as the WAL grew"
+        );
+    }
+    assert!(wal_len(&path) >= defeated_at + writer::WAL_RETRY_GROWTH);
+    assert!(longest >= Duration::from_millis(190), "{longest:?}");
+    assert_eq!(guard.defeated_times(), 2);
+
+    // Once the reader has left, SQLite's own checkpoints reuse the WAL from its start: it stops
+    // growing (and the next timed retry would truncate it).
+    reader.execute_batch("COMMIT").unwrap();
+    let left_at = wal_len(&path);
+    for _ in 0..10 * writer::WAL_CHECK_EVERY {
+        write_batch(&mut guard);
+    }
+    assert!(wal_len(&path) <= left_at + writer::WAL_RETRY_GROWTH / 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

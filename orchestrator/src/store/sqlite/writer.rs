@@ -227,25 +227,45 @@ pub(super) const WAL_CHECK_EVERY: u32 = 32;
 /// The WAL size past which the writer forces a checkpoint that resets it (4 times what SQLite's
 /// automatic checkpoints, every 1,000 pages, normally let it reach).
 pub(super) const WAL_TRUNCATE_BYTES: u64 = 16 * 1024 * 1024;
-/// How long that checkpoint may wait for readers to leave their snapshots.
+/// How long the first forced checkpoint may wait for readers to leave their snapshots; each try that
+/// readers defeat in a row waits one step longer, up to [`WAL_CHECKPOINT_MAX_STEPS`] steps.
 const WAL_CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
-/// How long to wait before trying again after readers kept it from finishing.
+/// The most steps of [`WAL_CHECKPOINT_WAIT`] one forced checkpoint waits.
+const WAL_CHECKPOINT_MAX_STEPS: u32 = 5;
+/// After a try that readers defeated, the longest pause before the next one.
 pub(super) const WAL_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// After a try that readers defeated, the growth that brings the next one forward: under a heavy
+/// write load, the WAL grows by much more than this in [`WAL_RETRY_AFTER`].
+pub(super) const WAL_RETRY_GROWTH: u64 = WAL_TRUNCATE_BYTES / 2;
 
 /// Keeps the WAL bounded when readers (read-only stores in other processes) hold snapshots.
 ///
 /// SQLite's automatic checkpoints are passive: they never wait for readers and never fail a commit,
 /// but they cannot reset the WAL while some reader's snapshot still uses it, so under a steady stream
 /// of overlapping reads it grows without bound. When it has grown past [`WAL_TRUNCATE_BYTES`], the
-/// writer runs a `TRUNCATE` checkpoint between batches, waiting at most [`WAL_CHECKPOINT_WAIT`] for the
-/// readers of older snapshots (new readers are not blocked). If readers are still there, the checkpoint
-/// reports busy, which is ignored — no caller ever sees it — and tried again later.
+/// writer runs a `TRUNCATE` checkpoint between batches, waiting a bounded time for the readers of
+/// older snapshots (new readers are not blocked). If readers are still there, the checkpoint reports
+/// busy, which is ignored — no caller ever sees it — and tried again after [`WAL_RETRY_AFTER`] or as
+/// soon as the WAL has grown by [`WAL_RETRY_GROWTH`], whichever comes first, waiting a little longer
+/// each time: the retries follow the write rate, not the clock, so the WAL's size stays bounded
+/// however fast runs write (the writer's pauses are bounded too, and only happen while the WAL is
+/// oversized).
 #[derive(Debug)]
 pub(super) struct WalGuard {
     wal: PathBuf,
     busy_timeout: Duration,
     batches: u32,
-    next_try: Instant,
+    retry_after: Duration,
+    /// Set while readers defeat the forced checkpoints.
+    defeated: Option<Defeated>,
+}
+
+/// The forced checkpoints that readers defeated in a row, and when to try again.
+#[derive(Debug, Clone, Copy)]
+struct Defeated {
+    times: u32,
+    retry_at: Instant,
+    retry_at_len: u64,
 }
 
 impl WalGuard {
@@ -257,32 +277,63 @@ impl WalGuard {
             wal: PathBuf::from(wal),
             busy_timeout,
             batches: 0,
-            next_try: Instant::now(),
+            retry_after: WAL_RETRY_AFTER,
+            defeated: None,
         }
+    }
+
+    /// The same guard with another longest pause between defeated tries (tests).
+    #[cfg(test)]
+    pub(super) fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// How many forced checkpoints readers have defeated in a row (tests).
+    #[cfg(test)]
+    pub(super) fn defeated_times(&self) -> u32 {
+        self.defeated.map_or(0, |defeated| defeated.times)
     }
 
     /// Called after each batch that wrote: now and then, checks the WAL's size and resets it.
     pub(super) fn after_batch(&mut self, conn: &Connection) {
         self.batches = self.batches.wrapping_add(1);
-        if !self.batches.is_multiple_of(WAL_CHECK_EVERY) || Instant::now() < self.next_try {
+        if !self.batches.is_multiple_of(WAL_CHECK_EVERY) {
             return;
         }
-        match std::fs::metadata(&self.wal) {
-            Ok(meta) if meta.len() >= WAL_TRUNCATE_BYTES => {}
+        let len = match std::fs::metadata(&self.wal) {
+            Ok(meta) if meta.len() >= WAL_TRUNCATE_BYTES => meta.len(),
             _ => return,
-        }
-        let _ = conn.busy_timeout(WAL_CHECKPOINT_WAIT);
+        };
+        let times = match self.defeated {
+            Some(defeated) if Instant::now() < defeated.retry_at && len < defeated.retry_at_len => {
+                return;
+            }
+            Some(defeated) => defeated.times,
+            None => 0,
+        };
+        let steps = times.saturating_add(1).min(WAL_CHECKPOINT_MAX_STEPS);
+        let _ = conn.busy_timeout(WAL_CHECKPOINT_WAIT.saturating_mul(steps));
         // (busy, frames in the WAL, frames checkpointed); `busy` = 1 when readers kept it from finishing.
         let outcome = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
             row.get::<_, i64>(0)
         });
         let _ = conn.busy_timeout(self.busy_timeout);
         match outcome {
-            Ok(0) => tracing::debug!(wal = %self.wal.display(), "WAL checkpointed and truncated"),
+            Ok(0) => {
+                self.defeated = None;
+                tracing::debug!(wal = %self.wal.display(), "WAL checkpointed and truncated");
+            }
             other => {
-                self.next_try = Instant::now() + WAL_RETRY_AFTER;
+                self.defeated = Some(Defeated {
+                    times: times.saturating_add(1),
+                    retry_at: Instant::now() + self.retry_after,
+                    retry_at_len: len.saturating_add(WAL_RETRY_GROWTH),
+                });
                 tracing::debug!(
                     wal = %self.wal.display(),
+                    wal_bytes = len,
+                    defeated = times.saturating_add(1),
                     outcome = ?other,
                     "readers kept the WAL from being reset; trying again later"
                 );
