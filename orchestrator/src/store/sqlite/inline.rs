@@ -69,7 +69,7 @@ impl InlineConnection {
     pub(super) fn write<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let mut state = self.lock();
         if state.closed {

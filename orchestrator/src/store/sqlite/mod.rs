@@ -370,7 +370,7 @@ impl SqliteStore {
     async fn write<R, F>(&self, operation: &'static str, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (writer, replies) = match &self.execution {
             _ if self.read_only => return Err(StoreError::ReadOnly { operation }),
@@ -630,7 +630,7 @@ impl Store for SqliteStore {
         let workflow_id = workflow_id.to_string();
         let name = name.to_string();
         self.write("sending a signal", move |conn| {
-            queries::send_signal(conn, &workflow_id, &name, payload)
+            queries::send_signal(conn, &workflow_id, &name, &payload)
         })
         .await
     }

@@ -364,7 +364,7 @@ pub(super) fn send_signal(
     conn: &Connection,
     workflow_id: &str,
     name: &str,
-    payload: Vec<u8>,
+    payload: &[u8],
 ) -> Result<SignalOutcome, StoreError> {
     const OP: &str = "sending a signal";
     let tx = conn;
@@ -383,7 +383,7 @@ pub(super) fn send_signal(
     Ok(SignalOutcome::Queued(SignalRecord {
         id,
         name: name.to_string(),
-        payload,
+        payload: payload.to_vec(),
     }))
 }
 

@@ -470,3 +470,60 @@ async fn wal_bounded_under_a_reader(execution: SqliteExecution) {
     assert!(reset < 8 * 1024 * 1024, "{execution:?}: {reset}");
     assert_eq!(store.history("w").await.unwrap().len(), 464);
 }
+
+/// A batch runs without savepoints; when one write fails after it changed something, the batch is
+/// rolled back, that write gets its error, and the others run again, each isolated: their effects
+/// are kept exactly once, the failed write's not at all.
+#[test]
+fn a_write_failing_midway_through_a_batch_rolls_back_alone() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    conn.execute_batch("CREATE TABLE rows (name TEXT NOT NULL UNIQUE)")
+        .unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let insert = |names: &'static [&'static str]| {
+        let runs = runs.clone();
+        move |conn: &Connection| -> Result<usize, StoreError> {
+            runs.fetch_add(1, Ordering::Relaxed);
+            for name in names {
+                conn.execute("INSERT INTO rows (name) VALUES (?1)", [name])
+                    .during("inserting a test row")?;
+            }
+            Ok(names.len())
+        }
+    };
+    let mut replies = Vec::new();
+    let mut writes: Vec<Box<dyn writer::WriteJob>> = Vec::new();
+    // The second write inserts `b`, then fails on a duplicate of `a` (written by the first).
+    for names in [&["a"][..], &["b", "a"], &["c"]] {
+        let (reply, response) = oneshot::channel();
+        writes.push(Box::new(TypedWrite::new(insert(names), reply)));
+        replies.push(response);
+    }
+    writer::commit_batch(&conn, writes);
+
+    let outcomes: Vec<_> = replies
+        .into_iter()
+        .map(|mut reply| reply.try_recv().unwrap())
+        .collect();
+    assert_eq!(outcomes[0].as_ref().ok(), Some(&1));
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert_eq!(outcomes[2].as_ref().ok(), Some(&1));
+    let mut names: Vec<String> = conn
+        .prepare("SELECT name FROM rows ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    names.sort();
+    assert_eq!(names, ["a", "c"]);
+    assert!(conn.is_autocommit(), "the transaction was left open");
+    // The first write ran twice (optimistic pass, isolated pass), the failing one once, the last once.
+    assert_eq!(runs.load(Ordering::Relaxed), 4);
+}
