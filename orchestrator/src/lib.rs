@@ -54,6 +54,7 @@
 //! | errors, `?` in activities, failure codes | [`Error`], [`WorkflowError`], [`ActivityError`], [`ActivityResultExt`], [`ParkReason`] |
 //! | replay-aware logging | [`logging`], [`WorkflowContext::is_replaying`] |
 //! | the journal and its encoding | [`journal`], [`codec`] |
+//! | exported histories (JSON), import | [`export`], [`Engine::export_run`], [`Engine::import_run`] |
 //! | storage backends | [`store`] |
 //! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
 //!
@@ -69,6 +70,7 @@ mod context;
 mod definition;
 mod engine;
 mod error;
+pub mod export;
 pub mod inspect;
 pub mod journal;
 pub mod limits;
