@@ -55,6 +55,7 @@
 //! | replay-aware logging | [`logging`], [`WorkflowContext::is_replaying`] |
 //! | the journal and its encoding | [`journal`], [`codec`] |
 //! | exported histories (JSON), import | [`export`], [`Engine::export_run`], [`Engine::import_run`] |
+//! | the replay checker (do stored histories replay on this code?) | [`replay`], [`Engine::replay_check`] |
 //! | storage backends | [`store`] |
 //! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
 //!
@@ -76,7 +77,7 @@ pub mod journal;
 pub mod limits;
 pub mod logging;
 pub mod prelude;
-mod replay;
+pub mod replay;
 mod retry;
 pub mod store;
 
