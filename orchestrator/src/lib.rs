@@ -58,6 +58,7 @@
 //! | the replay checker (do stored histories replay on this code?) | [`replay`], [`Engine::replay_check`] |
 //! | storage backends | [`store`] |
 //! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
+//! | testing: virtual time, mocks, history assertions (feature `testing`) | `testing` |
 //!
 //! The architecture is described in `docs/architecture.md`, the on-disk format in `docs/journal.md`.
 
@@ -80,6 +81,8 @@ pub mod prelude;
 pub mod replay;
 mod retry;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use context::{
     ActivityCall, ActivityContext, ChildCall, Select, Select2, SignalWait, Sleep, WorkflowContext,
