@@ -288,26 +288,43 @@ impl TestEngine {
 
     /// When the next durable wake-up is due (ms since the Unix epoch): the earliest pending timer,
     /// signal timeout, execution deadline or activity retry of a running run; `None` if nothing
-    /// waits for time. In-memory waits that are not journaled (an activity's own sleeps and
-    /// timeouts, the engine's backoffs after store failures or panics) are not included; awaiting
-    /// a result lets the runtime reach those by itself.
+    /// waits for time. It may be in the past for a run that is due but does not run (paused).
+    /// In-memory waits that are not journaled (an activity's own sleeps and timeouts, the engine's
+    /// backoffs after store failures or panics) are not included; awaiting a result lets the
+    /// runtime reach those by itself.
     ///
     /// # Errors
     ///
     /// [`Error::Store`] when the store cannot be read.
     pub async fn next_wakeup(&self) -> Result<Option<i64>, Error> {
+        self.wakeup_after(i64::MIN).await
+    }
+
+    /// The earliest durable wake-up strictly after `after_ms`.
+    async fn wakeup_after(&self, after_ms: i64) -> Result<Option<i64>, Error> {
+        const PAGE: usize = 1_000;
         let store = self.engine.store();
-        let mut earliest = store
-            .due_wakeups(i64::MAX, 1)
-            .await?
-            .first()
-            .map(|wakeup| wakeup.at_ms);
+        let wakeups = store.due_wakeups(i64::MAX, PAGE).await?;
+        let mut earliest = wakeups
+            .iter()
+            .map(|wakeup| wakeup.at_ms)
+            .find(|at| *at > after_ms);
+        if earliest.is_none() && wakeups.len() >= PAGE {
+            // More than a page of wake-ups at or before `after_ms`: look beyond them.
+            let beyond = store
+                .due_wakeups(i64::MAX, usize::MAX)
+                .await?
+                .into_iter()
+                .map(|wakeup| wakeup.at_ms)
+                .find(|at| *at > after_ms);
+            earliest = beyond;
+        }
         for run in store.unfinished_runs().await? {
             if run.state != crate::store::RunState::Running || run.paused.is_some() {
                 continue;
             }
             let rows = store.history(&run.workflow_id).await?;
-            if let Some(at) = pending_retry(&rows) {
+            if let Some(at) = pending_retry(&rows).filter(|at| *at > after_ms) {
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
         }
@@ -337,8 +354,8 @@ impl TestEngine {
         self.run_until_blocked().await;
         loop {
             let now = self.now_ms();
-            let step_to = match self.next_wakeup().await? {
-                Some(next) if next > now && next < at_ms => next,
+            let step_to = match self.wakeup_after(now).await? {
+                Some(next) if next < at_ms => next,
                 _ => at_ms,
             };
             if step_to <= now {
@@ -349,7 +366,7 @@ impl TestEngine {
             ))
             .await;
             self.run_until_blocked().await;
-            if step_to < at_ms && self.next_wakeup().await? == Some(step_to) {
+            if step_to < at_ms && self.wakeup_after(step_to - 1).await? == Some(step_to) {
                 // tokio rounds timer deadlines up to its next millisecond tick: on a runtime
                 // paused after it started (not `start_paused`), a timer due now fires 1 ms later.
                 tokio::time::advance(Duration::from_millis(1)).await;
@@ -361,21 +378,21 @@ impl TestEngine {
         }
     }
 
-    /// Moves virtual time to the next durable wake-up ([`TestEngine::next_wakeup`]) and runs until
-    /// blocked; returns the instant it moved to, or `None` (time unchanged) if nothing waits.
+    /// Moves virtual time to the next durable wake-up after now ([`TestEngine::next_wakeup`]) and
+    /// runs until blocked; returns the instant it moved to, or `None` (time unchanged) if nothing
+    /// waits.
     ///
     /// # Errors
     ///
     /// [`Error::Store`] when the store cannot be read.
     pub async fn advance_to_next_wakeup(&self) -> Result<Option<i64>, Error> {
         self.run_until_blocked().await;
-        let now = self.now_ms();
-        match self.next_wakeup().await? {
-            Some(next) if next > now => {
+        match self.wakeup_after(self.now_ms()).await? {
+            Some(next) => {
                 self.advance_to(next).await?;
                 Ok(Some(next))
             }
-            Some(_) | None => Ok(None),
+            None => Ok(None),
         }
     }
 
