@@ -10,6 +10,8 @@
 //! - mocks replace activities by type and by name, script failures, count calls and record inputs;
 //!   removing a mock runs the real activity again;
 //! - manual time control: `next_wakeup`, `advance` stopping at each wake-up, `run_until_blocked`;
+//!   a paused run's due wake-up does not hold back the others; a chosen start instant (one in the
+//!   past is refused);
 //! - a signal sent at a chosen virtual time, and the state a workflow published;
 //! - compensations' order in the history;
 //! - a multi-thread runtime is refused with a clear error.
@@ -393,4 +395,70 @@ fn a_multi_thread_runtime_is_refused() {
         .block_on(TestEngine::builder().register(two_naps).start())
         .unwrap_err();
     assert!(error.to_string().contains("current-thread"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_instant_in_the_past_is_refused_and_one_ahead_is_used() {
+    let error = TestEngine::builder()
+        .register(two_naps)
+        .start_at_ms(0)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("cannot start at 0 ms"),
+        "{error}"
+    );
+
+    // 2100-01-01T00:00:00Z.
+    let at = 4_102_444_800_000;
+    let test = TestEngine::builder()
+        .register(two_naps)
+        .start_at_ms(at)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(test.now_ms(), at);
+    let run = test.start(two_naps, "future", ()).await.unwrap();
+    run.result().await.unwrap();
+    assert_eq!(test.now_ms(), at + 2 * HOUR.as_millis() as i64);
+    let history = test.history("future").await.unwrap();
+    assert_eq!(history.step(1).started_at_ms, Some(at));
+    test.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_run_does_not_hold_back_the_others() {
+    let test = TestEngine::builder()
+        .register(two_naps)
+        .start()
+        .await
+        .unwrap();
+    let t0 = test.now_ms();
+    let hour = HOUR.as_millis() as i64;
+    test.start(two_naps, "held", ()).await.unwrap();
+    test.run_until_blocked().await;
+    test.pause("held", "test", "hold it").await.unwrap();
+    test.advance(HOUR / 2).await.unwrap();
+    test.start(two_naps, "free", ()).await.unwrap();
+    test.run_until_blocked().await;
+    // The held run's first timer (t0 + 1h) passes while it is paused; the free run's wake-ups at
+    // t0 + 1.5h and t0 + 2.5h still fire at their own times.
+    test.advance(3 * HOUR).await.unwrap();
+    let free = test.history("free").await.unwrap();
+    assert_eq!(free.step(2).started_at_ms, Some(t0 + hour + hour / 2));
+    assert_eq!(free.step(2).ended_at_ms, Some(t0 + 2 * hour + hour / 2));
+    assert_eq!(test.status("free").await.unwrap(), RunStatus::Completed);
+    assert!(matches!(
+        test.status("held").await.unwrap(),
+        RunStatus::Paused(_)
+    ));
+    test.resume("held", "test").await.unwrap();
+    test.handle(two_naps, "held")
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    test.shutdown().await;
 }
