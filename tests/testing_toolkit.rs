@@ -304,10 +304,14 @@ async fn signals_at_a_virtual_time_and_published_state() {
         test.get_state::<String>("rev-1", "stage").await.unwrap(),
         Some("waiting".to_string())
     );
-    test.advance(2 * DAY).await.unwrap();
-    test.signal("rev-1", "verdict", "approved".to_string())
-        .await
-        .unwrap();
+    test.signal_at(
+        t0 + (2 * DAY).as_millis() as i64,
+        "rev-1",
+        "verdict",
+        "approved".to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(run.result().await.unwrap(), "approved");
     assert_eq!(
         test.get_state::<String>("rev-1", "stage").await.unwrap(),

@@ -396,6 +396,25 @@ impl TestEngine {
         }
     }
 
+    /// Moves virtual time to `at_ms` (like [`TestEngine::advance_to`]) and sends signal `name` to
+    /// run `workflow_id` then, and runs until blocked.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Engine::signal`]; [`Error::Store`] when the store cannot be read.
+    pub async fn signal_at<T: crate::definition::Payload>(
+        &self,
+        at_ms: i64,
+        workflow_id: &str,
+        name: &str,
+        payload: T,
+    ) -> Result<(), Error> {
+        self.advance_to(at_ms).await?;
+        self.engine.signal(workflow_id, name, payload).await?;
+        self.run_until_blocked().await;
+        Ok(())
+    }
+
     /// Replaces activity `A` with `handler` in this engine from now on (its next attempts run the
     /// handler instead of the activity), and returns a handle to script failures and read its calls.
     ///
