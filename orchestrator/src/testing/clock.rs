@@ -25,8 +25,10 @@
 //! differ by that millisecond).
 //!
 //! Virtual time starts at a round instant (a multiple of 2³¹ ms after the epoch, or the one given to
-//! [`TestEngineBuilder::start_at_ms`]) and the engine's random numbers come from a seeded generator
-//! ([`TestEngineBuilder::seed`]), so the same test produces the same history, timestamps included.
+//! [`TestEngineBuilder::start_at_ms`]), the engine's random numbers come from a seeded generator
+//! ([`TestEngineBuilder::seed`]), and the default journal runs SQLite inline on the runtime's thread,
+//! so the same test produces the same history — timestamps and the interleaving of concurrent runs
+//! and steps included.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +39,7 @@ use crate::definition::{Activity, Registrable};
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::{ActivityError, Error};
 use crate::journal::EventBody;
-use crate::store::{SqliteOptions, SqliteStore, Store};
+use crate::store::{SqliteExecution, SqliteOptions, SqliteStore, Store};
 
 /// Virtual time starts at the next multiple of this many milliseconds (about 24.9 days) unless told.
 const EPOCH_ALIGNMENT_MS: i64 = 1 << 31;
@@ -108,7 +110,10 @@ impl TestEngineBuilder {
         self
     }
 
-    /// Journals to `store` instead of a private in-memory SQLite database.
+    /// Journals to `store` instead of a private in-memory SQLite database (whose statements run
+    /// inline, on the runtime's thread: [`SqliteExecution::Inline`]). A store that answers from
+    /// other threads or sockets works too; the engine's scheduling then depends on when its answers
+    /// arrive, so histories of concurrent steps may differ between runs of the same seed.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
@@ -181,7 +186,13 @@ impl TestEngineBuilder {
         .await;
         let inner: Arc<dyn Store> = match self.store {
             Some(store) => store,
-            None => Arc::new(SqliteStore::open_with(SqliteOptions::default()).await?),
+            None => {
+                // In memory, statements on the calling task: no threads, so nothing the
+                // scheduler's order depends on happens outside the runtime.
+                let mut options = SqliteOptions::default();
+                options.execution = SqliteExecution::Inline;
+                Arc::new(SqliteStore::open_with(options).await?)
+            }
         };
         let activity = Arc::new(StoreActivity::default());
         let store: Arc<dyn Store> = Arc::new(BusyStore::new(inner, activity.clone()));
