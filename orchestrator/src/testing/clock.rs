@@ -1,34 +1,4 @@
-//! The test engine and its virtual clock.
-//!
-//! A [`TestEngine`] runs an ordinary [`Engine`] on a current-thread tokio runtime whose clock is
-//! paused: time moves only when the test engine moves it. The engine's clock (the journal's
-//! milliseconds since the epoch) is an affine function of that runtime clock, so timers, retry
-//! backoffs, signal timeouts and execution deadlines all run on virtual time.
-//!
-//! Time jumps in two ways:
-//!
-//! - **Automatically**, when everything is blocked: a test that awaits a result
-//!   (`handle.result().await`) leaves the runtime idle once every run waits for a timer, and the
-//!   paused runtime then moves its clock straight to the earliest pending timer. Store calls never
-//!   leave the runtime idle (the test engine's store wrapper yields while it waits for the database),
-//!   so the clock cannot jump in the middle of I/O, and the wake-up index is loaded in one go (no
-//!   periodic page queries to step through).
-//! - **By hand**: [`TestEngine::run_until_blocked`] runs everything runnable without moving time,
-//!   [`TestEngine::next_wakeup`] says when the next durable wake-up is due, and
-//!   [`TestEngine::advance`] moves time forward by a duration, stopping at every wake-up on the way
-//!   so each fires at its own time.
-//!
-//! Timestamps are exact to the millisecond on a runtime whose clock was paused from its start
-//! (`#[tokio::test(start_paused = true)]`, `Builder::start_paused(true)`). On a runtime the test
-//! engine pauses later, tokio's timers keep a sub-millisecond phase and fire on the next millisecond
-//! tick, so wake-ups may be stamped 1 ms after their due time (and histories of the same seed may
-//! differ by that millisecond).
-//!
-//! Virtual time starts at a round instant (a multiple of 2³¹ ms after the epoch, or the one given to
-//! [`TestEngineBuilder::start_at_ms`]), the engine's random numbers come from a seeded generator
-//! ([`TestEngineBuilder::seed`]), and the default journal runs SQLite inline on the runtime's thread,
-//! so the same test produces the same history — timestamps and the interleaving of concurrent runs
-//! and steps included.
+//! The test engine and its virtual clock (see [`TestEngine`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,8 +190,38 @@ fn clock_is_paused() -> bool {
     tokio::time::Instant::now() == before
 }
 
-/// An [`Engine`] on virtual time, with activity mocks (see the [module](self) and
-/// [`testing`](crate::testing) documentation). Dereferences to the [`Engine`].
+/// An [`Engine`] on virtual time, with activity mocks; it dereferences to the [`Engine`]. See the
+/// [`testing`](crate::testing) module and `docs/testing.md`.
+///
+/// It runs an ordinary [`Engine`] on a current-thread tokio runtime whose clock is
+/// paused: time moves only when the test engine moves it. The engine's clock (the journal's
+/// milliseconds since the epoch) is an affine function of that runtime clock, so timers, retry
+/// backoffs, signal timeouts and execution deadlines all run on virtual time.
+///
+/// Time jumps in two ways:
+///
+/// - **Automatically**, when everything is blocked: a test that awaits a result
+///   (`handle.result().await`) leaves the runtime idle once every run waits for a timer, and the
+///   paused runtime then moves its clock straight to the earliest pending timer. Store calls never
+///   leave the runtime idle (the default store runs inline; any other store's calls are polled in a
+///   loop that yields), so the clock cannot jump in the middle of I/O, and the wake-up index is
+///   loaded in one go (no periodic page queries to step through).
+/// - **By hand**: [`TestEngine::run_until_blocked`] runs everything runnable without moving time,
+///   [`TestEngine::next_wakeup`] says when the next durable wake-up is due, and
+///   [`TestEngine::advance`] moves time forward by a duration, stopping at every wake-up on the way
+///   so each fires at its own time.
+///
+/// Timestamps are exact to the millisecond on a runtime whose clock was paused from its start
+/// (`#[tokio::test(start_paused = true)]`, `Builder::start_paused(true)`). On a runtime the test
+/// engine pauses later, tokio's timers keep a sub-millisecond phase and fire on the next millisecond
+/// tick, so wake-ups may be stamped 1 ms after their due time (and histories of the same seed may
+/// differ by that millisecond).
+///
+/// Virtual time starts at a round instant (a multiple of 2³¹ ms after the epoch, or the one given to
+/// [`TestEngineBuilder::start_at_ms`]), the engine's random numbers come from a seeded generator
+/// ([`TestEngineBuilder::seed`]), and the default journal runs SQLite inline on the runtime's thread,
+/// so the same test produces the same history — timestamps and the interleaving of concurrent runs
+/// and steps included.
 pub struct TestEngine {
     engine: Engine,
     activity: Arc<StoreActivity>,
