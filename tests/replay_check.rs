@@ -358,6 +358,11 @@ async fn the_engines_own_store_is_a_source() {
         .await
         .unwrap();
     assert_eq!(only_waiting.runs.len(), 1);
+    let by_reference = engine
+        .replay_check_store(engine.store().as_ref(), RunQuery::new())
+        .await
+        .unwrap();
+    assert_eq!(by_reference.runs, report.runs);
     engine.shutdown().await;
 }
 

@@ -76,6 +76,24 @@ impl Engine {
         Ok(report)
     }
 
+    /// [`Engine::replay_check`] over the runs of `store` that match `query` (every page), for a
+    /// store held by reference.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store cannot be read.
+    pub async fn replay_check_store(
+        &self,
+        store: &dyn Store,
+        query: RunQuery,
+    ) -> Result<ReplayReport, Error> {
+        let started = Instant::now();
+        let mut report = ReplayReport::default();
+        self.check_store(store, query, &mut report).await?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
     async fn check_store(
         &self,
         store: &dyn Store,
