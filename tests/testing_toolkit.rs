@@ -15,6 +15,7 @@
 //!   past is refused);
 //! - a signal sent at a chosen virtual time, and the state a workflow published;
 //! - compensations' order in the history;
+//! - child workflows and an execution timeout on virtual time;
 //! - a multi-thread runtime is refused with a clear error.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -530,5 +531,49 @@ async fn a_paused_run_does_not_hold_back_the_others() {
         .result()
         .await
         .unwrap();
+    test.shutdown().await;
+}
+
+#[workflow]
+async fn week_nap(ctx: WorkflowContext, days: u64) -> Result<u64, WorkflowError> {
+    ctx.sleep(Duration::from_secs(days * 86_400)).await?;
+    Ok(days)
+}
+
+#[workflow]
+async fn parent_of_naps(ctx: WorkflowContext, _: ()) -> Result<u64, WorkflowError> {
+    let first = ctx.child(week_nap, "nap-child-1", 7).await?;
+    let second = ctx.child(week_nap, "nap-child-2", 3).await?;
+    Ok(first + second)
+}
+
+#[tokio::test(start_paused = true)]
+async fn children_and_execution_deadlines_run_on_virtual_time() {
+    let test = TestEngine::builder()
+        .register(week_nap)
+        .register(parent_of_naps)
+        .start()
+        .await
+        .unwrap();
+    let t0 = test.now_ms();
+    let parent = test.start(parent_of_naps, "naps-parent", ()).await.unwrap();
+    assert_eq!(parent.result().await.unwrap(), 10);
+    assert_eq!(test.now_ms() - t0, (10 * DAY).as_millis() as i64);
+    let child = test.history("nap-child-2").await.unwrap();
+    assert_eq!(
+        child.step(1).started_at_ms,
+        Some(t0 + (7 * DAY).as_millis() as i64)
+    );
+
+    // An execution timeout of one day cuts a two-day sleep short, at one virtual day.
+    let t1 = test.now_ms();
+    let run = test
+        .start(week_nap, "too-long", 2)
+        .execution_timeout(DAY)
+        .await
+        .unwrap();
+    let error = run.result().await.unwrap_err();
+    assert!(error.to_string().contains("timed out"), "{error}");
+    assert_eq!(test.now_ms() - t1, DAY.as_millis() as i64);
     test.shutdown().await;
 }
