@@ -159,8 +159,10 @@ impl TestEngineBuilder {
             None => {
                 // In memory, statements on the calling task: no threads, so nothing the
                 // scheduler's order depends on happens outside the runtime.
-                let mut options = SqliteOptions::default();
-                options.execution = SqliteExecution::Inline;
+                let options = SqliteOptions {
+                    execution: SqliteExecution::Inline,
+                    ..SqliteOptions::default()
+                };
                 Arc::new(SqliteStore::open_with(options).await?)
             }
         };
