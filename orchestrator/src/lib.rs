@@ -54,8 +54,11 @@
 //! | errors, `?` in activities, failure codes | [`Error`], [`WorkflowError`], [`ActivityError`], [`ActivityResultExt`], [`ParkReason`] |
 //! | replay-aware logging | [`logging`], [`WorkflowContext::is_replaying`] |
 //! | the journal and its encoding | [`journal`], [`codec`] |
+//! | exported histories (JSON), import | [`export`], [`Engine::export_run`], [`Engine::import_run`] |
+//! | the replay checker (do stored histories replay on this code?) | [`replay`], [`Engine::replay_check`] |
 //! | storage backends | [`store`] |
 //! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
+//! | testing: virtual time, mocks, history assertions (feature `testing`) | `testing` |
 //!
 //! The architecture is described in `docs/architecture.md`, the on-disk format in `docs/journal.md`.
 
@@ -69,14 +72,17 @@ mod context;
 mod definition;
 mod engine;
 mod error;
+pub mod export;
 pub mod inspect;
 pub mod journal;
 pub mod limits;
 pub mod logging;
 pub mod prelude;
-mod replay;
+pub mod replay;
 mod retry;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use context::{
     ActivityCall, ActivityContext, ChildCall, Select, Select2, SignalWait, Sleep, WorkflowContext,

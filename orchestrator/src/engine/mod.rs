@@ -97,6 +97,11 @@ pub(crate) struct EngineSettings {
     pub(crate) panic_retry: crate::retry::RetryPolicy,
     /// The payload types known to this engine, for inspection (see `inspect/catalog.rs`).
     pub(crate) catalog: Arc<crate::inspect::Catalog>,
+    /// How far ahead the wake-up pager loads wake-ups from the store (see `wakeups.rs`).
+    pub(crate) wakeup_horizon: Duration,
+    /// A test engine's activity mocks (feature `testing`), consulted before each attempt.
+    #[cfg(feature = "testing")]
+    pub(crate) mocks: Option<Arc<crate::testing::MockTable>>,
 }
 
 /// The durable execution engine.
