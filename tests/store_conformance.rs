@@ -77,6 +77,26 @@ async fn sqlite_file_store_conforms() {
     })
     .await;
     skipped_only_leases(&report);
+
+    // The writer does not enforce the schema's foreign keys row by row (it checks that the run exists
+    // first): after every check's writes, no row may belong to a run that does not exist.
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "db") {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let violations: Vec<(String, i64)> = conn
+                .prepare("PRAGMA foreign_key_check")
+                .unwrap()
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(violations.is_empty(), "{}: {violations:?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} journals checked");
 }
 
 /// On the default (current-thread) test runtime, as in the testkit's documentation.

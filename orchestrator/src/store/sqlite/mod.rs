@@ -536,8 +536,13 @@ fn open_writer(options: &SqliteOptions) -> Result<Connection, StoreError> {
             });
         }
     }
+    // The schema declares its foreign keys (every row belongs to a run), but this connection does not
+    // enforce them on each insert: every write checks, in its own transaction, that its run exists
+    // before it inserts anything, and no run is ever deleted. Enforcing them again cost about 6 % of a
+    // step's instructions (a lookup in `runs` per journal row). `PRAGMA foreign_key_check` finds no
+    // violation after the conformance suite (`tests/store_conformance.rs`).
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF;",
         options.durability.pragma()
     ))
     .during("setting pragmas")?;

@@ -89,16 +89,26 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcom
         run.execution_timeout_ms
     ])
     .during("creating a run")?;
-    insert_events(tx, &run.workflow_id, &run.events, now, "creating a run")?;
+    insert_events(
+        tx,
+        &run.workflow_id,
+        &run.events,
+        false,
+        now,
+        "creating a run",
+    )?;
     Ok(CreateOutcome::Created)
 }
 
 /// Appends `events` to the journal of `workflow_id`, with their wake-ups: the body of a commit, and of
-/// a creation that carries the run's first events.
+/// a creation that carries the run's first events. `wakeups_exist`: whether the run may have rows in
+/// `wakeups` already; if not, a completion has none to delete (most completions: an activity's step
+/// never has one), which saves a statement per step.
 fn insert_events(
     tx: &Connection,
     workflow_id: &str,
     events: &[NewEvent],
+    mut wakeups_exist: bool,
     now: i64,
     op: &'static str,
 ) -> Result<(), StoreError> {
@@ -117,8 +127,9 @@ fn insert_events(
                 .during(op)?
                 .execute(params![workflow_id, event.step, at_ms])
                 .during(op)?;
+                wakeups_exist = true;
             }
-            if event.completion {
+            if event.completion && wakeups_exist {
                 tx.prepare_cached("DELETE FROM wakeups WHERE workflow_id = ?1 AND step = ?2")
                     .during(op)?
                     .execute(params![workflow_id, event.step])
@@ -152,13 +163,18 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
     const OP: &str = "committing journal events";
     let tx = conn;
     let now = now_ms();
-    let found: Option<(i64, i64)> = tx
-        .prepare_cached("SELECT run_no, state FROM runs WHERE workflow_id = ?1")
+    let found: Option<(i64, i64, bool)> = tx
+        .prepare_cached(
+            "SELECT run_no, state, EXISTS (SELECT 1 FROM wakeups WHERE workflow_id = ?1) \
+             FROM runs WHERE workflow_id = ?1",
+        )
         .during(OP)?
-        .query_row([&commit.workflow_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row([&commit.workflow_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()
         .during(OP)?;
-    let Some((run_no, state)) = found else {
+    let Some((run_no, state, wakeups_exist)) = found else {
         return Err(StoreError::Conflict {
             operation: OP,
             message: format!("no run has the id `{}`", commit.workflow_id),
@@ -183,7 +199,14 @@ pub(super) fn commit(conn: &Connection, commit: &Commit) -> Result<(), StoreErro
             ),
         });
     }
-    insert_events(tx, &commit.workflow_id, &commit.events, now, OP)?;
+    insert_events(
+        tx,
+        &commit.workflow_id,
+        &commit.events,
+        wakeups_exist,
+        now,
+        OP,
+    )?;
     if let Some(signal_id) = commit.consume_signal {
         let step = commit
             .events
