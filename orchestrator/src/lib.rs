@@ -56,6 +56,7 @@
 //! | the journal and its encoding | [`journal`], [`codec`] |
 //! | storage backends | [`store`] |
 //! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
+//! | the operator CLI and ops binaries (feature `cli`) | `cli`, the `orchestrator` binary |
 //!
 //! The architecture is described in `docs/architecture.md`, the on-disk format in `docs/journal.md`.
 
@@ -63,6 +64,8 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod clock;
 pub mod codec;
 mod context;

@@ -32,12 +32,12 @@
 //! # }
 //! ```
 
-mod actions;
+pub(crate) mod actions;
 mod auth;
 mod body;
-mod errors;
+pub(crate) mod errors;
 mod routes;
-mod runs;
+pub(crate) mod runs;
 mod server;
 mod sse;
 
