@@ -63,6 +63,7 @@ pub(crate) async fn targeted(
     action: Action,
     json: bool,
 ) -> Result<Exit, CliError> {
+    target.check()?;
     match &target.id {
         Some(id) => one(backend, id, &action, json).await,
         None => bulk(backend, target, &action, json).await,

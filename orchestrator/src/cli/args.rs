@@ -306,6 +306,18 @@ impl Cli {
     }
 }
 
+impl Target {
+    /// Refuses the bulk options without `--where`.
+    pub(crate) fn check(&self) -> Result<(), super::exit::CliError> {
+        if self.id.is_some() && (self.dry_run || self.yes || self.max.is_some()) {
+            return Err(super::exit::CliError::usage(
+                "--dry-run, --yes and --max go with --where (acting on many runs); drop them to act on one run",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Filters {
     /// Whether any filter is set.
     pub(crate) fn is_empty(&self) -> bool {
@@ -339,6 +351,13 @@ mod tests {
                 .is_err()
         );
         assert!(Cli::try_parse_from(["orchestrator", "retry"]).is_err());
-        assert!(Cli::try_parse_from(["orchestrator", "retry", "a", "--dry-run"]).is_err());
+        let Ok(Cli {
+            command: Command::Retry(verb),
+            ..
+        }) = Cli::try_parse_from(["orchestrator", "retry", "a", "--dry-run"])
+        else {
+            panic!("parses");
+        };
+        assert!(verb.target.check().is_err());
     }
 }

@@ -150,6 +150,14 @@ async fn dispatch(
         output::print(&String::from_utf8_lossy(&out));
         return Ok(Exit::Ok);
     }
+    // Usage errors first: nothing is opened for a command that cannot run.
+    match &cli.command {
+        Command::Cancel(verb) | Command::Pause(verb) | Command::Terminate(verb) => {
+            verb.target.check()?;
+        }
+        Command::Resume(verb) | Command::Retry(verb) => verb.target.check()?,
+        _ => {}
+    }
     let backend = open(&cli.global, access(&cli.command), workflows).await?;
     let result = command(backend.as_ref(), &cli.command, cli.global.json).await;
     backend.close().await;
