@@ -54,6 +54,8 @@
 //! | errors, `?` in activities, failure codes | [`Error`], [`WorkflowError`], [`ActivityError`], [`ActivityResultExt`], [`ParkReason`] |
 //! | replay-aware logging | [`logging`], [`WorkflowContext::is_replaying`] |
 //! | the journal and its encoding | [`journal`], [`codec`] |
+//! | exported histories (JSON), import | [`export`], [`Engine::export_run`], [`Engine::import_run`] |
+//! | the replay checker (do stored histories replay on this code?) | [`replay`], [`Engine::replay_check`] |
 //! | storage backends | [`store`] |
 //! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
 //! | the operator CLI and ops binaries (feature `cli`) | `cli`, the `orchestrator` binary |
@@ -72,12 +74,13 @@ mod context;
 mod definition;
 mod engine;
 mod error;
+pub mod export;
 pub mod inspect;
 pub mod journal;
 pub mod limits;
 pub mod logging;
 pub mod prelude;
-mod replay;
+pub mod replay;
 mod retry;
 pub mod store;
 

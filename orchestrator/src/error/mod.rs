@@ -172,6 +172,9 @@ pub enum Error {
         /// Why it does not match.
         message: String,
     },
+    /// An exported history was refused (see [`export`](crate::export)).
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 impl Error {

@@ -41,7 +41,7 @@
 //! ```
 
 mod blocked_on;
-mod catalog;
+pub(crate) mod catalog;
 mod description;
 mod render;
 mod timeline;

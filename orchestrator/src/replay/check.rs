@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::ReplayMachine;
+use super::{PatchUse, ReplayMachine};
 use crate::codec::Codec;
 use crate::context::RunShared;
 use crate::engine::ErasedWorkflow;
@@ -58,6 +58,32 @@ pub(crate) fn check_replay(
     let mut machine = ReplayMachine::new(history);
     machine.stop_at(stop_at);
     let shared = Arc::new(RunShared::new(Arc::from(workflow_id), codec, machine));
+    dry_run(&shared, workflow, input)
+}
+
+/// [`check_replay`] over the whole history, also returning the `patched` calls the code made and
+/// the branch each took (for the replay checker's report).
+pub(crate) fn check_replay_logged(
+    workflow: ErasedWorkflow,
+    codec: Codec,
+    workflow_id: &str,
+    history: History,
+    input: &[u8],
+) -> (Result<CheckOutcome, ParkReason>, Vec<PatchUse>) {
+    let mut machine = ReplayMachine::new(history);
+    machine.log_patches();
+    let shared = Arc::new(RunShared::new(Arc::from(workflow_id), codec, machine));
+    let outcome = dry_run(&shared, workflow, input);
+    let patches = shared.machine().take_patch_log();
+    (outcome, patches)
+}
+
+/// Polls `workflow`'s body by hand over the machine in `shared` (see [`check_replay`]).
+fn dry_run(
+    shared: &Arc<RunShared>,
+    workflow: ErasedWorkflow,
+    input: &[u8],
+) -> Result<CheckOutcome, ParkReason> {
     let mut future =
         workflow
             .start(shared.clone(), input)

@@ -108,6 +108,8 @@ pub(crate) struct ReplayMachine<A> {
     stop_at: Option<u32>,
     /// Whether the code asked for `stop_at` (or a later step).
     stop_reached: bool,
+    /// For a replay check: the `patched` calls and the branch each took (`None`: not logged).
+    patch_log: Option<Vec<super::PatchUse>>,
 }
 
 /// How a side effect starts: see [`ReplayMachine::begin_side_effect`].
@@ -145,6 +147,27 @@ impl<A> ReplayMachine<A> {
             woken: Vec::new(),
             stop_at: None,
             stop_reached: false,
+            patch_log: None,
+        }
+    }
+
+    /// Makes this machine log its `patched` calls (see [`ReplayMachine::take_patch_log`]).
+    pub(crate) fn log_patches(&mut self) {
+        self.patch_log = Some(Vec::new());
+    }
+
+    /// The `patched` calls logged since [`ReplayMachine::log_patches`].
+    pub(crate) fn take_patch_log(&mut self) -> Vec<super::PatchUse> {
+        self.patch_log.take().unwrap_or_default()
+    }
+
+    fn log_patch(&mut self, change_id: &str, step: u32, branch: super::PatchBranch) {
+        if let Some(log) = &mut self.patch_log {
+            log.push(super::PatchUse {
+                change_id: change_id.to_string(),
+                step,
+                branch,
+            });
         }
     }
 
@@ -476,12 +499,20 @@ impl<A> ReplayMachine<A> {
         match recorded {
             Some(EventBody::PatchMarker { change_id: id }) if id == change_id => {
                 self.next_step += 1;
+                self.log_patch(change_id, step, super::PatchBranch::Recorded);
                 true
             }
             // The journal has something else here: it was recorded by code without this change.
-            Some(_) => false,
-            None if self.history.last_step() >= step => false,
+            Some(_) => {
+                self.log_patch(change_id, step, super::PatchBranch::Old);
+                false
+            }
+            None if self.history.last_step() >= step => {
+                self.log_patch(change_id, step, super::PatchBranch::Old);
+                false
+            }
             None => {
+                self.log_patch(change_id, step, super::PatchBranch::Live);
                 self.next_step += 1;
                 if self.failure.is_none() {
                     self.records.push(Event {
