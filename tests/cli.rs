@@ -60,8 +60,14 @@ impl Ran {
 
 /// Runs `bin` with `args`, without colour or inherited ORCHESTRATOR_* settings, for at most 60 s.
 fn cli(bin: &str, args: &[&str]) -> Ran {
+    cli_env(bin, &[], args)
+}
+
+/// [`cli`] with extra environment variables.
+fn cli_env(bin: &str, env: &[(&str, &str)], args: &[&str]) -> Ran {
     let mut command = Command::new(bin);
     command
+        .envs(env.iter().copied())
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("ORCHESTRATOR_URL")
@@ -765,9 +771,169 @@ async fn a_postgres_journal_shared_with_a_running_node() {
     );
     pg(&["retry", "pg-order"]).await.exit(4);
     pg(&["show", "pg-missing"]).await.exit(3);
+
+    // export → import → replay-check on the shared journal.
+    let file = dir.path().join("pg-order.json");
+    let file_arg = file.to_str().unwrap().to_string();
+    pg(&["export", "pg-order", "-o", &file_arg]).await.ok();
+    pg(&["import", &file_arg, "--id-prefix", "copy-"])
+        .await
+        .ok();
+    assert_eq!(
+        node.describe("copy-pg-order").await.unwrap().state,
+        RunState::Completed
+    );
+    let report = pg(&[
+        "replay-check",
+        "--id",
+        "copy-pg-order",
+        "--id",
+        "pg-order",
+        "--json",
+    ])
+    .await
+    .ok()
+    .json();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["checked"], 2);
+    pg(&["replay-check", &file_arg]).await.ok();
     assert_eq!(
         node.store().run("pg-order").await.unwrap().unwrap().state,
         RunState::Completed
     );
     node.shutdown().await;
+}
+
+#[test]
+fn export_import_and_replay_check_round_trip() {
+    let service = Service::start();
+    let url = service.url.as_str();
+    let db = service.db.as_path();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("order-1.json");
+    let file_arg = file.to_str().unwrap();
+
+    // Export through the service, and read-only from the journal beside it: the same history.
+    let exported = url_cli(url, &["export", "order-1", "-o", file_arg])
+        .ok()
+        .stdout;
+    assert!(exported.contains("exported order-1 to"), "{exported}");
+    let document: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(document["format"], "orchestrator-run-export");
+    let direct = db_cli(GENERIC, db, &["export", "order-1"]).ok().json();
+    // The same bytes (the generic binary renders fewer payloads as JSON: it knows no types).
+    let payloads = |document: &Value| -> Vec<Value> {
+        document["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["payload"].clone())
+            .collect()
+    };
+    assert_eq!(payloads(&direct), payloads(&document));
+    assert_eq!(direct["run"]["input"], document["run"]["input"]);
+    url_cli(url, &["export", "no-such-run"]).exit(3);
+
+    // The current code replays it (the service's, or an ops binary's with the same code)...
+    let checked = url_cli(url, &["replay-check", file_arg]).ok().stdout;
+    assert!(
+        checked.contains("✓ order-1 (checkout): replays"),
+        "{checked}"
+    );
+    db_cli(OPS, db, &["replay-check", file_arg]).ok();
+    let stored = url_cli(
+        url,
+        &[
+            "replay-check",
+            "--id",
+            "order-1",
+            "--id",
+            "approve-1",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(stored["checked"], 2);
+    let all = url_cli(url, &["replay-check", "--type", "checkout"])
+        .ok()
+        .stdout;
+    assert!(all.contains("replayed 2 histories"), "{all}");
+    // ...changed code does not, and the step is named (exit 1).
+    let changed = cli_env(
+        OPS,
+        &[("OPS_CLI_CODE", "v2")],
+        &["--db", db.to_str().unwrap(), "replay-check", file_arg],
+    )
+    .exit(1);
+    assert!(
+        changed
+            .stdout
+            .contains("✗ order-1 (checkout): nondeterminism at step 1"),
+        "{}",
+        changed.stdout
+    );
+    let stored_changed = cli_env(
+        OPS,
+        &[("OPS_CLI_CODE", "v2")],
+        &["--db", db.to_str().unwrap(), "replay-check", "--json"],
+    )
+    .exit(1);
+    let report = stored_changed.json();
+    assert_eq!(report["nondeterministic"], 2, "{report}");
+    // The generic binary has no code to replay with: it says what to do.
+    let no_code = db_cli(GENERIC, db, &["replay-check", file_arg]).exit(4);
+    assert!(
+        no_code.stderr.contains("main_with") && no_code.stderr.contains("--url"),
+        "{}",
+        no_code.stderr
+    );
+
+    // Import under a prefix (into the running service), then again: refused.
+    let imported = url_cli(url, &["import", file_arg, "--id-prefix", "copy-"])
+        .ok()
+        .stdout;
+    assert!(
+        imported.contains("imported copy-order-1 (checkout, 6 journal events)"),
+        "{imported}"
+    );
+    assert_eq!(state(url, "copy-order-1"), "failed");
+    url_cli(url, &["import", file_arg, "--id-prefix", "copy-"]).exit(4);
+    let round_trip = url_cli(url, &["replay-check", "--id", "copy-order-1"])
+        .ok()
+        .stdout;
+    assert!(
+        round_trip.contains("✓ copy-order-1 (checkout): replays"),
+        "{round_trip}"
+    );
+    // Beside the running service the journal cannot be imported into.
+    db_cli(OPS, db, &["import", file_arg, "--id-prefix", "other-"]).exit(4);
+
+    // Hostile files: not JSON, not an export, a newer format, a directory; nothing imported.
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let mut newer = document.clone();
+    newer["format_version"] = serde_json::json!(99);
+    let newer_file = dir.path().join("newer.json");
+    std::fs::write(&newer_file, newer.to_string()).unwrap();
+    let not_export = dir.path().join("other.json");
+    std::fs::write(&not_export, r#"{"runs": []}"#).unwrap();
+    for bad in [&text, &newer_file, &not_export, &dir.path().to_path_buf()] {
+        let refused = url_cli(
+            url,
+            &["import", bad.to_str().unwrap(), "--id-prefix", "bad-"],
+        )
+        .exit(2);
+        assert!(
+            refused.stderr.contains(bad.to_str().unwrap()),
+            "{}",
+            refused.stderr
+        );
+        url_cli(url, &["replay-check", bad.to_str().unwrap()]).exit(2);
+    }
+    let listed = url_cli(url, &["list", "--id-prefix", "bad-", "--json"])
+        .ok()
+        .json();
+    assert!(ids(&listed).is_empty());
+    url_cli(url, &["replay-check", file_arg, "--id", "order-1"]).exit(2);
 }

@@ -30,6 +30,15 @@ pub async fn checkout(ctx: WorkflowContext, fix_file: String) -> Result<String, 
     ctx.call(charge, fix_file).await
 }
 
+/// `checkout` as a later deploy changed it: it charges before it reserves (so the histories of
+/// `checkout` no longer replay: nondeterminism at step 1).
+#[workflow(name = "checkout")]
+pub async fn checkout_v2(ctx: WorkflowContext, fix_file: String) -> Result<String, WorkflowError> {
+    let charged = ctx.call(charge, fix_file.clone()).await?;
+    ctx.call(reserve, fix_file).await?;
+    Ok(charged)
+}
+
 /// Waits for the signal `approve` (a bool) for an hour.
 #[workflow]
 pub async fn approval(ctx: WorkflowContext, amount: u64) -> Result<bool, WorkflowError> {
@@ -53,10 +62,18 @@ pub async fn parent(ctx: WorkflowContext, _: ()) -> Result<(), WorkflowError> {
     ctx.child(sleeper, id, ()).await
 }
 
-/// Every workflow and activity above, and the signal's type.
+/// Every workflow and activity above (`checkout`, not `checkout_v2`), and the signal's type.
 pub fn register(builder: EngineBuilder) -> EngineBuilder {
+    others(builder.register(checkout))
+}
+
+/// The same, with `checkout_v2` as `checkout` (the changed code).
+pub fn register_changed(builder: EngineBuilder) -> EngineBuilder {
+    others(builder.register(checkout_v2))
+}
+
+fn others(builder: EngineBuilder) -> EngineBuilder {
     builder
-        .register(checkout)
         .register(charge)
         .register(reserve)
         .register(approval)

@@ -36,6 +36,7 @@ pub(crate) mod actions;
 mod auth;
 mod body;
 pub(crate) mod errors;
+pub(crate) mod history;
 mod routes;
 pub(crate) mod runs;
 mod server;

@@ -259,12 +259,10 @@ pub(crate) struct ReplayCheckArgs {
     /// Check these stored runs (repeatable).
     #[arg(long = "id", value_name = "ID")]
     pub(crate) ids: Vec<String>,
-    /// Check every stored run matching these filters.
+    /// Check every stored run matching these filters (with no files, ids or filters: every stored
+    /// run).
     #[command(flatten)]
     pub(crate) filters: Filters,
-    /// With filters: check at most this many stored runs.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    pub(crate) max: usize,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use crate::store::StoreError;
 /// | code | meaning |
 /// |---|---|
 /// | 0 | done |
-/// | 1 | done, with a finding: `replay-check` found nondeterminism; a bulk action failed on some runs |
+/// | 1 | done, with a finding: `replay-check` found a history that does not replay (nondeterminism, named with its step; or undecodable, unknown type, panic); a bulk action failed on some runs |
 /// | 2 | usage: bad arguments, a malformed id, filter or JSON payload |
 /// | 3 | no such run (or endpoint) |
 /// | 4 | refused: the action does not apply to the run (finished, not failed, ...), the journal is owned by a running process (use `--url`), the server is read-only, or `--yes` is missing |
@@ -116,6 +116,9 @@ impl CliError {
             "not_found" => error.hint("list runs with `orchestrator list` (or `list --id-prefix ...`) to find the id"),
             "unknown_payload_type" => error.hint(
                 "the engine does not know this payload's Rust type: declare it with EngineBuilder::signal_type, or act through the service (--url) whose code has seen it",
+            ),
+            "body_too_large" => error.hint(
+                "the service's AdminConfig::body_limit (1 MiB by default) bounds what it accepts: raise it for large histories, or use --db with your own ops binary",
             ),
             "unregistered_workflow" => error.hint(
                 "this needs the workflow's code: act through the service that registers it (--url), or build your own ops binary with orchestrator::cli::main_with",

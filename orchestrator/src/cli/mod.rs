@@ -43,6 +43,7 @@ mod args;
 mod backend;
 mod exit;
 mod filters;
+mod history;
 mod output;
 mod read;
 mod show;
@@ -227,11 +228,9 @@ async fn command(backend: &dyn Backend, command: &Command, json: bool) -> Result
         }
         Command::Resume(verb) => act::targeted(backend, &verb.target, Action::Resume, json).await,
         Command::Retry(verb) => act::targeted(backend, &verb.target, Action::Retry, json).await,
-        Command::Export(_) | Command::Import(_) | Command::ReplayCheck(_) => Err(CliError::new(
-            Exit::Internal,
-            "not_built",
-            "export, import and replay-check are not built into this CLI yet",
-        )),
+        Command::Export(args) => history::export(backend, args, json).await,
+        Command::Import(args) => history::import(backend, args, json).await,
+        Command::ReplayCheck(args) => history::replay_check(backend, args, json).await,
         Command::Completions(_) => Ok(Exit::Ok),
     }
 }

@@ -198,6 +198,23 @@ impl Backend for Http {
             .await
     }
 
+    async fn export(&self, id: &str) -> Result<Value, CliError> {
+        let url = self.url(&["runs", id, "export"])?;
+        self.call(Method::GET, url, None).await
+    }
+
+    async fn import(&self, body: Map<String, Value>) -> Result<Value, CliError> {
+        let url = self.url(&["import"])?;
+        self.call(Method::POST, url, Some(Value::Object(body)))
+            .await
+    }
+
+    async fn replay_check(&self, body: Map<String, Value>) -> Result<Value, CliError> {
+        let url = self.url(&["replay-check"])?;
+        self.call(Method::POST, url, Some(Value::Object(body)))
+            .await
+    }
+
     async fn watch(
         &self,
         watched: &Watched,

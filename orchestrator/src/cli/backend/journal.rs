@@ -328,6 +328,40 @@ impl Backend for Journal {
         }
     }
 
+    async fn export(&self, id: &str) -> Result<Value, CliError> {
+        crate::admin::history::export_json(&self.engine, id)
+            .await
+            .map_err(api)
+    }
+
+    async fn import(&self, body: Map<String, Value>) -> Result<Value, CliError> {
+        self.refuse_reader()?;
+        let id = crate::admin::history::import_body(&self.engine, body)
+            .await
+            .map_err(api)?;
+        Ok(json!({ "workflow_id": id, "action": "import", "actor": self.actor, "done": true }))
+    }
+
+    async fn replay_check(&self, body: Map<String, Value>) -> Result<Value, CliError> {
+        if self.engine.workflow_names().is_empty() {
+            return Err(CliError::new(
+                Exit::Refused,
+                "no_code",
+                "replay-check replays histories on your workflows' code, and this orchestrator binary has none registered",
+            )
+            .hint("use --url (the service replays them with its own code), or build your own ops binary with orchestrator::cli::main_with(|engine| engine.register(..)) and run it with --db"));
+        }
+        let source = crate::admin::history::replay_source(&self.engine, body)
+            .await
+            .map_err(api)?;
+        let report = self
+            .engine
+            .replay_check(source)
+            .await
+            .map_err(engine_error)?;
+        crate::admin::history::report_json(&report).map_err(api)
+    }
+
     fn after_action_note(&self, action: &Action) -> Option<String> {
         let driven = matches!(
             action,

@@ -118,6 +118,12 @@ pub(crate) trait Backend: Send + Sync {
         interval: Duration,
         sink: &mut Sink<'_>,
     ) -> Result<(), CliError>;
+    /// `GET /api/v1/runs/{id}/export`: the run's export document.
+    async fn export(&self, id: &str) -> Result<Value, CliError>;
+    /// `POST /api/v1/import` `{"export", "new_id"}`: `{"workflow_id", ...}`.
+    async fn import(&self, body: Map<String, Value>) -> Result<Value, CliError>;
+    /// `POST /api/v1/replay-check` `{"exports"} | {"ids"} | {"where"}`: the report.
+    async fn replay_check(&self, body: Map<String, Value>) -> Result<Value, CliError>;
     /// A note printed after an action that this backend leaves to another process.
     fn after_action_note(&self, _action: &Action) -> Option<String> {
         None

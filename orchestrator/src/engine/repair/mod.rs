@@ -17,7 +17,11 @@ use crate::store::NewEvent;
 
 impl Engine {
     /// Encodes an operator annotation (step 0) by `actor`, timed now.
-    pub(crate) fn operator_event(&self, action: OperatorAction, actor: &str) -> Result<NewEvent, Error> {
+    pub(crate) fn operator_event(
+        &self,
+        action: OperatorAction,
+        actor: &str,
+    ) -> Result<NewEvent, Error> {
         let event = Event {
             step: 0,
             body: EventBody::Operator {
