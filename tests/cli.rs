@@ -493,6 +493,31 @@ fn acting_directly_on_a_journal_without_owner() {
     let unknown = db_cli(GENERIC, &db, &["signal", "approve-1", "approve", "true"]).exit(2);
     assert!(unknown.stderr.contains("signal_type"), "{}", unknown.stderr);
 
+    // watch by polling the journal: the current state first, then changes (bounded by --count).
+    let watched = db_cli(
+        OPS,
+        &db,
+        &[
+            "watch",
+            "approve-1",
+            "--count",
+            "1",
+            "--json",
+            "--interval",
+            "50",
+        ],
+    )
+    .ok()
+    .stdout;
+    let event: Value = serde_json::from_str(watched.trim()).unwrap();
+    assert_eq!(event["event"], "run");
+    assert_eq!(event["data"]["blocked_on"]["kind"], "signal", "{event}");
+    let listed = db_cli(OPS, &db, &["watch", "--type", "approval", "--count", "1"])
+        .ok()
+        .stdout;
+    assert!(listed.contains("approve-1  approval  running"), "{listed}");
+    db_cli(OPS, &db, &["watch", "no-such-run", "--count", "1"]).exit(3);
+
     // With no owner, changing verbs act; the service continues the runs when it next opens it.
     let signalled = db_cli(
         OPS,
