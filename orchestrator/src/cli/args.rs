@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 done, 1 finding (nondeterminism, some runs of a bulk action failed), 2 usage,
 /// 3 no such run, 4 refused, 5 unauthorized, 6 journal unusable, 7 unavailable, 8 internal.
 #[derive(Debug, Parser)]
-#[command(name = "orchestrator", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "orchestrator", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub(crate) global: Global,
@@ -20,6 +20,7 @@ pub struct Cli {
 
 /// Where the runs are and how to print.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
     /// A running service's admin API, e.g. http://127.0.0.1:7070 (the way to act on runs that a live
     /// process owns).
@@ -72,7 +73,7 @@ pub(crate) enum ColorWhen {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// List runs (newest filters first; paged by workflow id).
+    /// List runs, filtered and paged (in workflow id order).
     List(ListArgs),
     /// Show one run: status, blocked-on line, timeline of steps and attempts, children.
     Show(ShowArgs),

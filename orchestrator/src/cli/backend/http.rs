@@ -57,7 +57,10 @@ impl Http {
             ));
         }
         let build = |timeout: Option<Duration>| {
-            let mut builder = Client::builder().connect_timeout(Duration::from_secs(10));
+            // No redirects: the token is for this server only.
+            let mut builder = Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none());
             if let Some(timeout) = timeout {
                 builder = builder.timeout(timeout);
             }
