@@ -397,6 +397,15 @@ fn each_verb_through_the_admin_api_and_the_refusals_of_the_owned_journal() {
         "{paused}"
     );
     url_cli(url, &["resume", "we\"ird 'id"]).ok();
+    let not_paused = url_cli(url, &["resume", "we\"ird 'id"]).exit(4);
+    assert!(
+        not_paused.stderr.contains("not paused"),
+        "{}",
+        not_paused.stderr
+    );
+    url_cli(url, &["pause", "order-1"]).exit(4);
+    url_cli(url, &["signal", "approve-2", "approve", "true"]).exit(4); // finished
+    url_cli(url, &["retry", "order-1", "--dry-run"]).exit(2);
     let resumed = url_cli(url, &["show", "we\"ird 'id", "--json"]).ok().json();
     assert!(resumed["paused"].is_null());
 
