@@ -257,3 +257,126 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     engine.shutdown().await;
     Ok(())
 }
+
+/// The pipeline under the testing toolkit: the 800 ms service calls, the OCR retry backoff and the
+/// underwriter's two-minute deadline all run on virtual time.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use orchestrator::inspect::{StepKind, StepStatus};
+    use orchestrator::testing::TestEngine;
+
+    use super::*;
+
+    fn application(monthly: u64) -> Application {
+        Application {
+            applicant: "Ada Lovelace".to_string(),
+            amount: 25_000,
+            pay_stub: format!("Analytical Engines Ltd; {monthly}"),
+        }
+    }
+
+    async fn engine() -> TestEngine {
+        TestEngine::builder()
+            .register(loan_application)
+            .register(upload_pay_stub)
+            .register(parse_pay_stub)
+            .register(check_income)
+            .register(decide)
+            .register(notify)
+            .start()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn approved_after_the_underwriter_signs_off() {
+        let test = engine().await;
+        let letters = test.mock(
+            notify,
+            |(_applicant, _letter): (String, String)| async move { Ok(()) },
+        );
+        let run = test
+            .start(loan_application, "loan-1", application(5_200))
+            .await
+            .unwrap();
+        test.run_until_blocked().await;
+        // The underwriter answers a minute later, inside the two-minute window.
+        test.advance(Duration::from_secs(60)).await.unwrap();
+        let approval = Approval {
+            underwriter: "Grace Hopper".to_string(),
+            approved: true,
+        };
+        test.signal("loan-1", "underwriter-approval", approval)
+            .await
+            .unwrap();
+        let letter = run.result().await.unwrap();
+        assert!(letter.starts_with("APPROVED: 25000"), "{letter}");
+        assert_eq!(letters.inputs(), vec![("Ada Lovelace".to_string(), letter)]);
+
+        let history = test.history("loan-1").await.unwrap();
+        assert_eq!(
+            history.attempts(2),
+            2,
+            "the flaky OCR failed once, then succeeded"
+        );
+        assert_eq!(
+            history.kinds(),
+            vec![
+                StepKind::Activity,
+                StepKind::Activity,
+                StepKind::Activity,
+                StepKind::Activity,
+                StepKind::Signal,
+                StepKind::Activity
+            ]
+        );
+        test.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_answer_within_two_minutes_fails_the_application() {
+        let test = engine().await;
+        let letters = test.mock(notify, |_: (String, String)| async move { Ok(()) });
+        let run = test
+            .start(loan_application, "loan-2", application(5_200))
+            .await
+            .unwrap();
+        let error = run.result().await.unwrap_err();
+        assert!(
+            error.to_string().contains("underwriter-approval"),
+            "{error}"
+        );
+        let history = test.history("loan-2").await.unwrap();
+        let wait = history.step(5);
+        assert_eq!(
+            (wait.kind, wait.status),
+            (StepKind::Signal, StepStatus::Failed)
+        );
+        assert_eq!(
+            wait.deadline_ms.unwrap() - wait.started_at_ms.unwrap(),
+            120_000
+        );
+        assert_eq!(letters.calls(), 0, "no letter without a decision");
+        test.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_low_income_is_declined_without_waiting() {
+        let test = engine().await;
+        let letters = test.mock(notify, |_: (String, String)| async move { Ok(()) });
+        let started = test.now_ms();
+        let run = test
+            .start(loan_application, "loan-3", application(300))
+            .await
+            .unwrap();
+        let letter = run.result().await.unwrap();
+        assert!(letter.starts_with("DECLINED: payment would be"), "{letter}");
+        assert_eq!(letters.calls(), 1);
+        // Upload, two OCR attempts, income check and decision (800 ms each, the letter is mocked)
+        // and the OCR's 500 ms backoff: 4.5 virtual seconds, to the millisecond.
+        assert_eq!(test.now_ms() - started, 4_500);
+        test.shutdown().await;
+    }
+}

@@ -134,3 +134,82 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     engine.shutdown().await;
     Ok(())
 }
+
+/// The saga under the testing toolkit: virtual time (the providers' 700 ms calls take no real time),
+/// the history as a value, a mock for the car rental.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use orchestrator::testing::TestEngine;
+
+    use super::*;
+
+    fn trip() -> Trip {
+        Trip {
+            traveller: "Ada".to_string(),
+            from: "London".to_string(),
+            to: "Lisbon".to_string(),
+        }
+    }
+
+    async fn engine() -> TestEngine {
+        TestEngine::builder()
+            .register(book_trip)
+            .register(book_flight)
+            .register(cancel_flight)
+            .register(book_hotel)
+            .register(cancel_hotel)
+            .register(rent_car)
+            .start()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_car_rolls_the_bookings_back_in_reverse_order() {
+        let test = engine().await;
+        let run = test.start(book_trip, "trip-1", trip()).await.unwrap();
+        let error = run.result().await.unwrap_err();
+        assert!(error.to_string().contains("no cars available"), "{error}");
+        let history = test.history("trip-1").await.unwrap();
+        assert_eq!(
+            history.activities(),
+            vec![
+                "book_flight",
+                "book_hotel",
+                "rent_car",
+                "cancel_hotel",
+                "cancel_flight"
+            ]
+        );
+        assert_eq!(
+            history.compensations(),
+            vec!["cancel_hotel", "cancel_flight"]
+        );
+        assert_eq!(history.attempts(3), 1, "a final error is not retried");
+        test.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_car_the_trip_is_booked_and_nothing_is_cancelled() {
+        let test = engine().await;
+        let car = test.mock(rent_car, |trip: Trip| async move {
+            Ok(format!("CAR-{}", trip.to.len()))
+        });
+        let cancellations = test.mock(cancel_hotel, |_reference: String| async move { Ok(()) });
+        let run = test.start(book_trip, "trip-2", trip()).await.unwrap();
+        let summary = run.result().await.unwrap();
+        assert!(summary.ends_with("CAR-6"), "{summary}");
+        assert_eq!(car.calls(), 1);
+        assert_eq!(cancellations.calls(), 0);
+        assert!(
+            test.history("trip-2")
+                .await
+                .unwrap()
+                .compensations()
+                .is_empty()
+        );
+        test.shutdown().await;
+    }
+}

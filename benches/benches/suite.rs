@@ -353,6 +353,17 @@ fn suite_main(args: &[String]) -> Result<(), BoxError> {
         results.insert(format!("recovery_secs_{label}"), recovered_secs);
     }
 
+    // The replay checker over the parked workflows' journal: every stored run replayed on the
+    // current code, nothing executed.
+    ceiling.sample(&runtime)?;
+    progress(&format!(
+        "replay-checking the journal of {} parked workflows",
+        sizes.parked
+    ));
+    let check_db = dir.path().join("parked.db");
+    let per_s = runtime.block_on(replay_check_workload(dir.path(), &check_db, sizes.parked))?;
+    results.insert("replay_check_runs_per_s".to_string(), per_s);
+
     ceiling.sample(&runtime)?;
     results.insert(
         "sqlite_full_commit_p50_us".to_string(),
@@ -1001,6 +1012,32 @@ async fn recovery_workload(db: &Path, runs: u32) -> Result<(f64, f64), BoxError>
     Ok((started.as_secs_f64() * 1e3, recovered.as_secs_f64()))
 }
 
+/// Replay-checks every run of the journal `db` (`runs` of them, opened read-only) on the bench
+/// workflows (`Engine::replay_check`): runs checked per second.
+async fn replay_check_workload(dir: &Path, db: &Path, runs: u32) -> Result<f64, BoxError> {
+    let store: Arc<dyn orchestrator::store::Store> =
+        Arc::new(SqliteStore::open_read_only(db).await?);
+    let engine = engine_builder(&dir.join("replay-check-engine.db"), Mode::Normal)
+        .start()
+        .await?;
+    let report = engine
+        .replay_check(orchestrator::replay::ReplaySource::Store(
+            store,
+            orchestrator::store::RunQuery::new(),
+        ))
+        .await?;
+    stop_engine(engine).await?;
+    if report.runs.len() != runs as usize || !report.is_ok() {
+        return Err(format!("the replay check of the parked journal failed: {report}").into());
+    }
+    progress(&format!(
+        "replay-checked {} runs in {:.3} s",
+        report.runs.len(),
+        report.elapsed.as_secs_f64()
+    ));
+    Ok(report.runs.len() as f64 / report.elapsed.as_secs_f64().max(1e-9))
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The parked-workflows child process
 
@@ -1358,6 +1395,7 @@ impl Report<'_> {
                 rows.push(row(&format!("recovery_secs_{label}"), "s"));
             }
         }
+        rows.push(row("replay_check_runs_per_s", "runs/s"));
         rows
     }
 

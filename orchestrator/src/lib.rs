@@ -59,6 +59,7 @@
 //! | storage backends | [`store`] |
 //! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
 //! | the operator CLI and ops binaries (feature `cli`) | `cli`, the `orchestrator` binary |
+//! | testing: virtual time, mocks, history assertions (feature `testing`) | `testing` |
 //!
 //! The architecture is described in `docs/architecture.md`, the on-disk format in `docs/journal.md`.
 
@@ -83,6 +84,8 @@ pub mod prelude;
 pub mod replay;
 mod retry;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use context::{
     ActivityCall, ActivityContext, ChildCall, Select, Select2, SignalWait, Sleep, WorkflowContext,

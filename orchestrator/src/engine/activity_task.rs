@@ -41,6 +41,9 @@ pub(crate) struct ActivityTask {
     /// The attempt whose start the driver journaled with the commit that scheduled the step (see
     /// [`immediate_attempt`]); every other attempt journals its own start before it runs.
     pub(crate) journaled_start: Option<u32>,
+    /// A test engine's activity mocks: a mocked activity's attempts run the mock instead.
+    #[cfg(feature = "testing")]
+    pub(crate) mocks: Option<Arc<crate::testing::MockTable>>,
 }
 
 /// The attempt an activity step starts at once, without a backoff wait, if any: the first attempt of
@@ -150,6 +153,12 @@ impl ActivityTask {
     }
 
     async fn attempt(&self, ctx: ActivityContext) -> Result<Vec<u8>, ActivityError> {
+        #[cfg(feature = "testing")]
+        let future = match self.mocks.as_ref().and_then(|mocks| mocks.get(self.name)) {
+            Some(mock) => mock.invoke(self.codec, ctx, self.invocation.input.clone()),
+            None => (self.invocation.invoke)(self.codec, ctx, self.invocation.input.clone()),
+        };
+        #[cfg(not(feature = "testing"))]
         let future = (self.invocation.invoke)(self.codec, ctx, self.invocation.input.clone());
         let guarded = AssertUnwindSafe(future).catch_unwind();
         let outcome = match self.invocation.options.timeout {

@@ -57,6 +57,9 @@ pub struct EngineBuilder {
     integrity_check: crate::store::IntegrityCheck,
     evict_after: Duration,
     max_resident_runs: usize,
+    wakeup_horizon: Duration,
+    #[cfg(feature = "testing")]
+    mocks: Option<Arc<crate::testing::MockTable>>,
     node: Option<String>,
     lease: Duration,
     panic_retry: RetryPolicy,
@@ -93,6 +96,9 @@ impl EngineBuilder {
             integrity_check: SqliteOptions::default().integrity_check,
             evict_after: Duration::from_secs(60),
             max_resident_runs: 1_000,
+            wakeup_horizon: super::wakeups::HORIZON,
+            #[cfg(feature = "testing")]
+            mocks: None,
             node: None,
             lease: Duration::from_secs(10),
             panic_retry: default_panic_retry(),
@@ -101,6 +107,21 @@ impl EngineBuilder {
             admin: None,
             catalog: Arc::default(),
         }
+    }
+
+    /// How far ahead the wake-up pager loads wake-ups (the test engine loads them all at once, so
+    /// virtual time jumps straight to the next one).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn wakeup_horizon(mut self, horizon: Duration) -> Self {
+        self.wakeup_horizon = horizon;
+        self
+    }
+
+    /// The activity mocks of a test engine.
+    #[cfg(feature = "testing")]
+    pub(crate) fn mocks(mut self, mocks: Arc<crate::testing::MockTable>) -> Self {
+        self.mocks = Some(mocks);
+        self
     }
 
     /// Keeps the journal in the SQLite file at `path` (created if missing).
@@ -476,6 +497,9 @@ impl EngineBuilder {
             panic_retry: self.panic_retry,
             catalog: self.catalog,
             drive_runs: self.drive_runs,
+            wakeup_horizon: self.wakeup_horizon,
+            #[cfg(feature = "testing")]
+            mocks: self.mocks,
         };
         // One engine per journal in this process (SQLite): a second one would drive the same runs.
         let claim = store.claim_engine()?;

@@ -278,6 +278,8 @@ impl Engine {
             run_no: run.run_no,
             lease: self.lease_of(id),
             fresh,
+            #[cfg(feature = "testing")]
+            mocks: settings.mocks.clone(),
         })
     }
 

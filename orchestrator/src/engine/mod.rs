@@ -100,6 +100,11 @@ pub(crate) struct EngineSettings {
     /// Whether this engine drives runs (`false`: a client of a journal that others drive, see
     /// `EngineBuilder::drive_runs`).
     pub(crate) drive_runs: bool,
+    /// How far ahead the wake-up pager loads wake-ups from the store (see `wakeups.rs`).
+    pub(crate) wakeup_horizon: Duration,
+    /// A test engine's activity mocks (feature `testing`), consulted before each attempt.
+    #[cfg(feature = "testing")]
+    pub(crate) mocks: Option<Arc<crate::testing::MockTable>>,
 }
 
 /// The durable execution engine.

@@ -21,7 +21,7 @@ use crate::clock::{now_ms, until};
 use crate::store::{StoreError, Wakeup};
 
 /// How far ahead wake-ups are loaded from the store.
-const HORIZON: Duration = Duration::from_secs(60);
+pub(crate) const HORIZON: Duration = Duration::from_secs(60);
 /// The most wake-ups loaded by one query.
 const PAGE: usize = 10_000;
 
@@ -87,8 +87,10 @@ pub(crate) async fn run(
             return;
         }
         let now = now_ms();
+        let horizon_ms =
+            i64::try_from(engine_now.inner.settings.wakeup_horizon.as_millis()).unwrap_or(i64::MAX);
         if page.is_none() && wakeups.state().loaded_until <= now {
-            let horizon = now.saturating_add(HORIZON.as_millis() as i64);
+            let horizon = now.saturating_add(horizon_ms);
             wakeups.state().loading_until = horizon;
             let store = engine_now.inner.store.clone();
             page = Some(Box::pin(async move {
@@ -116,7 +118,7 @@ pub(crate) async fn run(
             let state = wakeups.state();
             let earliest = state.due.first().map_or(i64::MAX, |(at, _)| *at);
             if page.is_some() {
-                earliest.min(now.saturating_add(HORIZON.as_millis() as i64))
+                earliest.min(now.saturating_add(horizon_ms))
             } else {
                 earliest.min(state.loaded_until)
             }

@@ -15,7 +15,7 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
 
 /// The bytes of a hex string (either case), or why it is not one.
 pub(crate) fn decode(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!("hex string of odd length {}", text.len()));
     }
     let digit = |c: u8| -> Result<u8, String> {

@@ -224,6 +224,9 @@ pub(crate) struct DriverParts {
     /// A run this engine just created, whose channel was registered before the run existed: nothing
     /// can be in its inbox or cancellation flag that did not also reach the channel.
     pub(crate) fresh: bool,
+    /// A test engine's activity mocks.
+    #[cfg(feature = "testing")]
+    pub(crate) mocks: Option<Arc<crate::testing::MockTable>>,
 }
 
 pub(crate) struct Driver {
@@ -272,6 +275,9 @@ pub(crate) struct Driver {
     stop: Option<DriverExit>,
     /// What the first poll of a run not created yet left to do (see [`Driver::first_poll`]).
     first: Option<FirstPoll>,
+    /// A test engine's activity mocks.
+    #[cfg(feature = "testing")]
+    mocks: Option<Arc<crate::testing::MockTable>>,
 }
 
 /// The outcome of a run's first poll, made before the run's row was written (see
@@ -331,6 +337,8 @@ impl Driver {
             halt: parts.halt,
             stop: None,
             first: None,
+            #[cfg(feature = "testing")]
+            mocks: parts.mocks,
         }
     }
 

@@ -63,6 +63,8 @@ impl Driver {
                     run_no: self.run_no,
                     lease: self.lease.clone(),
                     journaled_start,
+                    #[cfg(feature = "testing")]
+                    mocks: self.mocks.clone(),
                 };
                 let task = start_activity(task);
                 self.activities.insert(

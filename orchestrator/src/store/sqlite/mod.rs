@@ -487,9 +487,16 @@ async fn spawn_reader(
 }
 
 fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    // The thread stamps rows with the engine's clock (`clock::now_ms`), which follows the clock of
+    // the tokio runtime the store was opened on: enter that runtime's context, so a runtime with
+    // paused (virtual) time stamps virtual times. (With tokio's real clock nothing changes.)
+    let runtime = tokio::runtime::Handle::try_current().ok();
     std::thread::Builder::new()
         .name(name.to_string())
-        .spawn(body)
+        .spawn(move || {
+            let _clock = runtime.as_ref().map(tokio::runtime::Handle::enter);
+            body();
+        })
         .map(|_| ())
         .map_err(|error| StoreError::Io {
             operation: "starting an SQLite thread",
