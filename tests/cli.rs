@@ -188,6 +188,8 @@ fn list_show_and_errors_through_the_admin_api() {
         !text.contains('\u{1b}'),
         "no colour when NO_COLOR is set and not a tty"
     );
+    let coloured = url_cli(url, &["list", "--color", "always"]).ok().stdout;
+    assert!(coloured.contains("\u{1b}[31mfailed"), "{coloured:?}");
 
     let failed = url_cli(url, &["list", "--status", "failed", "--json"])
         .ok()
