@@ -1719,3 +1719,152 @@ async fn markup_in_user_data_is_served_as_inert_json() {
     let page: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(ids(&page), [id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_and_replay_check_over_http() {
+    let server = Server::start(
+        AdminConfig::builder()
+            .token("alice", ALICE)
+            .body_limit(64 * 1024),
+    )
+    .await;
+    let auth = |request: reqwest::RequestBuilder| request.bearer_auth(ALICE);
+    let run = server.engine.start(quick, "exp-1", 7).await.unwrap();
+    assert_eq!(finish(&run).await.unwrap(), 7);
+
+    // Export: the run's document; unknown ids and missing tokens refused.
+    let (status, export) = answer(auth(server.get("/api/v1/runs/exp-1/export"))).await;
+    assert_eq!(status, 200, "{export}");
+    assert_eq!(export["format"], "orchestrator-run-export");
+    assert_eq!(export["run"]["workflow_id"], "exp-1");
+    refused(
+        auth(server.get("/api/v1/runs/nope/export")),
+        404,
+        "not_found",
+    )
+    .await;
+    refused(server.get("/api/v1/runs/exp-1/export"), 401, "unauthorized").await;
+
+    // Import under a new id, recorded with the token's identity; twice is refused.
+    let body = json!({ "export": export, "new_id": "exp-1-copy" });
+    let (status, imported) = answer(auth(server.post("/api/v1/import", body.clone()))).await;
+    assert_eq!(status, 201, "{imported}");
+    assert_eq!(imported["workflow_id"], "exp-1-copy");
+    assert_eq!(imported["actor"], "alice");
+    let copy = server.engine.describe("exp-1-copy").await.unwrap();
+    assert_eq!(copy.state, orchestrator::store::RunState::Completed);
+    refused(
+        auth(server.post("/api/v1/import", body)),
+        409,
+        "not_applicable",
+    )
+    .await;
+    // Hostile imports: not an export, an unknown version, unknown fields, an oversized body.
+    refused(
+        auth(server.post("/api/v1/import", json!({ "export": { "hello": 1 } }))),
+        400,
+        "bad_export",
+    )
+    .await;
+    let mut newer = export.clone();
+    newer["format_version"] = json!(99);
+    let error = refused(
+        auth(server.post("/api/v1/import", json!({ "export": newer, "new_id": "x" }))),
+        400,
+        "bad_export",
+    )
+    .await;
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("99"),
+        "{error}"
+    );
+    refused(
+        auth(server.post("/api/v1/import", json!({ "export": export, "drive": true }))),
+        400,
+        "invalid_body",
+    )
+    .await;
+    let mut nul_id = export.clone();
+    nul_id["run"]["workflow_id"] = json!("nul\u{0}\"quote");
+    let (status, body) = answer(auth(
+        server.post("/api/v1/import", json!({ "export": nul_id })),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        server
+            .engine
+            .describe("nul\u{0}\"quote")
+            .await
+            .unwrap()
+            .workflow_id,
+        "nul\u{0}\"quote"
+    );
+    let huge = json!({ "export": export, "new_id": "x".repeat(70 * 1024) });
+    refused(
+        auth(server.post("/api/v1/import", huge)),
+        413,
+        "body_too_large",
+    )
+    .await;
+    assert!(server.engine.describe("x").await.is_err());
+
+    // Replay check of sent exports, of stored ids, of filters: the service's code replays them.
+    for body in [
+        json!({ "exports": [export] }),
+        json!({ "ids": ["exp-1", "exp-1-copy"] }),
+        json!({ "where": { "type": "quick", "status": ["completed"] } }),
+    ] {
+        let (status, report) =
+            answer(auth(server.post("/api/v1/replay-check", body.clone()))).await;
+        assert_eq!(status, 200, "{body}: {report}");
+        assert_eq!(report["ok"], true, "{report}");
+        assert!(report["checked"].as_u64().unwrap() >= 1, "{report}");
+    }
+    refused(
+        auth(server.post("/api/v1/replay-check", json!({ "ids": ["nope"] }))),
+        404,
+        "not_found",
+    )
+    .await;
+    refused(
+        auth(server.post("/api/v1/replay-check", json!({ "ids": [], "exports": [] }))),
+        400,
+        "invalid_body",
+    )
+    .await;
+    refused(
+        auth(server.post(
+            "/api/v1/replay-check",
+            json!({ "where": { "colour": "red" } }),
+        )),
+        400,
+        "invalid_body",
+    )
+    .await;
+    server.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_replay_checks_but_refuses_imports() {
+    let server = Server::start(AdminConfig::builder().read_only(true)).await;
+    let run = server.engine.start(quick, "ro-1", 1).await.unwrap();
+    finish(&run).await.unwrap();
+    let (status, export) = answer(server.get("/api/v1/runs/ro-1/export")).await;
+    assert_eq!(status, 200);
+    let (status, report) =
+        answer(server.post("/api/v1/replay-check", json!({ "exports": [export] }))).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["ok"], true);
+    refused(
+        server.post(
+            "/api/v1/import",
+            json!({ "export": export, "new_id": "ro-2" }),
+        ),
+        403,
+        "read_only",
+    )
+    .await;
+    assert!(server.engine.describe("ro-2").await.is_err());
+    server.engine.shutdown().await;
+}

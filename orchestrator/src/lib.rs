@@ -58,6 +58,7 @@
 //! | the replay checker (do stored histories replay on this code?) | [`replay`], [`Engine::replay_check`] |
 //! | storage backends | [`store`] |
 //! | the embedded admin HTTP API (feature `admin`) | `admin`, `EngineBuilder::admin` |
+//! | the operator CLI and ops binaries (feature `cli`) | `cli`, the `orchestrator` binary |
 //! | testing: virtual time, mocks, history assertions (feature `testing`) | `testing` |
 //!
 //! The architecture is described in `docs/architecture.md`, the on-disk format in `docs/journal.md`.
@@ -66,6 +67,8 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod clock;
 pub mod codec;
 mod context;

@@ -18,6 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod child_worker;
+pub mod cli_workflows;
 pub mod faults;
 pub mod format2_journal;
 pub mod lease_probe;

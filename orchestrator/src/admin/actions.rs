@@ -116,7 +116,32 @@ pub(crate) async fn bulk(
             ),
         ));
     }
-    let JsonBody(mut fields) = body?;
+    let JsonBody(fields) = body?;
+    let request = bulk_request(&verb, fields, actor.as_str())?;
+    let dry_run = request.options.is_dry_run();
+    let engine = state.engine()?;
+    tracing::info!(actor = actor.as_str(), action = %verb, dry_run, "admin API bulk action");
+    let report = engine
+        .bulk(&request.query, request.action, request.options)
+        .await?;
+    Ok(Json(bulk_report_json(&verb, actor.as_str(), &report)))
+}
+
+/// A bulk request checked: what it matches, what it does, how.
+pub(crate) struct BulkRequest {
+    pub(crate) query: crate::store::RunQuery,
+    pub(crate) action: BulkAction,
+    pub(crate) options: BulkOptions,
+}
+
+/// Checks the body of `POST /api/v1/bulk/{verb}` (`verb` already checked): `dry_run`, `limit`,
+/// `reason` and the list filters. Shared with the CLI's direct journal backend.
+pub(crate) fn bulk_request(
+    verb: &str,
+    mut fields: serde_json::Map<String, Value>,
+    actor: &str,
+) -> Result<BulkRequest, ApiError> {
+    let actor = Actor(Arc::from(actor));
     let invalid = |message: String| ApiError::bad_request("invalid_body", message);
     let dry_run = match fields.remove("dry_run") {
         None | Some(Value::Null) => false,
@@ -162,7 +187,7 @@ pub(crate) async fn bulk(
         }
     }
     let query = super::runs::run_query(&pairs, &[]).map_err(|error| invalid(error.message))?;
-    let action = match verb.as_str() {
+    let action = match verb {
         "pause" => BulkAction::Pause {
             reason: reason_or_default(reason, &actor, "paused"),
         },
@@ -179,12 +204,18 @@ pub(crate) async fn bulk(
     if let Some(limit) = limit {
         options = options.limit(limit);
     }
-    let engine = state.engine()?;
-    tracing::info!(actor = actor.as_str(), action = %verb, dry_run, "admin API bulk action");
-    let report = engine.bulk(&query, action, options).await?;
-    Ok(Json(json!({
+    Ok(BulkRequest {
+        query,
+        action,
+        options,
+    })
+}
+
+/// The answer to a bulk action: its report as JSON.
+pub(crate) fn bulk_report_json(verb: &str, actor: &str, report: &crate::BulkReport) -> Value {
+    json!({
         "action": verb,
-        "actor": actor.as_str(),
+        "actor": actor,
         "dry_run": report.dry_run,
         "matched": report.matched,
         "applied": report.applied,
@@ -196,7 +227,7 @@ pub(crate) async fn bulk(
             json!({ "workflow_id": problem.workflow_id, "code": error.code, "message": error.message })
         }).collect::<Vec<_>>(),
         "elapsed_ms": u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
-    })))
+    })
 }
 
 /// The body of `POST /api/v1/runs/{id}/signal`.

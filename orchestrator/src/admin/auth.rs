@@ -70,7 +70,8 @@ fn admit(state: &AdminState, request: &Request) -> Result<Actor, ApiError> {
     };
     if is_mutating(request.method()) {
         check_same_origin(headers)?;
-        if state.config.read_only {
+        // A replay check is a POST (it carries histories) that changes nothing.
+        if state.config.read_only && request.uri().path() != super::history::REPLAY_CHECK_PATH {
             return Err(ApiError::forbidden(
                 "read_only",
                 "the admin API is read-only: this server refuses every action (start it without `.read_only(true)` to allow them)",

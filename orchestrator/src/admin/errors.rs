@@ -72,6 +72,7 @@ impl ApiError {
             Error::UnregisteredWorkflow { .. } => (StatusCode::CONFLICT, "unregistered_workflow"),
             Error::InvalidIdentifier { .. } => (StatusCode::BAD_REQUEST, "invalid_identifier"),
             Error::Codec(_) | Error::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "bad_payload"),
+            Error::Export(_) => (StatusCode::BAD_REQUEST, "bad_export"),
             Error::UnknownPayloadType { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unknown_payload_type")
             }

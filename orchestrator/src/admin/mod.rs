@@ -32,12 +32,13 @@
 //! # }
 //! ```
 
-mod actions;
+pub(crate) mod actions;
 mod auth;
 mod body;
-mod errors;
+pub(crate) mod errors;
+pub(crate) mod history;
 mod routes;
-mod runs;
+pub(crate) mod runs;
 mod server;
 mod sse;
 

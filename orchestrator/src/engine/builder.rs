@@ -63,6 +63,7 @@ pub struct EngineBuilder {
     node: Option<String>,
     lease: Duration,
     panic_retry: RetryPolicy,
+    drive_runs: bool,
     #[cfg(feature = "admin")]
     admin: Option<crate::admin::AdminConfig>,
 }
@@ -101,6 +102,7 @@ impl EngineBuilder {
             node: None,
             lease: Duration::from_secs(10),
             panic_retry: default_panic_retry(),
+            drive_runs: true,
             #[cfg(feature = "admin")]
             admin: None,
             catalog: Arc::default(),
@@ -363,6 +365,31 @@ impl EngineBuilder {
         self
     }
 
+    /// Whether this engine drives runs (default `true`). With `false` it is a **client** of a journal
+    /// that other engines drive: it reads, describes, lists, signals, cancels and repairs runs
+    /// (pause, resume, retry, fork, terminate, bulk) by writing to the store, but never executes
+    /// workflow code: it resumes nothing at start, claims no runs on a shared store, and a run it
+    /// retried, resumed, forked or signalled is driven by the journal's owner (on SQLite, the next
+    /// engine that opens the file; on PostgreSQL, whichever node claims it). Starting runs is
+    /// refused with [`Error::Config`]. For operators' tools such as the `orchestrator` CLI.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// use orchestrator::Engine;
+    ///
+    /// let client = Engine::builder().in_memory().drive_runs(false).start().await?;
+    /// assert!(!client.drives_runs());
+    /// assert!(client.list_runs(&orchestrator::store::RunQuery::new()).await?.runs.is_empty());
+    /// # client.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn drive_runs(mut self, drive: bool) -> Self {
+        self.drive_runs = drive;
+        self
+    }
+
     /// Serves the embedded admin HTTP API (cargo feature `admin`) from this engine, on the runtime
     /// that calls [`start`](EngineBuilder::start), until [`Engine::shutdown`]: list and search runs,
     /// inspect them, signal, cancel and repair them, watch them live. Off unless called. `start` fails
@@ -469,6 +496,7 @@ impl EngineBuilder {
             lease: self.lease,
             panic_retry: self.panic_retry,
             catalog: self.catalog,
+            drive_runs: self.drive_runs,
             wakeup_horizon: self.wakeup_horizon,
             #[cfg(feature = "testing")]
             mocks: self.mocks,
@@ -476,7 +504,10 @@ impl EngineBuilder {
         // One engine per journal in this process (SQLite): a second one would drive the same runs.
         let claim = store.claim_engine()?;
         let engine = Engine::assemble(store, own_store, claim, settings, self.workflows);
-        if engine.lease_mode() {
+        if !self.drive_runs {
+            // A client: nothing to resume, claim or wake here.
+            engine.mark_recovered();
+        } else if engine.lease_mode() {
             // Runs are claimed by the cluster loop, from whichever node is first.
             engine.release_stale_claims().await?;
             engine.start_cluster();

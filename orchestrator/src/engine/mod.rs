@@ -97,6 +97,9 @@ pub(crate) struct EngineSettings {
     pub(crate) panic_retry: crate::retry::RetryPolicy,
     /// The payload types known to this engine, for inspection (see `inspect/catalog.rs`).
     pub(crate) catalog: Arc<crate::inspect::Catalog>,
+    /// Whether this engine drives runs (`false`: a client of a journal that others drive, see
+    /// `EngineBuilder::drive_runs`).
+    pub(crate) drive_runs: bool,
     /// How far ahead the wake-up pager loads wake-ups from the store (see `wakeups.rs`).
     pub(crate) wakeup_horizon: Duration,
     /// A test engine's activity mocks (feature `testing`), consulted before each attempt.
@@ -272,6 +275,11 @@ impl Engine {
         let engine = Arc::downgrade(&self.inner);
         let shutdown = self.inner.shutdown.subscribe();
         tokio::spawn(wakeups::run(engine, self.inner.wakeups.clone(), shutdown));
+    }
+
+    /// Whether this engine drives runs (see [`EngineBuilder::drive_runs`]).
+    pub fn drives_runs(&self) -> bool {
+        self.inner.settings.drive_runs
     }
 
     /// Whether the store is shared by several engines under leases.

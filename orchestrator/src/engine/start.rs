@@ -115,6 +115,11 @@ impl<W: Workflow> StartRequest<W> {
         if engine.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
+        if !engine.drives_runs() {
+            return Err(Error::Config {
+                message: "this engine was built with `drive_runs(false)`: it starts no runs (start them from an engine that drives them)".to_string(),
+            });
+        }
         let erased = engine
             .workflow(W::NAME)
             .ok_or_else(|| Error::UnregisteredWorkflow {

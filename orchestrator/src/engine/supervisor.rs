@@ -249,6 +249,10 @@ impl Engine {
     /// The one entry point for "drive this run now": recovery, wake-ups, revivals and repair verbs
     /// that rewrote a run's journal all come through here.
     pub(crate) async fn load_and_drive(&self, id: Arc<str>, parked_too: bool) {
+        if !self.inner.settings.drive_runs {
+            // A client engine: the journal's owner (or a node) drives the run.
+            return;
+        }
         let Some(ticket) = self.inner.runs.begin_load(&id) else {
             return;
         };

@@ -87,7 +87,7 @@ impl Engine {
             return Err(Error::ShuttingDown);
         }
         let run = self.run_record(workflow_id).await?;
-        if !self.lease_mode() && self.workflow(&run.workflow_name).is_none() {
+        if !self.lease_mode() && self.drives_runs() && self.workflow(&run.workflow_name).is_none() {
             // This engine would drive it and park it at once as an unknown type.
             return Err(Error::UnregisteredWorkflow {
                 name: run.workflow_name,
