@@ -1658,6 +1658,7 @@ async fn list_latency_over_20k_runs() {
             execution_timeout_ms: None,
             owner: None,
             events: Vec::new(),
+            paused: None,
         };
         orchestrator::store::Store::create_run(store.as_ref(), run)
             .await

@@ -10,18 +10,25 @@
 //! - an unfinished run with a pending signal is imported paused, with its signal; resumed, it
 //!   completes on the importing engine;
 //! - an id that exists is refused (nothing written); failed and terminated runs keep their outcome;
-//! - hostile documents: unknown version, wrong format, bad hex, oversized, lying kinds.
+//! - hostile documents: unknown version, wrong format, bad hex, oversized, lying kinds;
+//! - an unfinished run whose timer is past due is created paused (its pause and the pause's audit in
+//!   the row's own write, looked at the moment `create_run` returns) and executes nothing until it
+//!   is resumed, on SQLite and on PostgreSQL (`ORCHESTRATOR_TEST_POSTGRES_URL`; SKIPPED without it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator::Error;
 use orchestrator::export::{EXPORT_FORMAT_VERSION, ExportError, ImportOptions, RunExport};
-use orchestrator::inspect::Rendered;
+use orchestrator::inspect::{BlockedOn, Rendered};
 use orchestrator::prelude::*;
-use orchestrator::store::RunState;
+use orchestrator::store::{PauseInfo, RunState, SqliteStore, Store, StoreError};
 use orchestrator_tests::TestDb;
+use orchestrator_tests::pg_schema::PgSchema;
+use orchestrator_tests::store_hooks::{HookedStore, StoreCall, StoreHook};
 
 #[activity]
 async fn quote(item: u32) -> Result<u64, ActivityError> {
@@ -43,6 +50,12 @@ async fn purchase(ctx: WorkflowContext, item: u32) -> Result<String, WorkflowErr
 }
 
 #[workflow]
+async fn nap(ctx: WorkflowContext, ms: u64) -> Result<u64, WorkflowError> {
+    ctx.sleep(Duration::from_millis(ms)).await?;
+    ctx.call(quote, 7).await
+}
+
+#[workflow]
 async fn refused(ctx: WorkflowContext, item: u32) -> Result<u64, WorkflowError> {
     ctx.call(refuse, item).await
 }
@@ -53,6 +66,7 @@ async fn engine(db: &TestDb) -> Engine {
         .register(quote)
         .register(refused)
         .register(refuse)
+        .register(nap)
         .signal_type::<_, String>(purchase, "buyer")
         .start()
         .await
@@ -367,4 +381,259 @@ async fn hostile_documents_are_refused() {
         Err(Error::NotFound { .. })
     ));
     engine.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// An imported unfinished run is paused from its creation.
+
+/// The event kind of an operator event (`EventBody::Operator`).
+const KIND_OPERATOR: u16 = 16;
+
+/// What the store held for the imported run the moment its `create_run` returned, before the
+/// import's next write.
+#[derive(Debug, Clone)]
+struct AtCreation {
+    paused: Option<PauseInfo>,
+    /// Whether `due_wakeups` (what an engine's wake-up service reads) offered the run.
+    offered: bool,
+    events: usize,
+}
+
+/// Looks at the store right after run `id` is created, and counts the engine's wake-up queries.
+struct CreationProbe {
+    inner: Arc<dyn Store>,
+    id: String,
+    seen: Mutex<Option<AtCreation>>,
+    wakeup_queries: AtomicUsize,
+}
+
+impl StoreHook for CreationProbe {
+    fn after_ok(&self, call: &StoreCall<'_>) -> Option<StoreError> {
+        match call {
+            StoreCall::CreateRun(run) if run.workflow_id == self.id => {
+                let (inner, id) = (self.inner.clone(), self.id.clone());
+                // The import waits while the probe reads: nothing else of it is written meanwhile.
+                let seen = tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(async move {
+                        let record = inner.run(&id).await.unwrap().expect("the run just created");
+                        let due = inner
+                            .due_wakeups(orchestrator_tests::now_ms() + 1, 10_000)
+                            .await
+                            .unwrap();
+                        AtCreation {
+                            paused: record.paused,
+                            offered: due.iter().any(|wakeup| wakeup.workflow_id == id),
+                            events: inner.history(&id).await.unwrap().len(),
+                        }
+                    })
+                });
+                *self.seen.lock().unwrap() = Some(seen);
+            }
+            StoreCall::DueWakeups => {
+                self.wakeup_queries.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Where the importing engines journal: a SQLite file, or a PostgreSQL schema (two nodes in turn).
+enum Target {
+    Sqlite(TestDb),
+    Postgres(PgSchema),
+}
+
+impl Target {
+    /// An engine on the target through a probe watching run `id`.
+    async fn engine(&self, node: &str, id: &str) -> (Engine, Arc<CreationProbe>) {
+        let (inner, builder): (Arc<dyn Store>, _) = match self {
+            Target::Sqlite(db) => (
+                Arc::new(SqliteStore::open(db.path()).await.unwrap()),
+                Engine::builder(),
+            ),
+            Target::Postgres(schema) => (
+                Arc::new(schema.store(4).await),
+                Engine::builder()
+                    .node_id(node)
+                    .lease_duration(Duration::from_millis(1000)),
+            ),
+        };
+        let probe = Arc::new(CreationProbe {
+            inner: inner.clone(),
+            id: id.to_string(),
+            seen: Mutex::new(None),
+            wakeup_queries: AtomicUsize::new(0),
+        });
+        let engine = builder
+            .store(Arc::new(HookedStore::new(inner, probe.clone())))
+            .shutdown_grace(Duration::from_secs(2))
+            .register(nap)
+            .register(quote)
+            .start()
+            .await
+            .unwrap();
+        (engine, probe)
+    }
+
+    /// Waits until `successor` has looked for work to pick up: on SQLite its wake-up service read
+    /// the due wake-ups (at its start, so the imported run's past-due timer among them); on
+    /// PostgreSQL its cluster loop claimed `control`, an unowned run (one claim pass takes every
+    /// claimable run, so the imported one too had it been claimable).
+    async fn wait_for_a_scan(&self, successor: &Engine, probe: &CreationProbe, control: &str) {
+        match self {
+            Target::Sqlite(_) => {
+                orchestrator_tests::eventually("the successor reads the due wake-ups", || async {
+                    probe.wakeup_queries.load(Ordering::SeqCst) > 0
+                })
+                .await;
+            }
+            Target::Postgres(_) => {
+                let leases = successor.store().leases().expect("PostgreSQL has leases");
+                orchestrator_tests::eventually("the successor claims the control run", || async {
+                    matches!(
+                        leases.lease_holder(control).await,
+                        Ok(Some(holder)) if holder.node == "successor"
+                    )
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// An export of a `nap` run whose timer is pending, and when that timer is due.
+async fn export_of_a_sleeping_run(id: &str, ms: u64) -> (RunExport, i64) {
+    let source_db = TestDb::new();
+    let source = engine(&source_db).await;
+    source.start(nap, id, ms).await.unwrap();
+    orchestrator_tests::eventually("the nap waits for its timer", || async {
+        matches!(
+            source.describe(id).await.map(|d| d.blocked_on),
+            Ok(BlockedOn::Timer { .. })
+        )
+    })
+    .await;
+    let BlockedOn::Timer { fire_at_ms, .. } = source.describe(id).await.unwrap().blocked_on else {
+        panic!("the nap left its timer before the source stopped");
+    };
+    source.shutdown().await;
+    let store = SqliteStore::open(source_db.path()).await.unwrap();
+    let export = orchestrator::export::export_run(&store, id).await.unwrap();
+    store.close().await;
+    assert_eq!(export.run.status, RunState::Running);
+    assert_eq!(
+        export.events.iter().filter(|event| event.step == 1).count(),
+        1,
+        "the export holds the timer's start, not its firing (the source stopped in time): {:?}",
+        export.events
+    );
+    (export, fire_at_ms)
+}
+
+/// Imports a run whose timer is past due; checks it was paused by the very write that created it
+/// and that nothing of it executes before an operator resumes it, on this and on a fresh engine.
+async fn a_past_due_import_waits_for_its_resume(target: Target) {
+    let id = "nap-1";
+    let (export, fire_at_ms) = export_of_a_sleeping_run(id, 1_500).await;
+    let imported = export.events.len();
+    let wait = fire_at_ms + 50 - orchestrator_tests::now_ms();
+    if let Ok(wait) = u64::try_from(wait) {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+    assert!(
+        orchestrator_tests::now_ms() > fire_at_ms,
+        "the timer is past due"
+    );
+
+    let (importer, probe) = target.engine("importer", id).await;
+    importer
+        .import_run(export, ImportOptions::new())
+        .await
+        .unwrap();
+    let seen = probe
+        .seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the probe saw the run's creation");
+    assert_eq!(
+        seen.paused.as_ref().map(|pause| pause.by.as_str()),
+        Some("import"),
+        "the run is paused by the write that creates it: {seen:?}"
+    );
+    assert!(
+        !seen.offered,
+        "a just-created imported run is never offered as a due wake-up: {seen:?}"
+    );
+    assert_eq!(
+        seen.events,
+        imported + 1,
+        "the pause's audit event is written with the run: {seen:?}"
+    );
+    let status = importer.status(id).await.unwrap();
+    assert!(
+        matches!(status, RunStatus::Paused(ref pause) if pause.by == "import"),
+        "{status:?}"
+    );
+    // A run the next engine picks up (with leases: handed over when the importer stops).
+    importer.start(nap, "nap-control", 3_600_000).await.unwrap();
+    importer.shutdown().await;
+
+    // A fresh engine (a restart, or the next node) reads the past-due wake-ups at its start and
+    // recovers unfinished runs: the paused run stays as imported.
+    let (successor, probe) = target.engine("successor", id).await;
+    target
+        .wait_for_a_scan(&successor, &probe, "nap-control")
+        .await;
+    assert_eq!(
+        successor.store().history(id).await.unwrap().len(),
+        imported + 1,
+        "nothing executes before the resume"
+    );
+    successor.resume(id, "test").await.unwrap();
+    let run = successor.handle(nap, id).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(30), run.result())
+            .await
+            .expect("the resumed run completes")
+            .unwrap(),
+        700
+    );
+    // The journal: the imported events, the pause, the resume, and only then the run's new steps.
+    let history = successor.store().history(id).await.unwrap();
+    let operator = |n: usize| history[n].step == 0 && history[n].kind == KIND_OPERATOR;
+    assert!(
+        operator(imported) && operator(imported + 1),
+        "the pause and the resume follow the imported events: {history:?}"
+    );
+    assert!(
+        history.len() > imported + 2 && history[imported + 2..].iter().all(|e| e.step >= 1),
+        "every new step comes after the resume: {history:?}"
+    );
+    let actions: Vec<String> = successor
+        .describe(id)
+        .await
+        .unwrap()
+        .operator_actions
+        .iter()
+        .map(|action| action.what.to_string())
+        .collect();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions[0].contains("paused by import"), "{actions:?}");
+    assert!(actions[1].contains("resumed by test"), "{actions:?}");
+    successor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_past_due_executes_nothing_until_resumed_on_sqlite() {
+    a_past_due_import_waits_for_its_resume(Target::Sqlite(TestDb::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_past_due_executes_nothing_until_resumed_on_postgres() {
+    let Some(schema) = PgSchema::fresh("orch_import", "the PostgreSQL import test") else {
+        return;
+    };
+    a_past_due_import_waits_for_its_resume(Target::Postgres(schema)).await;
 }

@@ -1082,6 +1082,7 @@ mod injector {
             execution_timeout_ms: None,
             owner: None,
             events: Vec::new(),
+            paused: None,
         };
         let error = store.create_run(run).await.unwrap_err();
         let expected = StoreError::Io {

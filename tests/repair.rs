@@ -759,6 +759,7 @@ async fn repairs_are_all_or_nothing(store: Arc<dyn Store>) {
         execution_timeout_ms: None,
         owner: None,
         events: Vec::new(),
+        paused: None,
     };
     let event = NewEvent {
         step: 1,

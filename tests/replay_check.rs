@@ -403,6 +403,7 @@ async fn journal_of(path: &std::path::Path, runs: usize) {
                 execution_timeout_ms: None,
                 owner: None,
                 events: events.clone(),
+                paused: None,
             })
             .await
             .unwrap();

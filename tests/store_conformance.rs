@@ -531,6 +531,8 @@ enum Bug {
     WakeupsIgnoreLimit,
     /// `history` returns the newest event first.
     HistoryNewestFirst,
+    /// `create_run` ignores `NewRun::paused`: the run is created unpaused.
+    CreateIgnoresPause,
 }
 
 struct Broken {
@@ -549,7 +551,10 @@ impl Broken {
 
 #[async_trait::async_trait]
 impl Store for Broken {
-    async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError> {
+    async fn create_run(&self, mut run: NewRun) -> Result<CreateOutcome, StoreError> {
+        if self.bug == Bug::CreateIgnoresPause {
+            run.paused = None;
+        }
         let outcome = self.inner.create_run(run.clone()).await?;
         match outcome {
             CreateOutcome::Existing(mut record) if self.bug == Bug::CreateOverwrites => {
@@ -701,6 +706,12 @@ async fn checks_catch_broken_stores() {
         "events_in_commit_order",
         testkit::events_in_commit_order,
         Broken::store(Bug::HistoryNewestFirst).await,
+    )
+    .await;
+    must_fail(
+        "create_run_paused",
+        testkit::create_run_paused,
+        Broken::store(Bug::CreateIgnoresPause).await,
     )
     .await;
     let leased = |bug| async move { Arc::new(LeasedStore::new(Some(bug)).await.unwrap()) };

@@ -39,6 +39,7 @@ async fn main() {
                 duration_ms: 1_000,
             }),
             events: Vec::new(),
+            paused: None,
         })
         .await
         .expect("create the run");

@@ -54,6 +54,7 @@ impl EngineLink {
             execution_timeout_ms: None,
             owner: engine.initial_lease(),
             events: Vec::new(),
+            paused: None,
         };
         // A store error is not the step's outcome: the parent's driver stops and is revived, and
         // starting the child again finds it if the failed call created it after all.

@@ -141,6 +141,7 @@ impl<W: Workflow> StartRequest<W> {
             execution_timeout_ms,
             owner: engine.initial_lease(),
             events: Vec::new(),
+            paused: None,
         };
         match engine.create_and_drive(run, erased).await? {
             Creation::Existing(existing) if existing.workflow_name != W::NAME => {

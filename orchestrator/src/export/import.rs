@@ -63,7 +63,9 @@ impl Engine {
     /// [`ImportOptions::new_id`], and returns that id: the run's input, every journal event (with its
     /// bytes as exported), its pending signals and its outcome. A finished run is imported finished
     /// (terminated runs get one more audit event, the termination); an unfinished one is imported
-    /// paused unless [`ImportOptions::drive_unfinished`]. Not kept: the events' commit times (the
+    /// paused unless [`ImportOptions::drive_unfinished`] — created paused, its pause and the pause's
+    /// audit event written with its row, so no engine (a past-due wake-up, recovery on another node)
+    /// can drive it before an operator resumes it. Not kept: the events' commit times (the
     /// store's clock stamps them anew), the continue-as-new count and the archived runs.
     ///
     /// # Errors
@@ -89,7 +91,30 @@ impl Engine {
         if store.run(&id).await?.is_some() {
             return Err(taken(&id));
         }
-        let events = new_events(&export)?;
+        let mut events = new_events(&export)?;
+        let state = export.run.status;
+        // An unfinished run not driven at once is created paused, its pause and the pause's audit
+        // event in the same write as its row: no engine (a past-due wake-up here, recovery on another
+        // node) can pick it up between its creation and its pause.
+        let paused = if state.is_finished() || options.drive_unfinished {
+            None
+        } else {
+            let reason = format!(
+                "imported from an export of `{}`; resume to drive it",
+                crate::limits::IdDisplay(&export.run.workflow_id)
+            );
+            events.push(self.operator_event(
+                OperatorAction::Paused {
+                    reason: reason.clone(),
+                },
+                IMPORTER,
+            )?);
+            Some(PauseInfo {
+                by: IMPORTER.to_string(),
+                reason,
+                at_ms: crate::clock::now_ms(),
+            })
+        };
         let lease = self.initial_lease();
         let created = store
             .create_run(NewRun {
@@ -101,12 +126,12 @@ impl Engine {
                 execution_timeout_ms: export.run.execution_timeout_ms,
                 owner: lease,
                 events,
+                paused,
             })
             .await?;
         if let CreateOutcome::Existing(_) = created {
             return Err(taken(&id));
         }
-        let state = export.run.status;
         if !state.is_finished() {
             for signal in &export.pending_signals {
                 store
@@ -137,32 +162,8 @@ impl Engine {
                 })
                 .await?;
         }
-        if !state.is_finished() {
-            if options.drive_unfinished {
-                self.load_and_drive(Arc::from(id.as_str()), true).await;
-            } else {
-                let reason = format!(
-                    "imported from an export of `{}`; resume to drive it",
-                    crate::limits::IdDisplay(&export.run.workflow_id)
-                );
-                let audit = self.operator_event(
-                    OperatorAction::Paused {
-                        reason: reason.clone(),
-                    },
-                    IMPORTER,
-                )?;
-                store
-                    .operate(OperatorWrite {
-                        workflow_id: id.clone(),
-                        change: OperatorChange::Pause(PauseInfo {
-                            by: IMPORTER.to_string(),
-                            reason,
-                            at_ms: crate::clock::now_ms(),
-                        }),
-                        audit,
-                    })
-                    .await?;
-            }
+        if !state.is_finished() && options.drive_unfinished {
+            self.load_and_drive(Arc::from(id.as_str()), true).await;
         }
         tracing::info!(workflow_id = %id, source = %export.run.workflow_id, "run imported from an export");
         Ok(id)

@@ -33,7 +33,8 @@ pub use sqlite::{Durability, IntegrityCheck, SqliteExecution, SqliteOptions, Sql
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates a run unless one with this workflow id exists, in which case that one is returned.
-    /// The run's row and its [`NewRun::events`] are written atomically: all or nothing.
+    /// The run's row and its [`NewRun::events`] are written atomically: all or nothing. A run with
+    /// [`NewRun::paused`] is paused in that same write: no reader ever sees it unpaused.
     async fn create_run(&self, run: NewRun) -> Result<CreateOutcome, StoreError>;
 
     /// Atomically appends events, consumes a signal and changes the run's status, as asked.

@@ -79,6 +79,12 @@ pub struct NewRun {
     /// so a new run costs one commit. Nothing is written if the run exists already. (A
     /// [`ForkRun`](super::ForkRun) writes them too, before its own events; forks leave them empty.)
     pub events: Vec<NewEvent>,
+    /// Created paused: the run's pause columns are set in the same transaction as its row, so no
+    /// engine ever sees it unpaused (an imported unfinished run, `Engine::import_run`). Its
+    /// wake-ups are hidden and it is never claimed until an operator resumes it, exactly as after
+    /// [`OperatorChange::Pause`]. The audit event of the pause, if any, goes in
+    /// [`NewRun::events`]. `None` for every ordinary start.
+    pub paused: Option<PauseInfo>,
 }
 
 /// Who may write a run's journal: a node, under a lease epoch. Every takeover of a run increments its

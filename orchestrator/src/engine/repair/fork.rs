@@ -240,6 +240,7 @@ impl Engine {
                     execution_timeout_ms,
                     owner: lease.clone(),
                     events: Vec::new(),
+                    paused: None,
                 },
                 events: copied,
                 source_id: workflow_id.to_string(),

@@ -65,12 +65,13 @@ macro_rules! statements {
 statements! {
     /// A run by id.
     select_run = "SELECT {cols} FROM {s}.runs WHERE workflow_id = $1";
-    /// Creates a run unless its id exists; owned from the start if `$8` (the node) is set.
+    /// Creates a run unless its id exists; owned from the start if `$8` (the node) is set, paused
+    /// from the start if `$11` (who paused it) is.
     insert_run = "INSERT INTO {s}.runs (workflow_id, workflow_name, state, input, created_at_ms, \
         updated_at_ms, parent_id, deadline_ms, execution_timeout_ms, owner, lease_epoch, \
-        lease_expires_at_ms) VALUES ($1, $2, 0, $3, $4, $4, $5, $6, $7, $8, $9, \
-        CASE WHEN $8::text IS NULL THEN NULL ELSE {now} + $10 END) \
-        ON CONFLICT (workflow_id) DO NOTHING";
+        lease_expires_at_ms, paused_by, pause_reason, paused_at_ms) VALUES ($1, $2, 0, $3, $4, $4, \
+        $5, $6, $7, $8, $9, CASE WHEN $8::text IS NULL THEN NULL ELSE {now} + $10 END, $11, $12, \
+        $13) ON CONFLICT (workflow_id) DO NOTHING";
     /// Locks a run's row for a commit.
     lock_run = "SELECT state, run_no, owner, lease_epoch FROM {s}.runs WHERE workflow_id = $1 FOR UPDATE";
     /// Appends an event.
@@ -383,6 +384,14 @@ pub(super) async fn insert_run<C: GenericClient>(
         ),
         None => (None, 0, None),
     };
+    let (paused_by, pause_reason, paused_at_ms) = match &run.paused {
+        Some(pause) => (
+            Some(pause.by.as_str()),
+            Some(pause.reason.as_str()),
+            Some(pause.at_ms),
+        ),
+        None => (None, None, None),
+    };
     let inserted = execute(
         client,
         &sql.insert_run,
@@ -397,6 +406,9 @@ pub(super) async fn insert_run<C: GenericClient>(
             &owner,
             &epoch,
             &duration,
+            &paused_by,
+            &pause_reason,
+            &paused_at_ms,
         ],
         op,
     )

@@ -239,6 +239,7 @@ impl SqliteStore {
     ///         execution_timeout_ms: None,
     ///         owner: None,
     ///         events: Vec::new(),
+    ///         paused: None,
     ///     })
     ///     .await?;
     ///

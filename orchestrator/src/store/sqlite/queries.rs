@@ -75,7 +75,8 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcom
     let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO runs (workflow_id, workflow_name, state, input, created_at_ms, updated_at_ms, \
-         parent_id, deadline_ms, execution_timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+         parent_id, deadline_ms, execution_timeout_ms, paused_by, pause_reason, paused_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .during("creating a run")?
     .execute(params![
@@ -86,7 +87,10 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<CreateOutcom
         now,
         run.parent_id,
         run.deadline_ms,
-        run.execution_timeout_ms
+        run.execution_timeout_ms,
+        run.paused.as_ref().map(|pause| pause.by.as_str()),
+        run.paused.as_ref().map(|pause| pause.reason.as_str()),
+        run.paused.as_ref().map(|pause| pause.at_ms)
     ])
     .during("creating a run")?;
     insert_events(

@@ -20,6 +20,7 @@ fn new_run(id: &str) -> NewRun {
         execution_timeout_ms: None,
         owner: None,
         events: Vec::new(),
+        paused: None,
     }
 }
 

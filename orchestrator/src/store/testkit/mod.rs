@@ -59,6 +59,7 @@
 //! | signals and cancellation | [`signal_send_outcomes`], [`signal_inbox_order`], [`signal_consumed_exactly_once`], [`request_cancel`] |
 //! | timers | [`due_wakeups`] |
 //! | listing | [`list_runs_filters`], [`list_runs_pagination`], [`list_runs_limit_clamped`] |
+//! | operator actions | [`operator_actions`], [`create_run_paused`], [`list_runs_operator_filters`], [`lease_pauses_and_terminations`] |
 //! | concurrency | [`concurrent_writers`], [`concurrent_races`] |
 //! | errors | [`error_classification`] |
 //! | leases ([`LeaseStore`](super::LeaseStore), skipped when [`Store::leases`] is `None`) | [`lease_claims_disjoint`], [`lease_takeover_epoch`], [`lease_renew_and_release`], [`lease_fencing`], [`lease_owner_at_creation`], [`lease_owned_inbox`] |
@@ -97,7 +98,9 @@ pub use leases::{
     lease_owner_at_creation, lease_renew_and_release, lease_takeover_epoch,
 };
 pub use listing::{list_runs_filters, list_runs_limit_clamped, list_runs_pagination};
-pub use operator::{lease_pauses_and_terminations, list_runs_operator_filters, operator_actions};
+pub use operator::{
+    create_run_paused, lease_pauses_and_terminations, list_runs_operator_filters, operator_actions,
+};
 pub use runs::{
     create_run_idempotent, run_record_round_trip, unfinished_runs_lists_running_and_parked,
 };
@@ -308,6 +311,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
         Box::pin(list_runs_operator_filters(s))
     }),
     ("operator_actions", |s| Box::pin(operator_actions(s))),
+    ("create_run_paused", |s| Box::pin(create_run_paused(s))),
     ("concurrent_writers", |s| Box::pin(concurrent_writers(s))),
     ("concurrent_races", |s| Box::pin(concurrent_races(s))),
     ("error_classification", |s| {

@@ -470,3 +470,118 @@ pub async fn lease_pauses_and_terminations(
     )?;
     Ok(CheckOutcome::Passed)
 }
+
+/// **Contract:** a run created with [`NewRun::paused`](crate::store::NewRun::paused) is paused from
+/// the write that creates it, as if [`OperatorChange::Pause`] had been applied in the same
+/// transaction: the record carries the pause, the audit event given with its first events is in its
+/// history, its wake-ups (a past-due timer, a past execution deadline) are hidden from
+/// `due_wakeups`, `list_runs` lists it as paused, a second pause is `AlreadyPaused` and a resume
+/// shows its wake-ups again. With leases, its owner's `owned_pauses` lists it and no node claims it,
+/// even once its lease expired. (An imported unfinished run is created this way: a store that
+/// ignored the field would let an engine drive it before anyone resumed it.)
+pub async fn create_run_paused(store: Arc<dyn Store>) -> Result<CheckOutcome, ConformanceFailure> {
+    let ck = Ck::new("create_run_paused", store.clone());
+    let id = "cp/held";
+    let expected = PauseInfo {
+        by: "import".to_string(),
+        reason: "held from its creation".to_string(),
+        at_ms: 7,
+    };
+    let mut run = new_run(id, "cp");
+    run.events = vec![timer(1, 1_000), audit("held")];
+    run.deadline_ms = Some(2_000);
+    run.execution_timeout_ms = Some(1_000);
+    run.paused = Some(expected.clone());
+    if store.leases().is_some() {
+        run.owner = Some(Lease {
+            node: "a".to_string(),
+            epoch: 1,
+            duration_ms: 100,
+        });
+    }
+    ck.create_run(run).await?;
+    ck.create("cp/free", "cp").await?;
+
+    let record = ck.record(id).await?;
+    ck.eq(
+        format!("the pause on `{id}` created paused"),
+        &Some(expected),
+        &record.paused,
+    )?;
+    ck.eq(
+        format!("the state of `{id}` created paused"),
+        &RunState::Running,
+        &record.state,
+    )?;
+    ck.eq(
+        format!("the audit events of `{id}` created paused"),
+        &vec!["held".to_string()],
+        &audits(&ck, id).await?,
+    )?;
+    ck.ensure(
+        ck.wakeups_of(id).await?.is_empty(),
+        format!("due_wakeups of `{id}` created paused"),
+        "none (its past-due timer and deadline are hidden while it is paused)",
+        "its wake-ups",
+    )?;
+    let page = ck
+        .ok(
+            "list_runs(paused)",
+            ck.store.list_runs(&RunQuery::new().paused(true)),
+        )
+        .await?;
+    let listed: Vec<&str> = page.runs.iter().map(|r| r.workflow_id.as_str()).collect();
+    ck.eq("list_runs(paused)", &vec![id], &listed)?;
+    ck.eq(
+        "the pause on `cp/free`, created without one",
+        &None,
+        &ck.record("cp/free").await?.paused,
+    )?;
+
+    if let Some(leases) = store.leases() {
+        let pauses = ck.ok("owned_pauses(`a`)", leases.owned_pauses("a")).await?;
+        ck.eq("owned_pauses(`a`)", &vec![id.to_string()], &pauses)?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let claims = ck
+            .ok("claim_runs(`b`)", leases.claim_runs("b", 60_000, 10))
+            .await?;
+        ck.ensure(
+            claims.iter().all(|claim| claim.workflow_id != id),
+            format!("claim_runs(`b`) once the lease of `{id}` (created paused) expired"),
+            format!("without `{id}`"),
+            format!("{claims:?}"),
+        )?;
+    }
+
+    operate(
+        &ck,
+        "pause",
+        write(id, pause("ops", 8), "p"),
+        OperatorOutcome::AlreadyPaused,
+    )
+    .await?;
+    operate(
+        &ck,
+        "resume",
+        write(id, OperatorChange::Resume, "r"),
+        OperatorOutcome::Applied,
+    )
+    .await?;
+    ck.eq(
+        format!("the pause on resumed `{id}`"),
+        &None,
+        &ck.record(id).await?.paused,
+    )?;
+    ck.ensure(
+        !ck.wakeups_of(id).await?.is_empty(),
+        format!("due_wakeups of resumed `{id}`"),
+        "its wake-up",
+        "none",
+    )?;
+    ck.eq(
+        format!("the audit events of resumed `{id}`"),
+        &vec!["held".to_string(), "r".to_string()],
+        &audits(&ck, id).await?,
+    )?;
+    Ok(CheckOutcome::Passed)
+}

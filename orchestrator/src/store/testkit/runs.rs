@@ -34,6 +34,7 @@ pub async fn create_run_idempotent(
         execution_timeout_ms: None,
         owner: None,
         events: vec![completion(1, b"from a second start")],
+        paused: None,
     };
     expect_existing(
         &ck,
@@ -176,6 +177,7 @@ pub async fn run_record_round_trip(
         execution_timeout_ms: Some(86_400_000),
         owner: None,
         events: Vec::new(),
+        paused: None,
     };
     let minimal = NewRun {
         input: Vec::new(),

@@ -413,6 +413,7 @@ pub(super) fn new_run(id: &str, name: &str) -> NewRun {
         execution_timeout_ms: None,
         owner: None,
         events: Vec::new(),
+        paused: None,
     }
 }
 
