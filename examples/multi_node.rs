@@ -262,3 +262,124 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     engine.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The order workflow's logic under the testing toolkit, on virtual time. The real activity
+    //! reports the node of this process (`NODE`, set by `main`): the tests replace it where they
+    //! need several nodes, which one process cannot be.
+
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use orchestrator::inspect::{StepKind, StepStatus};
+    use orchestrator::testing::TestEngine;
+
+    use super::*;
+
+    async fn engine() -> TestEngine {
+        TestEngine::builder()
+            .register(fulfil_order)
+            .register(run_stage)
+            .start()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_five_stages_run_in_order_on_this_node() {
+        let test = engine().await;
+        let started = test.now_ms();
+        let run = test.start(fulfil_order, "order-1", 1).await.unwrap();
+        let nodes = run.result().await.unwrap();
+        assert_eq!(nodes, vec![node().to_string(); STAGES.len()]);
+
+        let history = test.history("order-1").await.unwrap();
+        assert_eq!(history.activities(), vec!["run_stage"; STAGES.len()]);
+        assert!(history.failed_steps().is_empty(), "{}", history.summary());
+        for step in 1..=STAGES.len() as u32 {
+            assert_eq!(history.attempts(step), 1, "{}", history.summary());
+        }
+        // Each stage takes one to two (virtual) seconds.
+        let elapsed = test.now_ms() - started;
+        assert!(
+            (5_000..10_000).contains(&elapsed),
+            "five stages took {elapsed} ms"
+        );
+        test.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_stage_is_told_where_the_previous_one_ran() {
+        let test = engine().await;
+        // Node `a` runs the first two stages, then node `b` takes the order over.
+        let stages = test.mock(run_stage, |(stage, _previous): (u32, String)| async move {
+            Ok(if stage <= 2 { "a" } else { "b" }.to_string())
+        });
+        let run = test.start(fulfil_order, "order-2", 2).await.unwrap();
+        assert_eq!(run.result().await.unwrap(), vec!["a", "a", "b", "b", "b"]);
+        assert_eq!(
+            stages.inputs(),
+            vec![
+                (1, String::new()),
+                (2, "a".to_string()),
+                (3, "a".to_string()),
+                (4, "b".to_string()),
+                (5, "b".to_string()),
+            ]
+        );
+        assert_eq!(stages.calls(), 5);
+        let history = test.history("order-2").await.unwrap();
+        assert_eq!(history.kinds(), vec![StepKind::Activity; 5]);
+        test.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_stage_is_retried_with_backoff_then_the_order_goes_on() {
+        let test = engine().await;
+        let stages = test
+            .mock(run_stage, |(_stage, _previous): (u32, String)| async move {
+                Ok("a".to_string())
+            })
+            .fail_times(2, || ActivityError::retryable("the warehouse is busy"));
+        let started = test.now_ms();
+        let run = test.start(fulfil_order, "order-3", 3).await.unwrap();
+        assert_eq!(run.result().await.unwrap(), vec!["a"; 5]);
+        assert_eq!(stages.calls(), 7, "two failed attempts, then five stages");
+        let history = test.history("order-3").await.unwrap();
+        assert_eq!(history.attempts(1), 3, "{}", history.summary());
+        assert_eq!(history.step(1).status, StepStatus::Completed);
+        assert_eq!(history.attempts(2), 1);
+        // The mocked stages take no time: what passed is the two backoffs (200 ms..5 s policy).
+        let elapsed = test.now_ms() - started;
+        assert!(
+            (200..=10_000).contains(&elapsed),
+            "two backoffs took {elapsed} ms"
+        );
+        test.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stage_failing_five_times_fails_the_order_there() {
+        let test = engine().await;
+        // By name, over encoded bytes: what a test can do without the activity's types at hand.
+        let stages = test.mock_by_name("run_stage", |_input: Vec<u8>| async move {
+            Err(ActivityError::retryable("the card network is down"))
+        });
+        let run = test.start(fulfil_order, "order-4", 4).await.unwrap();
+        let error = run.result().await.unwrap_err();
+        assert!(
+            error.to_string().contains("the card network is down"),
+            "{error}"
+        );
+        assert_eq!(stages.calls(), 5, "max_attempts = 5");
+        let history = test.history("order-4").await.unwrap();
+        assert_eq!(history.failed_steps(), vec![1]);
+        assert_eq!(history.attempts(1), 5);
+        assert_eq!(
+            history.activities(),
+            vec!["run_stage"],
+            "no later stage ran"
+        );
+        test.shutdown().await;
+    }
+}
