@@ -35,6 +35,7 @@
 mod actions;
 mod auth;
 mod body;
+mod dashboard;
 mod errors;
 mod routes;
 mod runs;

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 
 use super::errors::ApiError;
 use super::server::AdminState;
-use super::{actions, auth, runs, sse};
+use super::{actions, auth, dashboard, runs, sse};
 
 /// Every endpoint; anything else is a JSON `404` (`405` for a known path with another method).
 pub(crate) fn router(state: Arc<AdminState>) -> Router {
@@ -29,6 +29,8 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/runs/{id}/terminate", post(actions::terminate))
         .route("/api/v1/bulk/{verb}", post(actions::bulk))
         .route("/api/v1/runs/{id}/fork", post(actions::fork))
+        // The web dashboard: its pages, assets, sessions and counts.
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
