@@ -50,3 +50,30 @@ pub(crate) fn is_public(method: &Method, path: &str) -> bool {
 pub(crate) fn is_session_path(path: &str) -> bool {
     matches!(path, "/api/v1/session" | "/api/v1/session/logout")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_page_shells_assets_and_the_login_are_public() {
+        for path in ["/", "/workflows", "/login", "/runs/a%2Fb", "/assets/app.js"] {
+            assert!(is_public(&Method::GET, path), "GET {path}");
+            assert!(!is_public(&Method::POST, path), "POST {path}");
+        }
+        assert!(is_public(&Method::POST, "/api/v1/session"));
+        for path in [
+            "/api/v1/session",
+            "/api/v1/runs",
+            "/api/v1/counts",
+            "/api/v1/workflows/summary",
+            "/api/v1/runs/x/stream",
+            "/runsx",
+            "/assetsx",
+        ] {
+            assert!(!is_public(&Method::GET, path), "GET {path}");
+        }
+        assert!(!is_public(&Method::DELETE, "/"));
+        assert!(!is_public(&Method::POST, "/api/v1/session/logout"));
+    }
+}

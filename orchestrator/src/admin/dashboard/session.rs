@@ -173,3 +173,52 @@ pub(crate) async fn whoami(
         "tokens": !state.config.tokens.is_empty(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_open_resolve_and_close() {
+        let sessions = Sessions::default();
+        let id = sessions.open("alice").expect("randomness");
+        assert_eq!(id.len(), SESSION_ID_BYTES * 2);
+        assert_eq!(sessions.identity(&id).as_deref(), Some("alice"));
+        let other = sessions.open("bob").expect("randomness");
+        assert_ne!(id, other);
+        assert_eq!(sessions.identity(&other).as_deref(), Some("bob"));
+        for wrong in ["", "x", &id[..id.len() - 1], &format!("{id}0")] {
+            assert!(sessions.identity(wrong).is_none(), "`{wrong}`");
+        }
+        sessions.close(&id);
+        assert!(sessions.identity(&id).is_none());
+        assert_eq!(sessions.identity(&other).as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        let sessions = Sessions::default();
+        let first = sessions.open("first").expect("randomness");
+        for _ in 0..MAX_SESSIONS {
+            sessions.open("later").expect("randomness");
+        }
+        assert!(sessions.identity(&first).is_none(), "the oldest was ended");
+        assert_eq!(sessions.lock().len(), MAX_SESSIONS);
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(session_cookie(&headers), None);
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; orchestrator_session_x=no"),
+        );
+        assert_eq!(session_cookie(&headers), None);
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; orchestrator_session=abc123 ; c=d"),
+        );
+        assert_eq!(session_cookie(&headers), Some("abc123"));
+    }
+}
