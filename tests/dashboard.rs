@@ -218,6 +218,7 @@ async fn runs_page_counts_filters_pages_and_updates_live() {
     assert_eq!(count_in(&browser.text("#count-failed").await), 3);
     assert_eq!(count_in(&browser.text("#count-running").await), 2);
 
+    browser.screenshot("runs-page").await;
     // Paging: 50 per page, by cursor, and back.
     let first = wait_rows(&browser, "a first page of 50", |ids| ids.len() == 50).await;
     assert_eq!(first[0], "batch-000");
@@ -356,6 +357,7 @@ async fn run_page_draws_a_live_gantt_timeline() {
     browser
         .wait_text("#run-state", "failed", |t| t.contains("failed"))
         .await;
+    browser.screenshot("run-page").await;
     let errors = browser.text("#attempt-errors").await;
     assert!(errors.contains("the service is down"), "{errors}");
     let title = browser

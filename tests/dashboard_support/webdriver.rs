@@ -336,6 +336,21 @@ impl Browser {
         }
     }
 
+    /// Saves a PNG of the window as `name`.png under `$ORCHESTRATOR_DASHBOARD_SCREENSHOTS`, when
+    /// that variable names a directory (to look at the pages a test drove); otherwise nothing.
+    pub(crate) async fn screenshot(&self, name: &str) {
+        let Ok(dir) = std::env::var("ORCHESTRATOR_DASHBOARD_SCREENSHOTS") else {
+            return;
+        };
+        let data = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await
+            .unwrap_or_else(|error| panic!("screenshot: {error}"));
+        let png = decode_base64(data.as_str().unwrap_or_default());
+        let path = Path::new(&dir).join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    }
+
     /// Runs `script` (a function body) in the page and returns its value.
     pub(crate) async fn script(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({ "script": script, "args": [] }))
@@ -352,25 +367,31 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Ends the session (chromedriver then closes Chromium), over a plain blocking socket:
-        // drop cannot await. Then stops chromedriver.
-        if let Some(rest) = self.session.strip_prefix("http://") {
-            if let Some((authority, path)) = rest.split_once('/') {
-                use std::io::{Read, Write};
-                if let Ok(mut socket) = std::net::TcpStream::connect(authority) {
-                    let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
-                    let request = format!(
-                        "DELETE /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-                    );
-                    if socket.write_all(request.as_bytes()).is_ok() {
-                        let mut answer = Vec::new();
-                        let _ = socket.read_to_end(&mut answer);
-                    }
-                }
-            }
-        }
+        // Ends the session (chromedriver then closes Chromium), then stops chromedriver.
+        end_session(&self.session);
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// Sends `DELETE {session}` over a plain blocking socket (drop cannot await); errors are ignored.
+fn end_session(session: &str) {
+    use std::io::{Read, Write};
+    let Some((authority, path)) = session
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return;
+    };
+    let Ok(mut socket) = std::net::TcpStream::connect(authority) else {
+        return;
+    };
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
+    let request =
+        format!("DELETE /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    if socket.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer);
     }
 }
 
@@ -384,4 +405,27 @@ impl JsonValue for reqwest::Response {
         let text = self.text().await.unwrap_or_default();
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
+}
+
+/// Decodes standard base64 (the screenshot's encoding); invalid characters are skipped.
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut buffer, mut bits) = (0_u32, 0);
+    for sextet in text.bytes().filter_map(value) {
+        buffer = (buffer << 6) | u32::from(sextet);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((buffer >> bits) & 0xFF) as u8);
+        }
+    }
+    out
 }
