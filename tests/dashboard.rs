@@ -447,14 +447,48 @@ async fn repair_actions_ask_for_confirmation_and_record_the_actor() {
     browser
         .wait_text("#run-state", "completed", |t| t.contains("completed"))
         .await;
-    // An action that does not apply is refused, with the server's reason.
-    let said = act(&browser, "cancel", &[("reason", "too late")], true).await;
-    assert!(said.contains("refused"), "{said}");
+    // Actions that do not apply to a completed run are disabled.
+    for verb in ["pause", "resume", "cancel", "terminate", "signal", "retry"] {
+        browser
+            .wait_script(
+                &format!("{verb} disabled on a completed run"),
+                &format!("return document.querySelector('#action-{verb}').disabled"),
+            )
+            .await;
+    }
 
-    // Terminate and cancel.
+    // Terminate and cancel; a bad signal payload is refused with the reason.
     engine.start(waiter, "act-2", ()).await.unwrap();
     engine.start(waiter, "act-3", ()).await.unwrap();
     browser.goto(&server.run_url("act-2")).await;
+    let said = act(
+        &browser,
+        "signal",
+        &[("name", "go"), ("payload", "{not json")],
+        true,
+    )
+    .await;
+    assert!(said.contains("signal refused"), "{said}");
+    let said = act(
+        &browser,
+        "signal",
+        &[("name", "go"), ("payload", "\"text\"")],
+        true,
+    )
+    .await;
+    assert!(
+        said.contains("signal refused"),
+        "a string is not the u32 the signal takes: {said}"
+    );
+    assert_eq!(
+        engine
+            .describe("act-2")
+            .await
+            .unwrap()
+            .pending_signals
+            .len(),
+        0
+    );
     act(&browser, "terminate", &[("reason", "bad data")], true).await;
     wait_status(engine, "act-2", |s| matches!(s, RunStatus::Terminated(_))).await;
     browser.goto(&server.run_url("act-3")).await;

@@ -27,6 +27,19 @@ const ACTIONS = [
   },
 ];
 
+const UNFINISHED = ['running', 'parked'];
+
+/** Whether an action applies to a run in `state` (paused or not); the server has the last word. */
+const APPLIES = {
+  pause: (state, paused) => UNFINISHED.includes(state) && !paused,
+  resume: (state, paused) => !!paused,
+  retry: (state) => ['failed', 'parked', 'compensation_failed'].includes(state),
+  cancel: (state) => UNFINISHED.includes(state),
+  terminate: (state) => UNFINISHED.includes(state),
+  signal: (state) => UNFINISHED.includes(state),
+  fork: () => true,
+};
+
 /** The request body of an action from the dialog's values. */
 function actionBody(verb, values) {
   const reason = (values.reason || '').trim();
@@ -62,13 +75,15 @@ export async function runPage(main, session, id) {
   const payloads = h('section', { id: 'payloads', class: 'payloads' });
   const live = h('span', { id: 'live', class: 'muted' });
 
+  const buttons = {};
   for (const action of ACTIONS) {
-    actionBar.append(h('button', {
+    buttons[action.verb] = h('button', {
       type: 'button',
       id: `action-${action.verb}`,
       class: action.verb === 'terminate' || action.verb === 'cancel' ? 'danger' : '',
       onclick: () => act(action),
-    }, action.label));
+    }, action.label);
+    actionBar.append(buttons[action.verb]);
   }
   actionBar.append(actionResult);
   if (session.read_only) actionBar.hidden = true;
@@ -120,6 +135,10 @@ export async function runPage(main, session, id) {
 
   function render(d) {
     latest = d;
+    for (const [verb, button] of Object.entries(buttons)) {
+      button.disabled = !APPLIES[verb](d.state, d.paused);
+      button.title = button.disabled ? `${verb} does not apply to a ${d.paused ? 'paused ' : ''}${d.state} run` : '';
+    }
     const chain = (d.archived_runs || []).map((run) => h('li', null,
       `run ${run.run_no}: ${fmtTime(run.created_at_ms)} → ${fmtTime(run.ended_at_ms)}, ${run.event_count} events, continued as new`));
     if (chain.length) chain.push(h('li', null, `run ${d.run_no}: this run`));
