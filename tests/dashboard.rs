@@ -849,3 +849,289 @@ async fn cross_site_posts_are_refused() {
         server.engine.shutdown().await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Without a browser: the dashboard's HTTP contract (these run even where Chromium is missing).
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_assets_carry_strict_security_headers() {
+    let server = Server::open().await;
+    let client = http();
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/workflows", "text/html"),
+        ("/login", "text/html"),
+        ("/runs/a%2Fb", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/gantt.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        assert!(header("content-type").starts_with(content_type), "{path}");
+        let policy = header("content-security-policy");
+        assert!(policy.contains("script-src 'self'"), "{path}: {policy}");
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy}"
+        );
+        assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+    }
+    for path in ["/assets/nope.js", "/assets/..%2Fmod.rs", "/assets/"] {
+        let (status, body) = json_of(client.get(server.url(path)).send().await.unwrap()).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    server.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_endpoint_counts_by_state_with_the_list_filters() {
+    let server = Server::open().await;
+    let engine = &server.engine;
+    for n in 0..3 {
+        engine
+            .start(quick, format!("c-{n}"), n)
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
+    }
+    let _ = engine
+        .start(doomed, "d-1", "broken pipe".to_string())
+        .await
+        .unwrap()
+        .result()
+        .await;
+    engine.start(waiter, "w-1", ()).await.unwrap();
+    engine.pause("w-1", "ops", "hold").await.unwrap();
+    let client = http();
+    let counts = |query: &'static str| {
+        let client = client.clone();
+        let url = server.url(&format!("/api/v1/counts{query}"));
+        async move { json_of(client.get(url).send().await.unwrap()).await }
+    };
+    let (status, body) = counts("").await;
+    assert_eq!(status, 200, "{body}");
+    let all = &body["counts"];
+    assert_eq!(
+        (
+            all["total"].as_u64(),
+            all["completed"].as_u64(),
+            all["failed"].as_u64()
+        ),
+        (Some(5), Some(3), Some(1))
+    );
+    assert_eq!(
+        (all["running"].as_u64(), all["paused"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (_, body) = counts("?type=quick&after=c-1&limit=1").await;
+    assert_eq!(
+        body["counts"]["total"], 3,
+        "the cursor and limit are ignored"
+    );
+    let (_, body) = counts("?error_contains=PIPE").await;
+    assert_eq!(body["counts"]["failed"], 1);
+    assert_eq!(body["counts"]["total"], 1);
+    let (_, body) = counts("?paused=true").await;
+    assert_eq!(body["counts"]["total"], 1);
+    for bad in ["?status=exploded", "?nope=1", "?created_from_ms=soon"] {
+        let (status, body) = counts(bad).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_query")),
+            "{bad}"
+        );
+    }
+    let (status, body) = json_of(
+        client
+            .get(server.url("/api/v1/workflows/summary"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let doomed_type = body["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "doomed")
+        .unwrap();
+    assert_eq!(doomed_type["failed_last_24h"], 1);
+    assert_eq!(doomed_type["recent_failures"][0]["workflow_id"], "d-1");
+    server.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_trades_a_token_for_an_http_only_session_cookie() {
+    let server = Server::start(AdminConfig::builder().token("alice", ALICE).read_only(true)).await;
+    server.engine.start(waiter, "s-1", ()).await.unwrap();
+    let client = http();
+    let login = |token: &str| {
+        client
+            .post(server.url("/api/v1/session"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "token": token }).to_string())
+    };
+    // Without credentials: the data is refused, the page shells are not.
+    let (status, _) = json_of(client.get(server.url("/api/v1/runs")).send().await.unwrap()).await;
+    assert_eq!(status, 401);
+    let (status, _) = json_of(
+        client
+            .get(server.url("/api/v1/counts"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        client.get(server.url("/")).send().await.unwrap().status(),
+        200
+    );
+
+    let (status, body) = json_of(login("wrong-token-0123456789abc").send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    // A login posted from another site is refused before the token is looked at.
+    let (status, body) = json_of(
+        login(ALICE)
+            .header("origin", "http://evil.example")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("cross_site"))
+    );
+
+    // A read-only server still lets people log in.
+    let response = login(ALICE).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_string();
+    assert!(
+        session.starts_with("orchestrator_session=") && session.len() > 60,
+        "{session}"
+    );
+
+    let (status, body) = json_of(
+        client
+            .get(server.url("/api/v1/session"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["identity"], "alice");
+    assert_eq!(body["read_only"], true);
+    let (status, _) = json_of(
+        client
+            .get(server.url("/api/v1/runs"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Read-only: the session cannot act.
+    let (status, body) = json_of(
+        client
+            .post(server.url("/api/v1/runs/s-1/pause"))
+            .header("cookie", &session)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("read_only"))
+    );
+    // A forged session id is nobody.
+    let (status, _) = json_of(
+        client
+            .get(server.url("/api/v1/runs"))
+            .header(
+                "cookie",
+                "orchestrator_session=00000000000000000000000000000000",
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Logged out: the cookie is cleared and the id no longer works.
+    let response = client
+        .post(server.url("/api/v1/session/logout"))
+        .header("cookie", &session)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (status, _) = json_of(
+        client
+            .get(server.url("/api/v1/runs"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    server.engine.shutdown().await;
+}
