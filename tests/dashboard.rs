@@ -433,6 +433,17 @@ async fn repair_actions_ask_for_confirmation_and_record_the_actor() {
         engine.describe("act-1").await.unwrap().paused.is_none()
     })
     .await;
+    // Both actions are on the timeline (markers of the run-events row) and in the audit list.
+    browser
+        .wait_script(
+            "the pause and resume markers",
+            "const titles = [...document.querySelectorAll('#timeline .run-events .marker')].map(m => m.title); \
+             return titles.some(t => t.includes('paused by local') && t.includes('deploy freeze')) \
+               && titles.some(t => t.includes('resumed by local'))",
+        )
+        .await;
+    let audit = browser.text("#operator-actions").await;
+    assert!(audit.contains("paused by local"), "{audit}");
 
     // A signal with a JSON payload completes the run.
     let said = act(
