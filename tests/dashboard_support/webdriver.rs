@@ -30,7 +30,8 @@ pub(crate) struct Browser {
 
 fn find_binary(variable: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Ok(path) = std::env::var(variable) {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return path.exists().then_some(path);
     }
     candidates
         .iter()
