@@ -72,8 +72,21 @@ async fn stepper(ctx: WorkflowContext, key: String) -> Result<String, WorkflowEr
     Ok(format!("{first} {n} {second}"))
 }
 
+/// Continues as new once; its second run sleeps a moment and starts a child.
+#[workflow]
+async fn family(ctx: WorkflowContext, generation: u32) -> Result<u32, WorkflowError> {
+    if generation == 0 {
+        return Err(ctx.continue_as_new(family, 1));
+    }
+    ctx.sleep(Duration::from_millis(20)).await?;
+    let child = ctx.child(quick, "family-child", 5).await?;
+    Ok(generation + child)
+}
+
 fn registered(builder: EngineBuilder) -> EngineBuilder {
     builder
+        .keep_continued_runs(5)
+        .register(family)
         .signal_type::<_, u32>(waiter, "go")
         .signal_type::<_, u32>(stepper, "next")
         .register(waiter)
@@ -370,6 +383,44 @@ async fn run_page_draws_a_live_gantt_timeline() {
     // Payloads as pretty JSON text.
     let input = browser.text("#payload-input").await;
     assert_eq!(input, "\"gantt\"");
+    server.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_page_links_parent_children_and_the_continue_as_new_chain() {
+    let Some((browser, _permit)) =
+        browser("run_page_links_parent_children_and_the_continue_as_new_chain").await
+    else {
+        return;
+    };
+    let server = Server::open().await;
+    let run = server.engine.start(family, "family", 0).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), 6);
+    browser.goto(&server.run_url("family")).await;
+    let chain = browser
+        .wait_text("#run-chain", "two runs", |t| t.contains("run 1: this run"))
+        .await;
+    assert!(
+        chain.contains("run 0:") && chain.contains("continued as new"),
+        "{chain}"
+    );
+    // The timer and the child are drawn as their own kinds of bars.
+    browser
+        .wait_script(
+            "a timer bar and a child bar",
+            "return !!document.querySelector('#timeline .bar.kind-timer') \
+               && !!document.querySelector('#timeline .bar.kind-child')",
+        )
+        .await;
+    // Child and parent link to each other.
+    browser.click_on("#run-children a.run-link").await;
+    browser
+        .wait_text("#run-id", "the child's page", |t| t == "family-child")
+        .await;
+    browser.click_on("#run-parent a.run-link").await;
+    browser
+        .wait_text("#run-id", "the parent's page", |t| t == "family")
+        .await;
     server.engine.shutdown().await;
 }
 
