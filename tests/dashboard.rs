@@ -830,6 +830,31 @@ async fn hostile_payloads_are_shown_as_inert_text() {
         Value::Bool(true),
         "nothing ran"
     );
+
+    // A large payload starts collapsed, and opens on a click.
+    let large = format!("{} {}", HOSTILE[0], "y".repeat(5_000));
+    let _ = engine
+        .start(doomed, "large", large.clone())
+        .await
+        .unwrap()
+        .result()
+        .await;
+    browser.goto(&server.run_url("large")).await;
+    let summary = browser.text("#payloads details summary").await;
+    assert!(
+        summary.contains("Input") && summary.contains("characters"),
+        "{summary}"
+    );
+    let input = browser.find_all("#payload-input").await;
+    assert!(!browser.displayed(&input[0]).await, "collapsed");
+    browser.click_on("#payloads details summary").await;
+    let shown = browser.text("#payload-input").await;
+    assert_eq!(serde_json::from_str::<String>(&shown).unwrap(), large);
+    assert_eq!(
+        browser.script(check).await,
+        Value::Bool(true),
+        "nothing ran"
+    );
     server.engine.shutdown().await;
 }
 
