@@ -383,7 +383,7 @@ fn defeated_checkpoints_are_retried_as_the_wal_grows_and_wait_longer_each_time()
     let mut guard = writer::WalGuard::new(&path, Duration::from_secs(5))
         .with_retry_after(Duration::from_secs(3600));
     let body = vec![0x5Au8; 64 * 1024];
-    let mut write_batch = |guard: &mut writer::WalGuard| {
+    let write_batch = |guard: &mut writer::WalGuard| {
         conn.execute("INSERT INTO blobs VALUES (?1)", [&body])
             .unwrap();
         let started = Instant::now();

@@ -58,7 +58,7 @@
 //! | commits | [`commit_atomicity`], [`events_in_commit_order`], [`one_completion_per_step`], [`status_transitions`], [`run_no_guard`], [`continue_as_new`], [`published_values`] |
 //! | signals and cancellation | [`signal_send_outcomes`], [`signal_inbox_order`], [`signal_consumed_exactly_once`], [`request_cancel`] |
 //! | timers | [`due_wakeups`] |
-//! | listing | [`list_runs_filters`], [`list_runs_pagination`], [`list_runs_limit_clamped`] |
+//! | listing | [`list_runs_filters`], [`list_runs_pagination`], [`list_runs_limit_clamped`], [`count_runs_by_state`] |
 //! | concurrency | [`concurrent_writers`], [`concurrent_races`] |
 //! | errors | [`error_classification`] |
 //! | leases ([`LeaseStore`](super::LeaseStore), skipped when [`Store::leases`] is `None`) | [`lease_claims_disjoint`], [`lease_takeover_epoch`], [`lease_renew_and_release`], [`lease_fencing`], [`lease_owner_at_creation`], [`lease_owned_inbox`] |
@@ -97,7 +97,10 @@ pub use leases::{
     lease_owner_at_creation, lease_renew_and_release, lease_takeover_epoch,
 };
 pub use listing::{list_runs_filters, list_runs_limit_clamped, list_runs_pagination};
-pub use operator::{lease_pauses_and_terminations, list_runs_operator_filters, operator_actions};
+pub use operator::{
+    count_runs_by_state, lease_pauses_and_terminations, list_runs_operator_filters,
+    operator_actions,
+};
 pub use runs::{
     create_run_idempotent, run_record_round_trip, unfinished_runs_lists_running_and_parked,
 };
@@ -308,6 +311,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
         Box::pin(list_runs_operator_filters(s))
     }),
     ("operator_actions", |s| Box::pin(operator_actions(s))),
+    ("count_runs_by_state", |s| Box::pin(count_runs_by_state(s))),
     ("concurrent_writers", |s| Box::pin(concurrent_writers(s))),
     ("concurrent_races", |s| Box::pin(concurrent_races(s))),
     ("error_classification", |s| {
