@@ -81,6 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = engine.admin_addr().ok_or("the admin API is not running")?;
     println!("journal: {}", db.display());
     println!("admin API: http://{addr}/api/v1/runs  (Ctrl-C to stop)");
+    println!("dashboard: http://{addr}/");
     tokio::signal::ctrl_c().await?;
     engine.shutdown().await;
     Ok(())

@@ -57,21 +57,38 @@ pub(crate) async fn guard(
 fn admit(state: &AdminState, request: &Request) -> Result<Actor, ApiError> {
     let headers = request.headers();
     let tokens = &state.config.tokens;
+    let path = request.uri().path();
     let actor = if tokens.is_empty() {
         // Only loopback clients can reach the server; a page on another site could still make a
         // browser send requests to a name that resolves to 127.0.0.1 (DNS rebinding): its Host
         // header names that site.
         check_loopback_host(headers)?;
         Actor(Arc::from(LOCAL_ACTOR))
-    } else if request.uri().path() == HEALTH_PATH {
+    } else if path == HEALTH_PATH || super::dashboard::is_public(request.method(), path) {
         Actor(Arc::from("anonymous"))
-    } else {
+    } else if headers.contains_key(header::AUTHORIZATION) {
         authenticate(tokens, headers)?
+    } else {
+        // A browser of the dashboard: its session cookie.
+        super::dashboard::session_cookie(headers)
+            .and_then(|id| state.sessions.identity(id))
+            .map(Actor)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "no token: send `Authorization: Bearer <token>` with a token configured on this server, or log in to the dashboard at /login",
+                )
+            })?
     };
     if is_mutating(request.method()) {
         check_same_origin(headers)?;
-        // A replay check is a POST (it carries histories) that changes nothing.
-        if state.config.read_only && request.uri().path() != super::history::REPLAY_CHECK_PATH {
+        // Read-only servers refuse every action, but a replay check (a POST that carries histories
+        // and changes nothing) and logging in and out (which act on no run) are allowed.
+        if state.config.read_only
+            && path != super::history::REPLAY_CHECK_PATH
+            && !super::dashboard::is_session_path(path)
+        {
             return Err(ApiError::forbidden(
                 "read_only",
                 "the admin API is read-only: this server refuses every action (start it without `.read_only(true)` to allow them)",
@@ -106,7 +123,14 @@ fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Actor, ApiError
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"bearer ") => rest.trim_ascii(),
         _ => return Err(unauthorized("not a bearer token")),
     };
-    // Every secret is compared (no early exit), each comparison in constant time.
+    find_token(tokens, presented)
+        .map(|token| Actor(Arc::from(token.identity.as_str())))
+        .ok_or_else(|| unauthorized("unknown token"))
+}
+
+/// The configured token whose secret is `presented`: every secret is compared (no early exit),
+/// each comparison in constant time.
+pub(crate) fn find_token<'a>(tokens: &'a [Token], presented: &[u8]) -> Option<&'a Token> {
     let mut found: Option<&Token> = None;
     for token in tokens {
         if bool::from(token.secret.as_bytes().ct_eq(presented)) {
@@ -114,8 +138,6 @@ fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Actor, ApiError
         }
     }
     found
-        .map(|token| Actor(Arc::from(token.identity.as_str())))
-        .ok_or_else(|| unauthorized("unknown token"))
 }
 
 /// Refuses a request whose `Host` is not a loopback name or address.

@@ -6,7 +6,9 @@
 //! loopback address `127.0.0.1:7070` by default; binding any other address requires at least one
 //! bearer token ([`AdminConfigBuilder::token`]), or [`EngineBuilder::start`](crate::EngineBuilder::start)
 //! fails with [`Error::Config`]. Every endpoint is described, with curl
-//! examples, in `docs/operations.md` ("Admin HTTP API").
+//! examples, in `docs/operations.md` ("Admin HTTP API"). The same server serves the web dashboard
+//! at `/` (runs, one run's live timeline, workflow types; see "Web dashboard" there), whose browsers
+//! log in with a token at `/login` and act under its identity.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -35,6 +37,7 @@
 pub(crate) mod actions;
 mod auth;
 mod body;
+mod dashboard;
 pub(crate) mod errors;
 pub(crate) mod history;
 mod routes;
@@ -195,7 +198,9 @@ impl AdminConfigBuilder {
     }
 
     /// Accepts `Authorization: Bearer {secret}` as `identity` (call several times for several
-    /// tokens). Once any token is configured, every endpoint except `/api/v1/health` requires one, and
+    /// tokens). Once any token is configured, every endpoint except `/api/v1/health` (and the
+    /// dashboard's page shells, assets and login, which hold no data) requires one — or a
+    /// dashboard session opened with one — and
     /// every action records `identity` as its actor (without tokens the actor is `"local"`). A secret
     /// must be at least [`MIN_SECRET_BYTES`] bytes without whitespace; tokens are compared in constant
     /// time.
@@ -207,7 +212,8 @@ impl AdminConfigBuilder {
         self
     }
 
-    /// Refuses every mutating endpoint with `403 read_only` (default `false`).
+    /// Refuses every mutating endpoint with `403 read_only` (default `false`); the dashboard hides its
+    /// actions (logging in and out still works).
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.config.read_only = read_only;
         self

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 
 use super::errors::ApiError;
 use super::server::AdminState;
-use super::{actions, auth, history, runs, sse};
+use super::{actions, auth, dashboard, history, runs, sse};
 
 /// Every endpoint; anything else is a JSON `404` (`405` for a known path with another method).
 pub(crate) fn router(state: Arc<AdminState>) -> Router {
@@ -32,6 +32,8 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/runs/{id}/export", get(history::export))
         .route("/api/v1/import", post(history::import))
         .route(history::REPLAY_CHECK_PATH, post(history::replay_check))
+        // The web dashboard: its pages, assets, sessions and counts.
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))

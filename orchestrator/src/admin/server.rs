@@ -26,6 +26,8 @@ pub(crate) struct AdminState {
     pub(crate) streams: Arc<Semaphore>,
     /// Turns `true` (or closes) when the server stops: live streams end.
     pub(crate) stop: watch::Receiver<bool>,
+    /// The dashboard's logged-in browsers.
+    pub(crate) sessions: super::dashboard::Sessions,
 }
 
 impl AdminState {
@@ -81,6 +83,7 @@ impl AdminServer {
             streams: Arc::new(Semaphore::new(listener.config.max_streams)),
             config: listener.config,
             stop: stopped.clone(),
+            sessions: super::dashboard::Sessions::default(),
         });
         let app = super::routes::router(state);
         let mut signal = stopped;

@@ -669,6 +669,35 @@ impl Engine {
         Ok(self.inner.store.list_runs(query).await?)
     }
 
+    /// How many runs match `query`'s filters, by state (its cursor and page size are ignored), with
+    /// one grouped query in the store: the counts of a dashboard.
+    ///
+    /// ```
+    /// use orchestrator::prelude::*;
+    /// use orchestrator::store::{RunQuery, RunState};
+    ///
+    /// #[workflow]
+    /// async fn nightly(ctx: WorkflowContext, day: u32) -> Result<u32, WorkflowError> { Ok(day) }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), orchestrator::Error> {
+    /// # let engine = Engine::builder().in_memory().register(nightly).start().await?;
+    /// for day in 1..=3 {
+    ///     engine.start(nightly, format!("nightly-{day}"), day).await?.result().await?;
+    /// }
+    /// let counts = engine.count_runs(&RunQuery::new().workflow_name("nightly")).await?;
+    /// assert_eq!(counts.get(RunState::Completed), 3);
+    /// assert_eq!(counts.total, 3);
+    /// # engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn count_runs(
+        &self,
+        query: &crate::store::RunQuery,
+    ) -> Result<crate::store::StatusCounts, Error> {
+        Ok(self.inner.store.count_runs(query).await?)
+    }
+
     /// How many runs are in memory now (driven by this engine). Runs waiting only on timers or
     /// signals leave memory after [`EngineBuilder::evict_after`] and do not count.
     pub fn resident_runs(&self) -> usize {

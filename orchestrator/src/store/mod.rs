@@ -19,7 +19,7 @@ pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{
     ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, Lease, LeaseHolder, NewEvent, NewRun,
     OperatorChange, OperatorOutcome, OperatorWrite, PauseInfo, RunPage, RunQuery, RunRecord,
-    RunState, SignalOutcome, SignalRecord, StatusChange, StoredEvent, Wakeup,
+    RunState, SignalOutcome, SignalRecord, StatusChange, StatusCounts, StoredEvent, Wakeup,
 };
 pub use repair::{ForkRun, Rewind, RewindOutcome};
 pub use sqlite::{Durability, IntegrityCheck, SqliteExecution, SqliteOptions, SqliteStore};
@@ -86,6 +86,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs matching `query`, ordered by workflow id, one page at a time.
     async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
+
+    /// How many runs match `query`'s filters, by state (its `after` cursor and `limit` are
+    /// ignored: every matching run counts). Stores answer with one grouped query; the default
+    /// pages through [`Store::list_runs`], which reads every matching row.
+    async fn count_runs(&self, query: &RunQuery) -> Result<StatusCounts, StoreError> {
+        let mut page_query = query.clone();
+        page_query.after = None;
+        page_query.limit = 1_000;
+        let mut counts = StatusCounts::default();
+        loop {
+            let page = self.list_runs(&page_query).await?;
+            for run in &page.runs {
+                counts.add(run.state, 1);
+                if run.paused.is_some() {
+                    counts.paused += 1;
+                }
+            }
+            match page.next {
+                Some(next) if !page.runs.is_empty() => page_query.after = Some(next),
+                _ => return Ok(counts),
+            }
+        }
+    }
 
     /// Rewinds a finished or parked run so it is driven again (`Engine::retry`), in one transaction:
     /// see [`Rewind`]. The default refuses: a store without it does not support operator retries.

@@ -544,3 +544,68 @@ pub struct RunPage {
     /// The cursor of the next page, if there may be one.
     pub next: Option<String>,
 }
+
+/// How many runs match a [`RunQuery`]'s filters, by state (see
+/// [`Store::count_runs`](super::Store::count_runs)). Serializes with the states' snake_case names.
+///
+/// ```
+/// use orchestrator::store::{RunState, StatusCounts};
+///
+/// let mut counts = StatusCounts::default();
+/// counts.add(RunState::Failed, 2);
+/// counts.add(RunState::Running, 3);
+/// assert_eq!(counts.get(RunState::Failed), 2);
+/// assert_eq!(counts.total, 5);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct StatusCounts {
+    /// Running (waiting on timers, signals or children included; paused ones too).
+    pub running: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Parked, waiting for an operator.
+    pub parked: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+    /// Failed with a failed compensation.
+    pub compensation_failed: u64,
+    /// Terminated by an operator.
+    pub terminated: u64,
+    /// Of all the runs counted, those an operator paused (whatever their state).
+    pub paused: u64,
+    /// Every run counted (the sum of the states).
+    pub total: u64,
+}
+
+impl StatusCounts {
+    /// The count of one state.
+    pub fn get(&self, state: RunState) -> u64 {
+        match state {
+            RunState::Running => self.running,
+            RunState::Completed => self.completed,
+            RunState::Failed => self.failed,
+            RunState::Parked => self.parked,
+            RunState::Cancelled => self.cancelled,
+            RunState::CompensationFailed => self.compensation_failed,
+            RunState::Terminated => self.terminated,
+        }
+    }
+
+    /// Counts `count` more runs in `state` (and in the total).
+    pub fn add(&mut self, state: RunState, count: u64) {
+        let slot = match state {
+            RunState::Running => &mut self.running,
+            RunState::Completed => &mut self.completed,
+            RunState::Failed => &mut self.failed,
+            RunState::Parked => &mut self.parked,
+            RunState::Cancelled => &mut self.cancelled,
+            RunState::CompensationFailed => &mut self.compensation_failed,
+            RunState::Terminated => &mut self.terminated,
+        };
+        *slot = slot.saturating_add(count);
+        self.total = self.total.saturating_add(count);
+    }
+}

@@ -26,7 +26,7 @@ use tokio_postgres::NoTls;
 use super::{
     ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, ForkRun, LeaseHolder, LeaseStore,
     NewRun, OperatorOutcome, OperatorWrite, Rewind, RewindOutcome, RunPage, RunQuery, RunRecord,
-    SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    SignalOutcome, SignalRecord, StatusCounts, Store, StoreError, StoredEvent, Wakeup,
 };
 use errors::classify_pool;
 use queries::Sql;
@@ -414,6 +414,11 @@ impl Store for PostgresStore {
     async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
         let client = self.client("listing runs").await?;
         queries::list_runs(&client, &self.sql, query).await
+    }
+
+    async fn count_runs(&self, query: &RunQuery) -> Result<StatusCounts, StoreError> {
+        let client = self.client("counting runs").await?;
+        queries::count_runs(&client, &self.sql, query).await
     }
 
     fn leases(&self) -> Option<&dyn LeaseStore> {

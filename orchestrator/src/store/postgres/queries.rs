@@ -18,7 +18,7 @@ use crate::clock::now_ms;
 use crate::store::{
     ArchivedRun, CancelOutcome, Claim, Commit, CreateOutcome, LeaseHolder, NewRun, OperatorChange,
     OperatorOutcome, OperatorWrite, PauseInfo, RunPage, RunQuery, RunRecord, RunState,
-    SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
+    SignalOutcome, SignalRecord, StatusChange, StatusCounts, StoreError, StoredEvent, Wakeup,
 };
 
 /// Now on the database server, in ms since the Unix epoch: the clock every lease is measured on, so
@@ -957,25 +957,21 @@ pub(super) async fn due_wakeups(
     .collect()
 }
 
-pub(super) async fn list_runs(
-    client: &Object,
-    sql: &Sql,
-    run_query: &RunQuery,
-) -> Result<RunPage, StoreError> {
-    const OP: &str = "listing runs";
-    // Only the active filters are in the statement (better plans); every value is still bound.
-    let limit = run_query.limit.clamp(1, 1_000);
+/// Bound parameters of a statement.
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Adds a parameter and returns its number.
+fn bind(params: &mut Params, value: Box<dyn ToSql + Sync + Send>) -> usize {
+    params.push(value);
+    params.len()
+}
+
+/// The `WHERE` clause of `run_query`'s filters (empty when none), its parameters pushed onto
+/// `params`. Only the active filters are in the statement (better plans); every value is bound.
+fn run_filter(run_query: &RunQuery, params: &mut Params) -> String {
     let mut conditions: Vec<String> = Vec::new();
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    fn bind(
-        params: &mut Vec<Box<dyn ToSql + Sync + Send>>,
-        value: Box<dyn ToSql + Sync + Send>,
-    ) -> usize {
-        params.push(value);
-        params.len()
-    }
     if let Some(name) = &run_query.workflow_name {
-        let n = bind(&mut params, Box::new(name.clone()));
+        let n = bind(params, Box::new(name.clone()));
         conditions.push(format!("workflow_name = ${n}"));
     }
     if !run_query.states.is_empty() {
@@ -984,17 +980,17 @@ pub(super) async fn list_runs(
             .iter()
             .map(|state| state_code(*state))
             .collect();
-        let n = bind(&mut params, Box::new(codes));
+        let n = bind(params, Box::new(codes));
         conditions.push(format!("state = ANY(${n})"));
     }
     if let Some(prefix) = &run_query.id_prefix {
-        let n = bind(&mut params, Box::new(prefix.clone()));
+        let n = bind(params, Box::new(prefix.clone()));
         conditions.push(format!(
             "workflow_id >= ${n} AND starts_with(workflow_id, ${n})"
         ));
     }
     if let Some(after) = &run_query.after {
-        let n = bind(&mut params, Box::new(after.clone()));
+        let n = bind(params, Box::new(after.clone()));
         conditions.push(format!("workflow_id > ${n}"));
     }
     match run_query.paused {
@@ -1003,11 +999,11 @@ pub(super) async fn list_runs(
         None => {}
     }
     if let Some(text) = &run_query.error_contains {
-        let n = bind(&mut params, Box::new(text.clone()));
+        let n = bind(params, Box::new(text.clone()));
         conditions.push(format!("strpos(lower(error_text), lower(${n})) > 0"));
     }
     if let Some(parent) = &run_query.parent_id {
-        let n = bind(&mut params, Box::new(parent.clone()));
+        let n = bind(params, Box::new(parent.clone()));
         conditions.push(format!("parent_id = ${n}"));
     }
     let ranges = [
@@ -1018,25 +1014,39 @@ pub(super) async fn list_runs(
     ];
     for (condition, bound) in ranges {
         if let Some(bound) = bound {
-            let n = bind(&mut params, Box::new(bound));
+            let n = bind(params, Box::new(bound));
             conditions.push(format!("{condition} ${n}"));
         }
     }
-    let n = bind(&mut params, Box::new(limit_param(limit + 1)));
-    let filter = if conditions.is_empty() {
+    if conditions.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", conditions.join(" AND "))
-    };
+    }
+}
+
+fn param_refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+pub(super) async fn list_runs(
+    client: &Object,
+    sql: &Sql,
+    run_query: &RunQuery,
+) -> Result<RunPage, StoreError> {
+    const OP: &str = "listing runs";
+    let limit = run_query.limit.clamp(1, 1_000);
+    let mut params: Params = Vec::new();
+    let filter = run_filter(run_query, &mut params);
+    let n = bind(&mut params, Box::new(limit_param(limit + 1)));
     let statement = format!(
         "SELECT {RUN_COLUMNS} FROM {}.runs {filter} ORDER BY workflow_id LIMIT ${n}",
         sql.quoted
     );
-    let refs: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let mut runs = query(client, &statement, &refs, OP)
+    let mut runs = query(client, &statement, &param_refs(&params), OP)
         .await?
         .iter()
         .map(|row| run_from_row(row, OP))
@@ -1048,6 +1058,40 @@ pub(super) async fn list_runs(
         None
     };
     Ok(RunPage { runs, next })
+}
+
+pub(super) async fn count_runs(
+    client: &Object,
+    sql: &Sql,
+    run_query: &RunQuery,
+) -> Result<StatusCounts, StoreError> {
+    const OP: &str = "counting runs";
+    let mut every = run_query.clone();
+    every.after = None;
+    let mut params: Params = Vec::new();
+    let filter = run_filter(&every, &mut params);
+    let statement = format!(
+        "SELECT state, paused_at_ms IS NOT NULL, count(*) FROM {}.runs {filter} \
+         GROUP BY state, paused_at_ms IS NOT NULL",
+        sql.quoted
+    );
+    let mut counts = StatusCounts::default();
+    for row in query(client, &statement, &param_refs(&params), OP).await? {
+        let code: i32 = get(&row, 0, OP)?;
+        let paused: bool = get(&row, 1, OP)?;
+        let count: i64 = get(&row, 2, OP)?;
+        let state =
+            RunState::from_code(i64::from(code)).ok_or_else(|| StoreError::MalformedRow {
+                operation: OP,
+                message: format!("a run has the unknown state {code}"),
+            })?;
+        let count = u64::try_from(count).unwrap_or(0);
+        counts.add(state, count);
+        if paused {
+            counts.paused += count;
+        }
+    }
+    Ok(counts)
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ use writer::{TypedWrite, WriterJob};
 use super::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, EngineClaim, ForkRun, NewRun,
     OperatorOutcome, OperatorWrite, Rewind, RewindOutcome, RunPage, RunQuery, RunRecord,
-    SignalOutcome, SignalRecord, Store, StoreError, StoredEvent, Wakeup,
+    SignalOutcome, SignalRecord, StatusCounts, Store, StoreError, StoredEvent, Wakeup,
 };
 
 /// What a commit promises once it returns.
@@ -695,6 +695,12 @@ impl Store for SqliteStore {
     async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
         let query = query.clone();
         self.read(move |conn| queries::list_runs(conn, &query))
+            .await
+    }
+
+    async fn count_runs(&self, query: &RunQuery) -> Result<StatusCounts, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| queries::count_runs(conn, &query))
             .await
     }
 

@@ -8,7 +8,7 @@ use crate::clock::now_ms;
 use crate::store::{
     ArchivedRun, CancelOutcome, Commit, CreateOutcome, NewEvent, NewRun, OperatorChange,
     OperatorOutcome, OperatorWrite, PauseInfo, RunPage, RunQuery, RunRecord, RunState,
-    SignalOutcome, SignalRecord, StatusChange, StoreError, StoredEvent, Wakeup,
+    SignalOutcome, SignalRecord, StatusChange, StatusCounts, StoreError, StoredEvent, Wakeup,
 };
 
 const RUN_COLUMNS: &str = "workflow_id, workflow_name, state, input, output, error, created_at_ms, \
@@ -665,40 +665,47 @@ pub(super) fn due_wakeups(
     rows.collect::<Result<Vec<_>, _>>().during(OP)
 }
 
+/// The filters of a [`RunQuery`], with its parameters: `?1` name, `?2` states (comma-separated
+/// codes), `?3` id prefix, `?4` after, `?6` paused, `?7` parent, `?8`–`?11` time ranges, `?12`
+/// error text (`?5` is the list's limit). Fixed SQL with bound parameters: a NULL parameter
+/// disables its filter. The prefix compares bytes: SQLite's `length()` of a text stops at its first
+/// NUL, and ids may contain NULs (and `substr` of an empty blob is NULL, hence the empty prefix's
+/// own case).
+const RUN_FILTER: &str = "(?1 IS NULL OR workflow_name = ?1) \
+    AND (?2 IS NULL OR instr(',' || ?2 || ',', ',' || state || ',') > 0) \
+    AND (?3 IS NULL OR ?3 = '' \
+      OR substr(CAST(workflow_id AS BLOB), 1, length(CAST(?3 AS BLOB))) = CAST(?3 AS BLOB)) \
+    AND (?4 IS NULL OR workflow_id > ?4) \
+    AND (?6 IS NULL OR (paused_at_ms IS NOT NULL) = ?6) \
+    AND (?7 IS NULL OR parent_id = ?7) \
+    AND (?8 IS NULL OR created_at_ms >= ?8) \
+    AND (?9 IS NULL OR created_at_ms < ?9) \
+    AND (?10 IS NULL OR updated_at_ms >= ?10) \
+    AND (?11 IS NULL OR updated_at_ms < ?11) \
+    AND (?12 IS NULL OR instr(lower(error_text), lower(?12)) > 0)";
+
+/// The states of a query as `?2` of [`RUN_FILTER`].
+fn state_codes(query: &RunQuery) -> Option<String> {
+    if query.states.is_empty() {
+        return None;
+    }
+    Some(
+        query
+            .states
+            .iter()
+            .map(|state| state.code().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
 pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, StoreError> {
     const OP: &str = "listing runs";
-    // Fixed SQL with bound parameters: a NULL parameter disables its filter. The prefix compares
-    // bytes: SQLite's `length()` of a text stops at its first NUL, and ids may contain NULs (and
-    // `substr` of an empty blob is NULL, hence the empty prefix's own case).
-    let states: Option<String> = if query.states.is_empty() {
-        None
-    } else {
-        Some(
-            query
-                .states
-                .iter()
-                .map(|state| state.code().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        )
-    };
+    let states = state_codes(query);
     let limit = query.limit.clamp(1, 1_000);
     let mut statement = conn
         .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs \
-             WHERE (?1 IS NULL OR workflow_name = ?1) \
-               AND (?2 IS NULL OR instr(',' || ?2 || ',', ',' || state || ',') > 0) \
-               AND (?3 IS NULL OR ?3 = '' \
-                 OR substr(CAST(workflow_id AS BLOB), 1, length(CAST(?3 AS BLOB))) = CAST(?3 AS BLOB)) \
-               AND (?4 IS NULL OR workflow_id > ?4) \
-               AND (?6 IS NULL OR (paused_at_ms IS NOT NULL) = ?6) \
-               AND (?7 IS NULL OR parent_id = ?7) \
-               AND (?8 IS NULL OR created_at_ms >= ?8) \
-               AND (?9 IS NULL OR created_at_ms < ?9) \
-               AND (?10 IS NULL OR updated_at_ms >= ?10) \
-               AND (?11 IS NULL OR updated_at_ms < ?11) \
-               AND (?12 IS NULL OR instr(lower(error_text), lower(?12)) > 0) \
-             ORDER BY workflow_id LIMIT ?5"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE {RUN_FILTER} ORDER BY workflow_id LIMIT ?5"
         ))
         .during(OP)?;
     let rows = statement
@@ -731,4 +738,54 @@ pub(super) fn list_runs(conn: &Connection, query: &RunQuery) -> Result<RunPage, 
         None
     };
     Ok(RunPage { runs, next })
+}
+
+pub(super) fn count_runs(conn: &Connection, query: &RunQuery) -> Result<StatusCounts, StoreError> {
+    const OP: &str = "counting runs";
+    // `?4` (after) stays NULL and `?5` (the list's limit) is unused: counts cover every match.
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT state, paused_at_ms IS NOT NULL, count(*) FROM runs WHERE {RUN_FILTER} \
+             GROUP BY state, paused_at_ms IS NOT NULL"
+        ))
+        .during(OP)?;
+    let rows = statement
+        .query_map(
+            params![
+                query.workflow_name,
+                state_codes(query),
+                query.id_prefix,
+                None::<String>,
+                0_i64,
+                query.paused,
+                query.parent_id,
+                query.created_from_ms,
+                query.created_until_ms,
+                query.updated_from_ms,
+                query.updated_until_ms,
+                query.error_contains
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, bool>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .during(OP)?;
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let (code, paused, count) = row.during(OP)?;
+        let state = RunState::from_code(code).ok_or_else(|| StoreError::MalformedRow {
+            operation: OP,
+            message: format!("a run has the unknown state {code}"),
+        })?;
+        let count = u64::try_from(count).unwrap_or(0);
+        counts.add(state, count);
+        if paused {
+            counts.paused += count;
+        }
+    }
+    Ok(counts)
 }

@@ -58,7 +58,7 @@
 //! | commits | [`commit_atomicity`], [`events_in_commit_order`], [`one_completion_per_step`], [`status_transitions`], [`run_no_guard`], [`continue_as_new`], [`published_values`] |
 //! | signals and cancellation | [`signal_send_outcomes`], [`signal_inbox_order`], [`signal_consumed_exactly_once`], [`request_cancel`] |
 //! | timers | [`due_wakeups`] |
-//! | listing | [`list_runs_filters`], [`list_runs_pagination`], [`list_runs_limit_clamped`] |
+//! | listing | [`list_runs_filters`], [`list_runs_pagination`], [`list_runs_limit_clamped`], [`count_runs_by_state`] |
 //! | operator actions | [`operator_actions`], [`create_run_paused`], [`list_runs_operator_filters`], [`lease_pauses_and_terminations`] |
 //! | concurrency | [`concurrent_writers`], [`concurrent_races`] |
 //! | errors | [`error_classification`] |
@@ -99,7 +99,8 @@ pub use leases::{
 };
 pub use listing::{list_runs_filters, list_runs_limit_clamped, list_runs_pagination};
 pub use operator::{
-    create_run_paused, lease_pauses_and_terminations, list_runs_operator_filters, operator_actions,
+    count_runs_by_state, create_run_paused, lease_pauses_and_terminations,
+    list_runs_operator_filters, operator_actions,
 };
 pub use runs::{
     create_run_idempotent, run_record_round_trip, unfinished_runs_lists_running_and_parked,
@@ -312,6 +313,7 @@ const CHECKS: &[(&str, CheckFn)] = &[
     }),
     ("operator_actions", |s| Box::pin(operator_actions(s))),
     ("create_run_paused", |s| Box::pin(create_run_paused(s))),
+    ("count_runs_by_state", |s| Box::pin(count_runs_by_state(s))),
     ("concurrent_writers", |s| Box::pin(concurrent_writers(s))),
     ("concurrent_races", |s| Box::pin(concurrent_races(s))),
     ("error_classification", |s| {

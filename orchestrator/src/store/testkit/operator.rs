@@ -585,3 +585,94 @@ pub async fn create_run_paused(store: Arc<dyn Store>) -> Result<CheckOutcome, Co
     )?;
     Ok(CheckOutcome::Passed)
 }
+
+/// **Contract:** `count_runs` counts, by state, every run matching the query's filters — the
+/// same runs `list_runs` pages through — ignoring the query's `after` cursor and `limit`; `paused`
+/// counts the matching runs an operator paused, and `total` is the sum of the states.
+pub async fn count_runs_by_state(
+    store: Arc<dyn Store>,
+) -> Result<CheckOutcome, ConformanceFailure> {
+    let ck = Ck::new("count_runs_by_state", store);
+    for n in 0..5 {
+        ck.create(&format!("count/a{n}"), "alpha").await?;
+    }
+    for n in 0..3 {
+        let id = format!("count/b{n}");
+        ck.create(&id, "beta").await?;
+        ck.set_status(
+            &id,
+            StatusChange::Fail {
+                error: b"e".to_vec(),
+            },
+        )
+        .await?;
+    }
+    ck.create("count/c0", "beta").await?;
+    ck.set_status(
+        "count/c0",
+        StatusChange::Complete {
+            output: b"o".to_vec(),
+        },
+    )
+    .await?;
+    ck.create("other/p0", "alpha").await?;
+    operate(
+        &ck,
+        "pause",
+        write("other/p0", pause("op", 7), "p"),
+        OperatorOutcome::Applied,
+    )
+    .await?;
+    ck.create("other/t0", "alpha").await?;
+    operate(
+        &ck,
+        "terminate",
+        write("other/t0", terminate("Needle in the error"), "t"),
+        OperatorOutcome::Applied,
+    )
+    .await?;
+
+    let cases: [(&str, RunQuery); 6] = [
+        ("every run", RunQuery::new()),
+        (
+            "every run, with a cursor and a page size of 1",
+            RunQuery::new().after("count/z").limit(1),
+        ),
+        ("workflow alpha", RunQuery::new().workflow_name("alpha")),
+        ("prefix count/", RunQuery::new().id_prefix("count/")),
+        (
+            "failed beta",
+            RunQuery::new()
+                .workflow_name("beta")
+                .state(RunState::Failed),
+        ),
+        (
+            "error text `needle`",
+            RunQuery::new().error_contains("needle"),
+        ),
+    ];
+    let expected = |running, completed, failed, terminated, paused| {
+        let mut counts = crate::store::StatusCounts::default();
+        counts.add(RunState::Running, running);
+        counts.add(RunState::Completed, completed);
+        counts.add(RunState::Failed, failed);
+        counts.add(RunState::Terminated, terminated);
+        counts.paused = paused;
+        counts
+    };
+    let wanted = [
+        expected(6, 1, 3, 1, 1),
+        expected(6, 1, 3, 1, 1),
+        expected(6, 0, 0, 1, 1),
+        expected(5, 1, 3, 0, 0),
+        expected(0, 0, 3, 0, 0),
+        expected(0, 0, 0, 1, 0),
+    ];
+    for ((what, query), wanted) in cases.iter().zip(wanted) {
+        let counts = ck
+            .ok(format!("count_runs({what})"), ck.store.count_runs(query))
+            .await?;
+        ck.eq(format!("the counts of {what}"), &wanted, &counts)?;
+    }
+    Ok(CheckOutcome::Passed)
+}
