@@ -13,7 +13,8 @@
 //! - hostile documents: unknown version, wrong format, bad hex, oversized, lying kinds;
 //! - an unfinished run whose timer is past due is created paused (its pause and the pause's audit in
 //!   the row's own write, looked at the moment `create_run` returns) and executes nothing until it
-//!   is resumed, on SQLite and on PostgreSQL (`ORCHESTRATOR_TEST_POSTGRES_URL`; SKIPPED without it).
+//!   is resumed, on SQLite and on PostgreSQL (`ORCHESTRATOR_TEST_POSTGRES_URL`; SKIPPED without it);
+//!   a terminated run is held the same way until its termination is restored.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -312,6 +313,24 @@ async fn failed_and_terminated_runs_keep_their_outcome() {
     assert!(
         matches!(status, RunStatus::Terminated(ref t) if t.actor == "ops" && t.reason == "duplicate order"),
         "{status:?}"
+    );
+    // Held from its creation until its termination (its signal wait never runs): the termination
+    // cleared that hold, and only terminations are on the record.
+    assert_eq!(
+        target.store().run("t-1").await.unwrap().unwrap().paused,
+        None
+    );
+    let actions: Vec<String> = target
+        .describe("t-1")
+        .await
+        .unwrap()
+        .operator_actions
+        .iter()
+        .map(|action| action.what.to_string())
+        .collect();
+    assert!(
+        !actions.is_empty() && actions.iter().all(|what| what.contains("terminated")),
+        "{actions:?}"
     );
     target.shutdown().await;
 }
@@ -636,4 +655,38 @@ async fn an_import_past_due_executes_nothing_until_resumed_on_postgres() {
         return;
     };
     a_past_due_import_waits_for_its_resume(Target::Postgres(schema)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_run_is_held_from_its_creation_until_its_termination() {
+    let id = "nap-ended";
+    let source_db = TestDb::new();
+    let source = engine(&source_db).await;
+    source.start(nap, id, 3_600_000).await.unwrap();
+    orchestrator_tests::eventually("the nap waits for its timer", || async {
+        matches!(
+            source.describe(id).await.map(|d| d.blocked_on),
+            Ok(BlockedOn::Timer { .. })
+        )
+    })
+    .await;
+    source.terminate(id, "ops", "not needed").await.unwrap();
+    let export = source.export_run(id).await.unwrap();
+    source.shutdown().await;
+    assert_eq!(export.run.status, RunState::Terminated);
+
+    let target = Target::Sqlite(TestDb::new());
+    let (engine, probe) = target.engine("importer", id).await;
+    engine
+        .import_run(export, ImportOptions::new())
+        .await
+        .unwrap();
+    let seen = probe.seen.lock().unwrap().clone().unwrap();
+    // Held by the write that created it (with its journal, pending timer included), so no engine
+    // drives it before the termination lands.
+    assert!(seen.paused.is_some() && !seen.offered, "{seen:?}");
+    let record = engine.store().run(id).await.unwrap().unwrap();
+    assert_eq!(record.state, RunState::Terminated);
+    assert_eq!(record.paused, None, "the termination clears the hold");
+    engine.shutdown().await;
 }

@@ -96,7 +96,15 @@ impl Engine {
         // An unfinished run not driven at once is created paused, its pause and the pause's audit
         // event in the same write as its row: no engine (a past-due wake-up here, recovery on another
         // node) can pick it up between its creation and its pause.
-        let paused = if state.is_finished() || options.drive_unfinished {
+        // A terminated run may have stopped mid-step (a timer still pending in its journal): it is
+        // held the same way, without an audit event, until its termination below clears the pause.
+        let paused = if state == RunState::Terminated {
+            Some(PauseInfo {
+                by: IMPORTER.to_string(),
+                reason: "imported terminated; its termination follows".to_string(),
+                at_ms: crate::clock::now_ms(),
+            })
+        } else if state.is_finished() || options.drive_unfinished {
             None
         } else {
             let reason = format!(
