@@ -1,7 +1,8 @@
-//! The web dashboard in a real headless Chromium (through chromedriver, over WebDriver): the runs
-//! list with its filters, counts, paging and live updates; a run's Gantt timeline updating live;
-//! every repair action behind its confirmation; bulk actions with their dry-run count; read-only
-//! mode; token login; hostile payloads rendered inert; cross-site POSTs refused.
+//! The web dashboard in a real headless Chromium (through chromedriver, driven by `fantoccini`):
+//! the runs list with its filters, counts, paging and live updates; a run's Gantt timeline updating
+//! live (a failed attempt, its retry, a timer); every repair action behind its confirmation; bulk
+//! actions with their dry-run count; read-only mode; token login; hostile payloads rendered inert;
+//! cross-site POSTs refused.
 //!
 //! Each test prints a loud SKIPPED line and passes when chromium or chromedriver is missing
 //! (`.ci/run` installs them).
