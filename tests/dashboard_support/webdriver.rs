@@ -308,6 +308,7 @@ impl Drop for Browser {
         // Ends the session and waits for it (chromedriver then closes Chromium): drop cannot
         // await, and the runtime may stop before a detached close runs, so this blocks its worker
         // thread (the tests run on the multi-threaded runtime). Then stops chromedriver.
+        let chromium = descendants(self.driver.id());
         let client = self.client.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current()
             && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
@@ -320,5 +321,60 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Chromium's processes exit a moment after the session ends; wait for them so that none
+        // outlives the test, and kill any that hang on.
+        let deadline = Instant::now() + CLOSE_PATIENCE;
+        while chromium.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in chromium.into_iter().filter(|&pid| alive(pid)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
+}
+
+/// The processes descending from `root` (Chromium and its helpers under chromedriver), read from
+/// `/proc`; empty where there is no `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    let mut family = vec![root];
+    let mut next = 0;
+    while next < family.len() {
+        let parent = family[next];
+        family.extend(
+            parents
+                .iter()
+                .filter(|&&(_, ppid)| ppid == parent)
+                .map(|&(pid, _)| pid),
+        );
+        next += 1;
+    }
+    family.remove(0);
+    family
+}
+
+/// The parent of `pid` (the fourth field of `/proc/{pid}/stat`, after the parenthesised name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is still a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
 }
