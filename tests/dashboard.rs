@@ -1252,9 +1252,9 @@ async fn checkout(ctx: WorkflowContext, order: String) -> Result<String, Workflo
 }
 
 /// The runs page over a mix of states and a run page whose timeline shows a failed attempt, its
-/// retry and a timer: what the README's screenshots show (taken with
-/// `ORCHESTRATOR_DASHBOARD_SCREENSHOTS=docs/images`, as `dashboard-runs.png` and
-/// `dashboard-run.png`).
+/// retry and a timer: what the README's screenshots show (`dashboard-runs.png` and
+/// `dashboard-run.png`, taken with `ORCHESTRATOR_DASHBOARD_SCREENSHOTS=$PWD/docs/images` from the
+/// repository's root).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_page_shows_a_failed_attempt_its_retry_and_a_timer() {
     let Some((browser, _permit)) =
