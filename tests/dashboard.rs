@@ -1,7 +1,8 @@
-//! The web dashboard in a real headless Chromium (through chromedriver, over WebDriver): the runs
-//! list with its filters, counts, paging and live updates; a run's Gantt timeline updating live;
-//! every repair action behind its confirmation; bulk actions with their dry-run count; read-only
-//! mode; token login; hostile payloads rendered inert; cross-site POSTs refused.
+//! The web dashboard in a real headless Chromium (through chromedriver, driven by `fantoccini`):
+//! the runs list with its filters, counts, paging and live updates; a run's Gantt timeline updating
+//! live (a failed attempt, its retry, a timer); every repair action behind its confirmation; bulk
+//! actions with their dry-run count; read-only mode; token login; hostile payloads rendered inert;
+//! cross-site POSTs refused.
 //!
 //! Each test prints a loud SKIPPED line and passes when chromium or chromedriver is missing
 //! (`.ci/run` installs them).
@@ -1220,5 +1221,127 @@ async fn login_trades_a_token_for_an_http_only_session_cookie() {
     )
     .await;
     assert_eq!(status, 401);
+    server.engine.shutdown().await;
+}
+
+/// Reserves stock for `order`; its first attempt times out (after a moment of work), the retry
+/// succeeds.
+#[activity(retry(max_attempts = 3, backoff = "150ms..150ms", jitter = 0.0))]
+async fn reserve(order: String) -> Result<String, ActivityError> {
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    if bump(&format!("{order}/reserve")) == 1 {
+        return Err(ActivityError::retryable("the stock service timed out"));
+    }
+    Ok(format!("{order} reserved"))
+}
+
+/// Charges `order` after a moment of work.
+#[activity]
+async fn charge(order: String) -> Result<String, ActivityError> {
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    Ok(format!("{order} charged"))
+}
+
+/// Reserves (retried once), waits out a cooling-off timer, then charges.
+#[workflow]
+async fn checkout(ctx: WorkflowContext, order: String) -> Result<String, WorkflowError> {
+    let reserved = ctx.call(reserve, order.clone()).await?;
+    ctx.sleep(Duration::from_millis(300)).await?;
+    let charged = ctx.call(charge, order).await?;
+    Ok(format!("{reserved}, {charged}"))
+}
+
+/// The runs page over a mix of states and a run page whose timeline shows a failed attempt, its
+/// retry and a timer: what the README's screenshots show (`dashboard-runs.png` and
+/// `dashboard-run.png`, taken with `ORCHESTRATOR_DASHBOARD_SCREENSHOTS=$PWD/docs/images` from the
+/// repository's root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_page_shows_a_failed_attempt_its_retry_and_a_timer() {
+    let Some((browser, _permit)) =
+        browser("run_page_shows_a_failed_attempt_its_retry_and_a_timer").await
+    else {
+        return;
+    };
+    let db = TestDb::new();
+    let engine = registered(db.builder())
+        .register(checkout)
+        .register(reserve)
+        .register(charge)
+        .admin(
+            AdminConfig::builder()
+                .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .build(),
+        )
+        .start()
+        .await
+        .unwrap();
+    let server = Server {
+        addr: engine.admin_addr().expect("the admin API listens"),
+        engine,
+        _db: db,
+    };
+    let engine = &server.engine;
+    let orders: Vec<String> = (1..=4).map(|n| format!("order-{}", 1040 + n)).collect();
+    let handles = futures::future::join_all(
+        orders
+            .iter()
+            .map(|order| engine.start(checkout, order.clone(), order.clone())),
+    )
+    .await;
+    for handle in handles {
+        handle.unwrap().result().await.unwrap();
+    }
+    let declined = engine
+        .start(
+            doomed,
+            "order-1045",
+            "card declined by the issuer".to_string(),
+        )
+        .await
+        .unwrap();
+    let _ = declined.result().await;
+    engine.start(waiter, "approval-77", ()).await.unwrap();
+    engine.start(waiter, "approval-78", ()).await.unwrap();
+    engine
+        .pause("approval-78", "alice", "waiting for finance")
+        .await
+        .unwrap();
+    for n in 0..3 {
+        engine
+            .start(quick, format!("report-{n}"), n)
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
+    }
+
+    browser.goto(&server.url("/")).await;
+    browser
+        .wait_text("#count-total", "10 runs", |t| count_in(t) == 10)
+        .await;
+    assert_eq!(count_in(&browser.text("#count-completed").await), 7);
+    assert_eq!(count_in(&browser.text("#count-failed").await), 1);
+    assert_eq!(count_in(&browser.text("#count-paused").await), 1);
+    wait_rows(&browser, "the ten runs", |ids| ids.len() == 10).await;
+    browser.screenshot("dashboard-runs").await;
+
+    browser.goto(&server.run_url("order-1041")).await;
+    browser
+        .wait_text("#run-state", "completed", |t| t.contains("completed"))
+        .await;
+    // Step 1: a failed attempt, then the retry that succeeded; then the timer; then step 3.
+    browser
+        .wait_script(
+            "a failed and a succeeded attempt of step 1, and a timer bar",
+            "const row = document.querySelector('#timeline .gantt-row[data-step=\"1\"]'); \
+             return !!row && !!row.querySelector('.bar.outcome-failed') \
+               && !!row.querySelector('.bar.outcome-succeeded') \
+               && !!document.querySelector('#timeline .bar.kind-timer')",
+        )
+        .await;
+    let errors = browser.text("#attempt-errors").await;
+    assert!(errors.contains("the stock service timed out"), "{errors}");
+    browser.screenshot("dashboard-run").await;
     server.engine.shutdown().await;
 }

@@ -1,30 +1,37 @@
-//! A small W3C WebDriver client over HTTP (JSON), enough to drive a headless Chromium through
-//! chromedriver: navigate, find, click, type, read text, run a script.
+//! A thin adapter over [`fantoccini`] (a maintained WebDriver client) that drives a headless
+//! Chromium through chromedriver: navigate, find, click, type, read text, run a script, and the
+//! bounded waits the dashboard tests need.
 //!
 //! [`Browser::start`] returns `None` (after printing a loud SKIPPED line) when `chromium` or
 //! `chromedriver` is missing; `.ci/run` installs both. Override the paths with `CHROMIUM` and
-//! `CHROMEDRIVER`.
+//! `CHROMEDRIVER`. fantoccini is built without TLS: it only talks to the local chromedriver over
+//! plain HTTP.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::{CmdError, NewSessionError};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-/// The key of an element reference in WebDriver answers.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+pub(crate) use fantoccini::elements::Element;
 
 /// How long to wait for a page condition before failing.
 pub(crate) const PAGE_PATIENCE: Duration = Duration::from_secs(15);
 
-/// An element of the page.
-#[derive(Debug, Clone)]
-pub(crate) struct Element(String);
+/// How long chromedriver and Chromium may take to start a session.
+const START_PATIENCE: Duration = Duration::from_secs(20);
 
-/// A headless Chromium session, with the chromedriver it talks through (killed on drop).
+/// How long ending the session may take when the browser is dropped.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A headless Chromium session, with the chromedriver it talks through. Dropping it ends the
+/// session (chromedriver then closes Chromium) and stops chromedriver: no stray browser survives a
+/// test.
 pub(crate) struct Browser {
-    http: reqwest::Client,
-    session: String,
+    client: Client,
     driver: Child,
 }
 
@@ -38,6 +45,14 @@ fn find_binary(variable: &str, candidates: &[&str]) -> Option<PathBuf> {
         .map(Path::new)
         .find(|path| path.exists())
         .map(Path::to_path_buf)
+}
+
+/// Whether a failed session start means chromedriver is not listening yet (worth retrying).
+fn not_listening_yet(error: &NewSessionError) -> bool {
+    matches!(
+        error,
+        NewSessionError::Failed(_) | NewSessionError::FailedC(_) | NewSessionError::Lost(_)
+    )
 }
 
 impl Browser {
@@ -61,7 +76,7 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(&driver)
+        let mut child = Command::new(&driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -69,124 +84,65 @@ impl Browser {
             .unwrap_or_else(|error| {
                 panic!("chromedriver {} does not start: {error}", driver.display())
             });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = http.get(format!("{base}/status")).send().await;
-            if let Ok(response) = ready {
-                let status: Value = response.json_value().await;
-                if status["value"]["ready"] == true {
-                    break;
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.to_string_lossy(),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-proxy-server", "--window-size=1400,1000", "--disable-extensions",
+                ],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("the capabilities are an object")
+        };
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities);
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + START_PATIENCE;
+        let client = loop {
+            match builder.connect(&url).await {
+                Ok(client) => break client,
+                Err(error) if not_listening_yet(&error) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("chromium did not start through chromedriver: {error}");
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not become ready in 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let capabilities = json!({
-            "capabilities": { "alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": {
-                    "binary": chromium.to_string_lossy(),
-                    "args": [
-                        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        "--no-proxy-server", "--window-size=1400,1000", "--disable-extensions",
-                    ],
-                },
-            }},
-        });
-        let answer: Value = http
-            .post(format!("{base}/session"))
-            .header("content-type", "application/json")
-            .body(capabilities.to_string())
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json_value()
-            .await;
-        let Some(session) = answer["value"]["sessionId"].as_str() else {
-            panic!("chromium did not start: {answer}");
         };
         Some(Browser {
-            http,
-            session: format!("{base}/session/{session}"),
+            client,
             driver: child,
         })
     }
 
-    async fn command(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, String> {
-        let mut request = self.http.request(method, format!("{}{path}", self.session));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.map_err(|error| error.to_string())?;
-        let ok = response.status().is_success();
-        let answer = response.json_value().await;
-        if ok {
-            Ok(answer["value"].clone())
-        } else {
-            Err(format!(
-                "{}: {}",
-                answer["value"]["error"].as_str().unwrap_or("error"),
-                answer["value"]["message"].as_str().unwrap_or("")
-            ))
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.command(reqwest::Method::POST, path, Some(body))
-            .await
-            .unwrap_or_else(|error| panic!("WebDriver POST {path}: {error}"))
-    }
-
     /// Opens `url` and waits for the page to load.
     pub(crate) async fn goto(&self, url: &str) {
-        self.post("/url", json!({ "url": url })).await;
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|error| panic!("opening {url}: {error}"));
     }
 
     /// The page's address.
     pub(crate) async fn url(&self) -> String {
-        self.command(reqwest::Method::GET, "/url", None)
+        self.client
+            .current_url()
             .await
-            .unwrap()
-            .as_str()
-            .unwrap_or_default()
+            .unwrap_or_else(|error| panic!("the page's address: {error}"))
             .to_string()
     }
 
     /// The elements matching a CSS selector now.
     pub(crate) async fn find_all(&self, css: &str) -> Vec<Element> {
-        let found = self
-            .command(
-                reqwest::Method::POST,
-                "/elements",
-                Some(json!({ "using": "css selector", "value": css })),
-            )
+        self.client
+            .find_all(Locator::Css(css))
             .await
-            .unwrap_or_else(|error| panic!("finding `{css}`: {error}"));
-        found
-            .as_array()
-            .map(|elements| {
-                elements
-                    .iter()
-                    .filter_map(|e| e[ELEMENT_KEY].as_str().map(|id| Element(id.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .unwrap_or_else(|error| panic!("finding `{css}`: {error}"))
     }
 
     /// Waits for an element matching `css` to be present and displayed.
@@ -219,15 +175,8 @@ impl Browser {
         loop {
             if let Some(element) = self.find_all(css).await.into_iter().next() {
                 // The element may be replaced between finding and reading it.
-                if let Ok(text) = self
-                    .command(
-                        reqwest::Method::GET,
-                        &format!("/element/{}/text", element.0),
-                        None,
-                    )
-                    .await
-                {
-                    last = text.as_str().unwrap_or_default().to_string();
+                if let Ok(text) = element.text().await {
+                    last = text;
                     if accept(&last) {
                         return last;
                     }
@@ -257,16 +206,9 @@ impl Browser {
         }
     }
 
-    /// Whether an element is displayed.
+    /// Whether an element is displayed (a replaced element is not).
     pub(crate) async fn displayed(&self, element: &Element) -> bool {
-        self.command(
-            reqwest::Method::GET,
-            &format!("/element/{}/displayed", element.0),
-            None,
-        )
-        .await
-        .map(|value| value == Value::Bool(true))
-        .unwrap_or(false)
+        element.is_displayed().await.unwrap_or(false)
     }
 
     /// Waits for `css` and clicks it (again if the page replaced it meanwhile: live parts of the
@@ -275,16 +217,9 @@ impl Browser {
         let deadline = Instant::now() + PAGE_PATIENCE;
         loop {
             let element = self.wait(css).await;
-            let clicked = self
-                .command(
-                    reqwest::Method::POST,
-                    &format!("/element/{}/click", element.0),
-                    Some(json!({})),
-                )
-                .await;
-            match clicked {
-                Ok(_) => return,
-                Err(error) if error.contains("stale element") && Instant::now() < deadline => {}
+            match element.click().await {
+                Ok(()) => return,
+                Err(error) if is_stale(&error) && Instant::now() < deadline => {}
                 Err(error) => panic!("clicking `{css}`: {error}"),
             }
         }
@@ -293,13 +228,14 @@ impl Browser {
     /// Clears an input and types `text` into it.
     pub(crate) async fn fill(&self, css: &str, text: &str) {
         let element = self.wait(css).await;
-        self.post(&format!("/element/{}/clear", element.0), json!({}))
-            .await;
-        self.post(
-            &format!("/element/{}/value", element.0),
-            json!({ "text": text }),
-        )
-        .await;
+        element
+            .clear()
+            .await
+            .unwrap_or_else(|error| panic!("clearing `{css}`: {error}"));
+        element
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|error| panic!("typing into `{css}`: {error}"));
     }
 
     /// The visible text of the first element matching `css`.
@@ -307,16 +243,9 @@ impl Browser {
         let deadline = Instant::now() + PAGE_PATIENCE;
         loop {
             let element = self.wait(css).await;
-            let text = self
-                .command(
-                    reqwest::Method::GET,
-                    &format!("/element/{}/text", element.0),
-                    None,
-                )
-                .await;
-            match text {
-                Ok(text) => return text.as_str().unwrap_or_default().to_string(),
-                Err(error) if error.contains("stale element") && Instant::now() < deadline => {}
+            match element.text().await {
+                Ok(text) => return text,
+                Err(error) if is_stale(&error) && Instant::now() < deadline => {}
                 Err(error) => panic!("text of `{css}`: {error}"),
             }
         }
@@ -325,10 +254,10 @@ impl Browser {
     /// The whole page's visible text.
     pub(crate) async fn page_text(&self) -> String {
         match self
-            .command(
-                reqwest::Method::POST,
-                "/execute/sync",
-                Some(json!({ "script": "return document.body ? document.body.innerText : ''", "args": [] })),
+            .client
+            .execute(
+                "return document.body ? document.body.innerText : ''",
+                vec![],
             )
             .await
         {
@@ -343,90 +272,109 @@ impl Browser {
         let Ok(dir) = std::env::var("ORCHESTRATOR_DASHBOARD_SCREENSHOTS") else {
             return;
         };
-        let data = self
-            .command(reqwest::Method::GET, "/screenshot", None)
+        let png = self
+            .client
+            .screenshot()
             .await
             .unwrap_or_else(|error| panic!("screenshot: {error}"));
-        let png = decode_base64(data.as_str().unwrap_or_default());
         let path = Path::new(&dir).join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     }
 
     /// Runs `script` (a function body) in the page and returns its value.
     pub(crate) async fn script(&self, script: &str) -> Value {
-        self.post("/execute/sync", json!({ "script": script, "args": [] }))
+        self.client
+            .execute(script, vec![])
             .await
+            .unwrap_or_else(|error| panic!("script `{script}`: {error}"))
     }
 
     /// Runs `script` (a function body whose last argument is the callback) and returns what it
     /// passes to the callback.
     pub(crate) async fn script_async(&self, script: &str) -> Value {
-        self.post("/execute/async", json!({ "script": script, "args": [] }))
+        self.client
+            .execute_async(script, vec![])
             .await
+            .unwrap_or_else(|error| panic!("script `{script}`: {error}"))
     }
+}
+
+fn is_stale(error: &CmdError) -> bool {
+    error.is_stale_element_reference()
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Ends the session (chromedriver then closes Chromium), then stops chromedriver.
-        end_session(&self.session);
+        // Ends the session and waits for it (chromedriver then closes Chromium): drop cannot
+        // await, and the runtime may stop before a detached close runs, so this blocks its worker
+        // thread (the tests run on the multi-threaded runtime). Then stops chromedriver.
+        let chromium = descendants(self.driver.id());
+        let client = self.client.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| {
+                runtime.block_on(async {
+                    let _ = tokio::time::timeout(CLOSE_PATIENCE, client.close()).await;
+                });
+            });
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
-    }
-}
-
-/// Sends `DELETE {session}` over a plain blocking socket (drop cannot await); errors are ignored.
-fn end_session(session: &str) {
-    use std::io::{Read, Write};
-    let Some((authority, path)) = session
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split_once('/'))
-    else {
-        return;
-    };
-    let Ok(mut socket) = std::net::TcpStream::connect(authority) else {
-        return;
-    };
-    let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
-    let request =
-        format!("DELETE /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-    if socket.write_all(request.as_bytes()).is_ok() {
-        let mut answer = Vec::new();
-        let _ = socket.read_to_end(&mut answer);
-    }
-}
-
-/// Reads a response body as JSON (`null` when it is not JSON).
-trait JsonValue {
-    async fn json_value(self) -> Value;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> Value {
-        let text = self.text().await.unwrap_or_default();
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-}
-
-/// Decodes standard base64 (the screenshot's encoding); invalid characters are skipped.
-fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut buffer, mut bits) = (0_u32, 0);
-    for sextet in text.bytes().filter_map(value) {
-        buffer = (buffer << 6) | u32::from(sextet);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((buffer >> bits) & 0xFF) as u8);
+        // Chromium's processes exit a moment after the session ends; wait for them so that none
+        // outlives the test, and kill any that hang on.
+        let deadline = Instant::now() + CLOSE_PATIENCE;
+        while chromium.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in chromium.into_iter().filter(|&pid| alive(pid)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
-    out
+}
+
+/// The processes descending from `root` (Chromium and its helpers under chromedriver), read from
+/// `/proc`; empty where there is no `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    let mut family = vec![root];
+    let mut next = 0;
+    while next < family.len() {
+        let parent = family[next];
+        family.extend(
+            parents
+                .iter()
+                .filter(|&&(_, ppid)| ppid == parent)
+                .map(|&(pid, _)| pid),
+        );
+        next += 1;
+    }
+    family.remove(0);
+    family
+}
+
+/// The parent of `pid` (the fourth field of `/proc/{pid}/stat`, after the parenthesised name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is still a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
 }

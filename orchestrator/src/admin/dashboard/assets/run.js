@@ -99,6 +99,8 @@ export async function runPage(main, session, id) {
     payloads);
 
   async function act(action) {
+    // The previous action's result would read as this one's while its dialog is open.
+    actionResult.replaceChildren();
     const fields = action.fields.map((field) => ({ ...field }));
     if (action.verb === 'fork') {
       fields[0].value = selectedStep === null ? '' : String(selectedStep);
@@ -134,6 +136,9 @@ export async function runPage(main, session, id) {
   }
 
   function render(d) {
+    // The read that follows an action can answer after a newer live update: never draw an older
+    // state over a newer one (the stream would not resend the newer one, nothing changed since).
+    if (latest && d.updated_at_ms < latest.updated_at_ms) return;
     latest = d;
     for (const [verb, button] of Object.entries(buttons)) {
       button.disabled = !APPLIES[verb](d.state, d.paused);

@@ -97,6 +97,7 @@ export async function runsPage(main, session) {
     h('h3', null, 'Bulk action on every run matching the filters'), bulkVerb, bulkReason, bulkButton, bulkResult);
   if (session.read_only) bulk.hidden = true;
   bulkButton.addEventListener('click', async () => {
+    bulkResult.replaceChildren();
     const verb = bulkVerb.value;
     const body = bulkBody();
     if (bulkReason.value.trim() && verb !== 'resume' && verb !== 'retry') body.reason = bulkReason.value.trim();
